@@ -1,0 +1,1 @@
+"""Building blocks shared by every concern: managed files, stamps and quoting."""

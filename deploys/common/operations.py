@@ -1,0 +1,114 @@
+"""Operations shared by the concerns."""
+
+from __future__ import annotations
+
+import hashlib
+from io import StringIO
+from typing import Any
+
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, HiddenValue, QuoteString, StringCommand, operation
+from pyinfra.facts.files import FileContents
+from pyinfra.operations.util.files import generate_color_diff
+
+from .facts import FileStates
+
+STATE_DIR = "/var/lib/egograph-deploy"
+"""Where the deploy keeps its stamps on the target (root-only)."""
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unmask(content: str | HiddenValue) -> str:
+    return content.unmask() if isinstance(content, HiddenValue) else content
+
+
+@operation()
+def managed_file(
+    path: str,
+    content: str | HiddenValue,
+    *,
+    mode: int = 0o644,
+    user: str = "root",
+    group: str = "root",
+    create_parent: bool = False,
+) -> Any:
+    """
+    Make a file hold exactly ``content``, replaced atomically, with the given mode and owner.
+
+    + path: absolute path on the target
+    + content: the text; a ``HiddenValue`` marks it secret: never printed, not even by
+      ``--diff``, and the file exists only with ``mode`` (a temporary file is created
+      ``0600`` before any byte is written, then renamed over the old one)
+    + mode/user/group: wanted permissions, compared on every run
+    + create_parent: create the parent directory (0755) when missing
+
+    **Example:**
+
+    .. code:: python
+
+        managed_file(
+            name="Env file for egograph-backend",
+            path="/opt/egograph/repo/backend/.env",
+            content=HiddenValue("API_KEY=...\\n"),
+            mode=0o600,
+        )
+    """
+    secret = isinstance(content, HiddenValue)
+    text = _unmask(content)
+    wanted = sha256_text(text)
+    current = host.get_fact(FileStates, paths=[path]).get(path)
+
+    if current and current["sha256"] == wanted:
+        fixes: list[StringCommand] = []
+        if current["user"] != user or current["group"] != group:
+            fixes.append(StringCommand("chown", QuoteString(f"{user}:{group}"), QuoteString(path)))
+        if current["mode"] != mode:
+            fixes.append(StringCommand("chmod", f"{mode:o}", QuoteString(path)))
+        if not fixes:
+            host.noop(f"{path} is up to date")
+        yield from fixes
+        return
+
+    if state.config.DIFF:
+        _log_diff(path, text, secret, exists=current is not None)
+
+    tmp = f"{path}.egograph-deploy.tmp"
+    parent = path.rsplit("/", 1)[0] or "/"
+    prepare: list[Any] = ["umask 077", "&&"]
+    if create_parent:
+        prepare += ["mkdir", "-p", QuoteString(parent), "&&"]
+    # Create the temporary file empty and private first: the upload then writes into a file
+    # nobody else can read, whatever the SFTP server's umask.
+    prepare += ["rm", "-f", QuoteString(tmp), "&&", ":", ">", QuoteString(tmp)]
+    yield StringCommand(*prepare)
+    yield FileUploadCommand(StringIO(text), tmp)
+    yield StringCommand(
+        "chown",
+        QuoteString(f"{user}:{group}"),
+        QuoteString(tmp),
+        "&&",
+        "chmod",
+        f"{mode:o}",
+        QuoteString(tmp),
+        "&&",
+        "mv",
+        "-f",
+        QuoteString(tmp),
+        QuoteString(path),
+    )
+
+
+def _log_diff(path: str, text: str, secret: bool, *, exists: bool) -> None:
+    action = "modify" if exists else "create"
+    if secret:
+        host.log(f"Will {action} {path} (contents are secret and not shown)", logger.info)
+        return
+    current = host.get_fact(FileContents, path=path) if exists else None
+    current_lines = [line + "\n" for line in current] if current else []
+    host.log(f"Will {action} {path}", logger.info)
+    for line in generate_color_diff(current_lines, text.splitlines(keepends=True)):
+        logger.info("  %s", line)
+    logger.info("")

@@ -1,0 +1,21 @@
+"""The in-container deploy, in the runbook's order (§2 packages and uv, §3 checkout and
+env files, §4 `uv sync` and DuckDB httpfs, §5 systemd)."""
+
+from __future__ import annotations
+
+from . import duckdb, packages, repo, services, uv
+from .hostsettings import current
+
+
+def converge() -> None:
+    settings = current()
+    packages.install_packages(settings=settings)
+    uv.install_uv(settings=settings)
+    # One commit for the whole run, resolved before anything changes, so the checkout,
+    # the sync and the restart agree and a dry run can predict all three.
+    commit = repo.wanted_commit(settings)
+    repo.checkout_repo(settings=settings, commit=commit)
+    services.write_env_files(settings=settings)
+    uv.sync_environment(settings=settings, commit=commit)
+    duckdb.install_extensions(settings=settings)
+    services.run_services(settings=settings, commit=commit)

@@ -1,0 +1,65 @@
+"""Hosts for ``inventory.py``, with every setting validated before pyinfra connects.
+
+pyinfra connects to every host before it loads a deploy file, so a deploy file is too late
+to refuse bad settings "before anything is touched". The inventory is the last thing
+pyinfra runs before connecting: it merges the group data the way pyinfra will and stops
+the run with every bad setting listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyinfra_cli.inventory import _get_group_data
+
+from .settings import SettingsError, validate
+
+GROUP = "egograph"
+HOSTS_FILE_ENV = "EGOGRAPH_HOSTS_FILE"
+DEFAULT_HOST = "egograph-prod"
+
+
+def _hosts_from_env() -> list[tuple[str, dict[str, Any]]]:
+    path = os.environ.get(HOSTS_FILE_ENV)
+    if not path:
+        # Production: the container's tailnet name, SSH as root (runbook §6).
+        return [(os.environ.get("EGOGRAPH_HOST", DEFAULT_HOST), {})]
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [(entry["name"], dict(entry.get("data", {}))) for entry in doc["hosts"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(
+            f"{HOSTS_FILE_ENV}={path}: cannot read it ({exc}); expected JSON "
+            '{"hosts": [{"name": "host", "data": {...}}]}'
+        ) from exc
+
+
+def _group_data(inventory_dir: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    dirs = [Path.cwd() / "group_data", inventory_dir / "group_data"]
+    for d in dict.fromkeys(p.resolve() for p in dirs):
+        groups = _get_group_data(str(d))
+        merged.update(groups.get("all", {}))
+        merged.update(groups.get(GROUP, {}))
+    return merged
+
+
+def load_hosts(inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
+    """Return ``[(host, data)]``; exit with every bad setting listed if any is wrong."""
+    hosts = _hosts_from_env()
+    group = _group_data(Path(inventory_file).resolve().parent)
+    problems: list[str] = []
+    for name, data in hosts:
+        try:
+            validate({**group, **data})
+        except SettingsError as exc:
+            problems += [f"  {name}: {e}" for e in exc.errors]
+    if problems:
+        print("egograph-deploy: bad settings, nothing was touched:", file=sys.stderr)
+        print("\n".join(problems), file=sys.stderr)
+        raise SystemExit(2)
+    return hosts

@@ -1,0 +1,70 @@
+"""apt operations that stay quiet when nothing has to change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+
+from .facts import UPDATE_STAMP, AptState
+
+
+def _apt_get(lock_timeout: int, *args: Any) -> StringCommand:
+    return StringCommand(
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "-q",
+        "-y",
+        "-o",
+        f"DPkg::Lock::Timeout={lock_timeout}",
+        "-o",
+        'Dpkg::Options::="--force-confdef"',
+        "-o",
+        'Dpkg::Options::="--force-confold"',
+        *args,
+    )
+
+
+@operation()
+def apt_packages(packages: list[str], *, cache_time: int = 86400, lock_timeout: int = 300) -> Any:
+    """
+    Install missing apt packages, refreshing the lists first only when they are older than
+    ``cache_time`` — so a host that has everything never runs ``apt-get update``.
+
+    + packages: names, optionally pinned as ``name=version``
+    + cache_time: lists younger than this many seconds are used as they are
+    + lock_timeout: seconds to wait for a dpkg/apt lock held by another process
+      (unattended-upgrades, a second deploy) before failing with apt's message
+
+    **Example:**
+
+    .. code:: python
+
+        apt_packages(name="Install git, curl", packages=["git", "curl"], cache_time=86400)
+    """
+    current = host.get_fact(AptState, packages=packages)
+    installed = current["installed"]
+    missing = []
+    for spec in packages:
+        pkg, _, version = spec.partition("=")
+        if pkg not in installed or (version and installed[pkg] != version):
+            missing.append(spec)
+    if not missing:
+        host.noop(f"{', '.join(packages)} installed")
+        return
+    age = current["lists_age"]
+    if age is None or age > cache_time:
+        yield StringCommand(
+            _apt_get(lock_timeout, "update"),
+            "&&",
+            "mkdir",
+            "-p",
+            "/var/lib/apt/periodic",
+            "&&",
+            "touch",
+            UPDATE_STAMP,
+        )
+    yield _apt_get(
+        lock_timeout, "install", "--no-install-recommends", *[QuoteString(p) for p in missing]
+    )

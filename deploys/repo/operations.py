@@ -1,0 +1,135 @@
+"""Operations on the app's git checkout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
+
+from .facts import SHA_RE, GitCheckout
+
+
+class LocalChangesError(OperationError):
+    """The server's checkout has uncommitted changes to tracked files."""
+
+
+@operation()
+def checkout(
+    url: str,
+    path: str,
+    ref: str,
+    *,
+    commit: str | None = None,
+    discard_local_changes: bool = False,
+) -> Any:
+    """
+    Clone ``url`` into ``path`` and keep it at the commit ``ref`` names on the remote.
+
+    Uncommitted changes to tracked files on the server are never thrown away silently: the
+    operation fails and lists them, unless ``discard_local_changes`` is set (then they are
+    reset, as the runbook's ``git reset --hard`` would). Untracked files (the env files,
+    ``.venv``) are left alone.
+
+    + url: the repository
+    + path: checkout directory (its parent is created)
+    + ref: branch, tag or 40-hex commit to follow
+    + commit: the commit resolved before the run (keeps every operation of one run on the
+      same commit); resolved here when None
+    + discard_local_changes: allow resetting local modifications
+
+    **Example:**
+
+    .. code:: python
+
+        checkout(name="Check out main", url="https://github.com/endo-ava/ego-graph",
+                 path="/opt/egograph/repo", ref="main")
+    """
+    current = host.get_fact(GitCheckout, path=path, url=url, ref=commit or ref)
+    want = commit or current["remote"]
+    p = QuoteString(path)
+    is_branch = not SHA_RE.match(ref)
+
+    if not current["exists"]:
+        parent = path.rsplit("/", 1)[0] or "/"
+        yield StringCommand(
+            "mkdir",
+            "-p",
+            QuoteString(parent),
+            "&&",
+            "git",
+            "clone",
+            "--quiet",
+            "--no-checkout",
+            "--",
+            QuoteString(url),
+            p,
+        )
+        yield from _move(path, ref, want, is_branch, force=False, fetch=want is None)
+        return
+
+    if current["dirty"]:
+        files = "\n  ".join(current["dirty"])
+        if not discard_local_changes:
+            raise LocalChangesError(
+                f"{path} has local changes to tracked files:\n  {files}\n"
+                "Commit or revert them on the server, or set repo_discard_local_changes = "
+                "True to let the deploy discard them."
+            )
+        host.log(f"Discarding local changes in {path}:\n  {files}")
+
+    if current["origin"] != url:
+        yield StringCommand("git", "-C", p, "remote", "set-url", "origin", QuoteString(url))
+
+    on_branch = current["branch"] == ref if is_branch else current["branch"] is None
+    if want is not None and current["head"] == want and on_branch and not current["dirty"]:
+        host.noop(f"{path} is at {want[:12]} ({ref})")
+        return
+    yield from _move(path, ref, want, is_branch, force=bool(current["dirty"]), fetch=True)
+
+
+def _move(
+    path: str, ref: str, want: str | None, is_branch: bool, *, force: bool, fetch: bool
+) -> Any:
+    p = QuoteString(path)
+    if fetch or want is not None:
+        refspec = (
+            f"+refs/heads/{ref}:refs/remotes/origin/{ref}"
+            if is_branch
+            else f"+refs/tags/{ref}:refs/tags/{ref}"
+        )
+        if SHA_RE.match(ref):
+            yield StringCommand("git", "-C", p, "fetch", "--quiet", "origin")
+        else:
+            yield StringCommand(
+                "git", "-C", p, "fetch", "--quiet", "--prune", "origin", QuoteString(refspec)
+            )
+    target = want or (f"origin/{ref}" if is_branch else ref)
+    force_flag = ["--force"] if force else []
+    if is_branch:
+        yield StringCommand(
+            "git",
+            "-C",
+            p,
+            "checkout",
+            "--quiet",
+            *force_flag,
+            "-B",
+            QuoteString(ref),
+            QuoteString(target),
+        )
+    else:
+        yield StringCommand(
+            "git", "-C", p, "checkout", "--quiet", *force_flag, "--detach", QuoteString(target)
+        )
+    if is_branch:
+        yield StringCommand(
+            "git",
+            "-C",
+            p,
+            "branch",
+            "--quiet",
+            "--set-upstream-to",
+            QuoteString(f"origin/{ref}"),
+            QuoteString(ref),
+        )

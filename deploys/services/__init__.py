@@ -1,0 +1,79 @@
+"""The app's services under systemd (runbook §3 env files, §5 units)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import jinja2
+from pyinfra import host
+from pyinfra.api import HiddenValue, deploy
+
+from ..common.operations import managed_file, sha256_text
+from ..settings import Service, Settings, read_env_source
+from .operations import daemon_reload, service
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FunctionLoader(
+        lambda name: resources.files(__package__).joinpath("templates", name).read_text()
+    ),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def render_unit(settings: Settings, svc: Service) -> str:
+    env = dict(settings.uv_environment)
+    if settings.duckdb_extension_directory:
+        env["DUCKDB_EXTENSION_DIRECTORY"] = settings.duckdb_extension_directory
+    return _TEMPLATES.get_template("unit.service.j2").render(
+        service=svc,
+        uv_path=settings.uv_path,
+        uv_dir=settings.uv_dir,
+        repo_path=settings.repo_path,
+        environment=sorted(env.items()),
+        restart_sec=settings.service_restart_sec,
+    )
+
+
+@deploy("Env files")
+def write_env_files(settings: Settings) -> None:
+    for svc in host.loop(settings.services):
+        managed_file(
+            name=f"Env file for {svc.unit} ({svc.env_file}, 0600)",
+            path=svc.env_file,
+            content=HiddenValue(read_env_source(svc.env_source)),
+            mode=0o600,
+            create_parent=True,
+        )
+
+
+@deploy("Services")
+def run_services(settings: Settings, commit: str | None) -> None:
+    units = {svc.unit: render_unit(settings, svc) for svc in settings.services}
+    for svc in host.loop(settings.services):
+        managed_file(
+            name=f"Unit {svc.unit_file}",
+            path=svc.unit_file,
+            content=units[svc.unit],
+            mode=0o644,
+        )
+    daemon_reload(
+        name="Reload systemd when a unit changed",
+        units={u: sha256_text(text) for u, text in units.items()},
+        repo_path=settings.repo_path,
+    )
+    for svc in host.loop(settings.services):
+        service(
+            name=f"{svc.unit} enabled, running the current release, healthy",
+            unit=svc.unit,
+            stamp={
+                "unit": sha256_text(units[svc.unit]),
+                "env": sha256_text(read_env_source(svc.env_source)),
+            },
+            health_url=svc.health_url,
+            health_timeout=settings.service_health_timeout,
+            repo_path=settings.repo_path,
+            commit=commit,
+        )

@@ -1,0 +1,199 @@
+"""Operations that install uv and sync the app's environment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import (
+    FileUploadCommand,
+    FunctionCommand,
+    QuoteString,
+    StringCommand,
+    operation,
+)
+
+from . import wheel
+from .facts import UvInstall, UvSyncState
+
+
+def profile_line(uv_dir: str) -> str:
+    return f'export PATH="{uv_dir}:$PATH"'
+
+
+@operation()
+def uv_binary(
+    version: str,
+    path: str,
+    profile: str,
+    *,
+    method: str = "installer",
+    installer_url: str = "https://astral.sh/uv/{version}/install.sh",
+    wheel_index: str = "",
+) -> Any:
+    """
+    Install uv ``version`` at ``path`` (uvx beside it) and put its directory on PATH in
+    ``profile``. Nothing happens when that version is already there.
+
+    + method: ``installer`` runs the official, version-pinned install script on the target;
+      ``wheel`` makes the controller fetch the uv wheel for the target's machine from
+      ``wheel_index``, verify its sha256 and push the binaries
+    + installer_url: the script's URL, ``{version}`` replaced
+    + wheel_index: a PEP 691 simple index
+
+    **Example:**
+
+    .. code:: python
+
+        uv_binary(name="Install uv 0.13.9", version="0.13.9",
+                  path="/root/.local/bin/uv", profile="/root/.profile")
+    """
+    uv_dir = path.rsplit("/", 1)[0]
+    line = profile_line(uv_dir)
+    current = host.get_fact(UvInstall, path=path, profile=profile, line=line)
+
+    if current["version"] == version:
+        host.noop(f"uv {version} is installed at {path}")
+    elif method == "installer":
+        url = installer_url.format(version=version)
+        # UV_NO_MODIFY_PATH: the profile line below is managed here, idempotently.
+        yield StringCommand(
+            "curl",
+            "-LsSf",
+            "--proto",
+            "=https",
+            "--retry",
+            "3",
+            QuoteString(url),
+            "|",
+            "env",
+            QuoteString(f"UV_INSTALL_DIR={uv_dir}"),
+            "UV_NO_MODIFY_PATH=1",
+            "sh",
+            "&&",
+            QuoteString(path),
+            "--version",
+            "|",
+            "grep",
+            "-qF",
+            QuoteString(f"uv {version}"),
+        )
+    else:
+        machine = current["machine"] or "x86_64"
+        local_uv, local_uvx = wheel.binary_paths(version, machine)
+        yield FunctionCommand(
+            wheel.ensure_binaries,
+            (wheel_index, version, machine),
+            {},
+        )
+        targets = ((local_uv, path), (local_uvx, f"{uv_dir}/uvx"))
+        yield StringCommand("mkdir", "-p", QuoteString(uv_dir))
+        for local, remote in targets:
+            tmp = f"{remote}.egograph-deploy.tmp"
+            yield FileUploadCommand(str(local), tmp)
+            yield StringCommand(
+                "chmod",
+                "755",
+                QuoteString(tmp),
+                "&&",
+                "mv",
+                "-f",
+                QuoteString(tmp),
+                QuoteString(remote),
+            )
+        yield StringCommand(
+            QuoteString(path),
+            "--version",
+            "|",
+            "grep",
+            "-qF",
+            QuoteString(f"uv {version}"),
+        )
+
+    if not current["profile_line"]:
+        yield StringCommand(
+            "printf",
+            "'%s\\n'",
+            QuoteString(line),
+            ">>",
+            QuoteString(profile),
+        )
+
+
+def sync_stamp_path(repo_path: str) -> str:
+    return f"{repo_path}/.venv/.egograph-deploy-sync.json"
+
+
+@operation()
+def uv_sync(
+    repo_path: str,
+    uv: str,
+    *,
+    environment: dict[str, str],
+    env_digest: str,
+    commit: str | None = None,
+) -> Any:
+    """
+    ``uv sync --all-packages --locked`` in the workspace, only when the checkout, its
+    ``uv.lock`` or uv's environment changed since the last successful sync (a stamp in the
+    venv records them). A lock that no longer matches the workspace fails the run loudly.
+
+    + repo_path: the workspace root
+    + uv: absolute path of the uv binary
+    + environment: variables for uv (e.g. ``UV_SYSTEM_CERTS=1``); not secret
+    + env_digest: identifies ``environment`` and the uv version in the stamp
+    + commit: the commit the deploy is moving to, when known before the checkout moves —
+      lets a dry run predict the sync
+
+    **Example:**
+
+    .. code:: python
+
+        uv_sync(name="uv sync", repo_path="/opt/egograph/repo", uv="/root/.local/bin/uv",
+                environment={}, env_digest="…")
+    """
+    stamp_path = sync_stamp_path(repo_path)
+    current = host.get_fact(UvSyncState, repo_path=repo_path, stamp=stamp_path)
+    stamp = current["stamp"] or {}
+    reasons = []
+    if not stamp:
+        reasons.append("never synced")
+    else:
+        if stamp.get("commit") != current["head"] or (commit and stamp.get("commit") != commit):
+            reasons.append("checkout moved")
+        if stamp.get("lock") != current["lock"]:
+            reasons.append("uv.lock changed")
+        if stamp.get("env") != env_digest:
+            reasons.append("uv version or environment changed")
+    if not reasons:
+        host.noop(f"environment in {repo_path} matches commit {str(stamp.get('commit'))[:12]}")
+        return
+    host.log(f"uv sync needed: {', '.join(reasons)}")
+    env = [f"{k}={v}" for k, v in sorted(environment.items())]
+    stamp_fmt = json.dumps({"commit": "%s", "lock": "%s", "env": env_digest})
+    r = QuoteString(repo_path)
+    yield StringCommand(
+        "cd",
+        r,
+        "&&",
+        "env",
+        *[QuoteString(e) for e in env],
+        QuoteString(uv),
+        "sync",
+        "--all-packages",
+        "--locked",
+        "--no-progress",
+        "&&",
+        "printf",
+        QuoteString(stamp_fmt),
+        '"$(git rev-parse HEAD)"',
+        '"$(sha256sum uv.lock | cut -c1-64)"',
+        ">",
+        QuoteString(stamp_path + ".tmp"),
+        "&&",
+        "mv",
+        "-f",
+        QuoteString(stamp_path + ".tmp"),
+        QuoteString(stamp_path),
+    )

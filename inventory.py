@@ -1,0 +1,11 @@
+"""Inventory: the production container, or the hosts in $EGOGRAPH_HOSTS_FILE.
+
+    pyinfra inventory.py deploys/prod.py                 # egograph-prod ($EGOGRAPH_HOST)
+    EGOGRAPH_HOSTS_FILE=hosts.json pyinfra inventory.py deploys/prod.py
+
+Settings are validated here, before pyinfra connects to anything.
+"""
+
+from deploys.inventory import load_hosts
+
+egograph = load_hosts(__file__)

@@ -1,0 +1,263 @@
+"""Sandbox containers: real systemd-booted Debian containers reachable over SSH.
+
+Each container is an overlay over the cached root filesystem (its own upper layer on disk,
+so it survives a reboot and costs seconds to create), booted with ``systemd-nspawn --boot``
+in a network namespace of its own on the sandbox bridge. sshd inside has a host key made
+for that container; the sandbox writes its line to a known_hosts file, so clients verify it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .host import run
+from .rootfs import ensure_rootfs
+
+FIRST_INDEX = 10
+
+
+@dataclass
+class Container:
+    name: str
+    index: int
+
+    @property
+    def dir(self) -> Path:
+        return paths.CONTAINERS / self.name
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "root"
+
+    @property
+    def ip(self) -> str:
+        return f"{paths.SUBNET}.{self.index}"
+
+    @property
+    def netns(self) -> str:
+        return f"egosbx-{self.name}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "nspawn.pid"
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def running(self) -> bool:
+        pid = self._pid()
+        return pid is not None and Path(f"/proc/{pid}").exists()
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _mount(self) -> None:
+        if os.path.ismount(self.root):
+            return
+        for d in ("upper", "work", "root"):
+            (self.dir / d).mkdir(parents=True, exist_ok=True)
+        lower = ensure_rootfs()
+        run(
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={lower},upperdir={self.dir / 'upper'},workdir={self.dir / 'work'}",
+            str(self.root),
+        )
+
+    def _network(self) -> None:
+        if run("ip", "netns", "list").stdout.find(self.netns) < 0:
+            run("ip", "netns", "add", self.netns)
+        veth = f"vsbx{self.index}"
+        if run("ip", "link", "show", veth, check=False).returncode != 0:
+            run(
+                "ip",
+                "link",
+                "add",
+                veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                self.netns,
+            )
+            run("ip", "link", "set", veth, "master", paths.BRIDGE, "up")
+            ns = ("ip", "-n", self.netns)
+            run(*ns, "addr", "add", f"{self.ip}/24", "dev", "eth0")
+            run(*ns, "link", "set", "eth0", "up")
+            run(*ns, "link", "set", "lo", "up")
+            run(*ns, "route", "add", "default", "via", paths.HOST_IP)
+
+    def _seed(self) -> None:
+        """Hostname, SSH access and DNS: what Proxmox would set up for a new container."""
+        etc = self.root / "etc"
+        (etc / "hostname").write_text(f"{self.name}\n")
+        (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {self.name}\n")
+        ssh = self.root / "root/.ssh"
+        ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ssh.chmod(0o700)
+        keys = ssh / "authorized_keys"
+        keys.write_text(paths.SSH_KEY.with_suffix(".pub").read_text())
+        keys.chmod(0o600)
+        hostkey = self.dir / "ssh_host_ed25519_key"
+        if not hostkey.exists():
+            run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(hostkey))
+        for suffix in ("", ".pub"):
+            dest = etc / "ssh" / f"ssh_host_ed25519_key{suffix}"
+            shutil.copyfile(f"{hostkey}{suffix}", dest)
+            dest.chmod(0o600 if not suffix else 0o644)
+
+    def start(self, timeout: float = 90) -> None:
+        if self.running():
+            return
+        self._mount()
+        self._network()
+        self._seed()
+        log = open(self.dir / "nspawn.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [
+                "systemd-nspawn",
+                "--quiet",
+                "-D",
+                str(self.root),
+                "--boot",
+                "--register=no",
+                "--keep-unit",
+                f"--machine={self.name}",
+                f"--network-namespace-path=/run/netns/{self.netns}",
+                "--resolv-conf=copy-host",
+                "--timezone=off",
+                "--console=read-only",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        self.pidfile.write_text(f"{proc.pid}\n")
+        write_ssh_files()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Wait until sshd answers and systemd has finished booting."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"{self.name}: nspawn exited; see {self.dir / 'nspawn.log'}")
+            probe = self.ssh("systemctl is-system-running --wait", check=False, timeout=30)
+            if probe.stdout.strip() in ("running", "degraded"):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.name} did not boot within {timeout}s")
+
+    def stop(self, timeout: float = 30) -> None:
+        pid = self._pid()
+        if pid is not None and self.running():
+            os.kill(pid, signal.SIGTERM)  # nspawn turns this into an orderly shutdown
+            deadline = time.monotonic() + timeout
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if self.running():
+                os.kill(pid, signal.SIGKILL)
+                time.sleep(0.5)
+        self.pidfile.unlink(missing_ok=True)
+
+    def destroy(self) -> None:
+        self.stop()
+        if os.path.ismount(self.root):
+            run("umount", str(self.root))
+        run("ip", "netns", "del", self.netns, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        write_ssh_files()
+
+    # --- access --------------------------------------------------------------------------
+
+    def ssh(
+        self, command: str, *, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", self.name, command],
+            check=check,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def pyinfra_data(self) -> dict[str, object]:
+        return {
+            "ssh_hostname": self.ip,
+            "ssh_user": "root",
+            "ssh_key": str(paths.SSH_KEY),
+            "ssh_known_hosts_file": str(paths.KNOWN_HOSTS),
+            "ssh_strict_host_key_checking": "yes",
+        }
+
+
+def _ensure_client_key() -> None:
+    if not paths.SSH_KEY.exists():
+        paths.SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "egograph-sandbox",
+            "-f",
+            str(paths.SSH_KEY),
+        )
+
+
+def all_containers() -> list[Container]:
+    found = []
+    for meta in sorted(paths.CONTAINERS.glob("*/meta.json")):
+        data = json.loads(meta.read_text())
+        found.append(Container(data["name"], data["index"]))
+    return found
+
+
+def write_ssh_files() -> None:
+    """known_hosts and an ssh_config naming every container (for ssh, testinfra, people)."""
+    known, config = [], []
+    for c in all_containers():
+        pub = c.dir / "ssh_host_ed25519_key.pub"
+        if pub.exists():
+            kind, key = pub.read_text().split()[:2]
+            known.append(f"{c.ip} {kind} {key}\n")
+        config.append(
+            f"Host {c.name}\n  HostName {c.ip}\n  User root\n  IdentityFile {paths.SSH_KEY}\n"
+            f"  IdentitiesOnly yes\n  UserKnownHostsFile {paths.KNOWN_HOSTS}\n"
+            "  StrictHostKeyChecking yes\n  LogLevel ERROR\n"
+        )
+    paths.KNOWN_HOSTS.write_text("".join(known))
+    paths.SSH_CONFIG.write_text("".join(config))
+
+
+def get(name: str) -> Container:
+    """The container called ``name``, created (not started) when new."""
+    _ensure_client_key()
+    meta = paths.CONTAINERS / name / "meta.json"
+    if meta.exists():
+        data = json.loads(meta.read_text())
+        return Container(data["name"], data["index"])
+    used = {c.index for c in all_containers()}
+    index = next(i for i in range(FIRST_INDEX, 250) if i not in used)
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"name": name, "index": index}) + "\n")
+    return Container(name, index)

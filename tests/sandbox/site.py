@@ -1,0 +1,140 @@
+"""The sandbox's stand-ins for the outside world, and the settings that point at them.
+
+- the app repository: the fixture app, committed into a bare repo served by git daemon
+- DuckDB's extension repository: httpfs from the `duckdb-ext-httpfs` wheel, over HTTP
+- the env file's source: a 0600 file on the controller holding a recognisable canary
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from deploys.uv.wheel import download_verified, index_files
+
+from . import paths
+
+FIXTURE_APP = Path(__file__).parent / "fixture_app"
+APP_REPO = "egograph.git"
+DUCKDB_VERSION = "1.4.4"
+INDEX = ""
+CANARY = "canary-sandbox-secret-5f3a9c"
+"""A fake secret in the env file; tests look for it where it must never appear."""
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, text=True, capture_output=True
+    ).stdout.strip()
+
+
+def work_tree() -> Path:
+    return paths.STATE / "work" / "egograph"
+
+
+def publish_app(message: str = "fixture app", changes: dict[str, str] | None = None) -> str:
+    """Commit the fixture app (plus ``changes``: path → content) and push it; return the sha."""
+    bare = paths.GIT_ROOT / APP_REPO
+    tree = work_tree()
+    if not bare.exists():
+        bare.parent.mkdir(parents=True, exist_ok=True)
+        _git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=bare.parent)
+    if not (tree / ".git").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        _git("init", "--quiet", "--initial-branch=main", str(tree), cwd=tree.parent)
+        _git("config", "user.email", "sandbox@egograph.invalid", cwd=tree)
+        _git("config", "user.name", "egograph sandbox", cwd=tree)
+        _git("remote", "add", "origin", str(bare), cwd=tree)
+        shutil.copytree(
+            FIXTURE_APP,
+            tree,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", ".venv"),
+        )
+        (tree / ".gitignore").write_text(".venv/\n__pycache__/\n*.env\n.env\n")
+    for rel, content in (changes or {}).items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(content)
+    _git("add", "-A", cwd=tree)
+    if _git("status", "--porcelain", cwd=tree):
+        _git("commit", "--quiet", "-m", message, cwd=tree)
+    _git("push", "--quiet", "origin", "main", cwd=tree)
+    return _git("rev-parse", "HEAD", cwd=tree)
+
+
+def app_head() -> str:
+    return _git("rev-parse", "HEAD", cwd=work_tree())
+
+
+def publish_duckdb_extensions() -> str:
+    """Lay out a DuckDB extension repository with httpfs; return its URL."""
+    dest = paths.WWW_ROOT / "duckdb" / f"v{DUCKDB_VERSION}" / "linux_amd64"
+    target = dest / "httpfs.duckdb_extension.gz"
+    if not target.exists():
+        wheel = next(
+            f
+            for f in index_files(INDEX, "duckdb-ext-httpfs")
+            if f["filename"].startswith(f"duckdb_ext_httpfs-{DUCKDB_VERSION}.")
+            and "manylinux_2_28_x86_64" in f["filename"]
+        )
+        data = download_verified(wheel["url"], wheel["hashes"]["sha256"])
+        member = f"duckdb_ext/extensions/v{DUCKDB_VERSION}/linux_amd64/httpfs.duckdb_extension"
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            binary = zf.read(member)
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(gzip.compress(binary))
+        tmp.replace(target)
+    return f"http://{paths.HOST_IP}:{paths.HTTP_PORT}/duckdb"
+
+
+def write_secret_env(name: str = "backend", extra: dict[str, str] | None = None) -> Path:
+    """The controller-side env file for a service (0600), with a canary secret in it."""
+    secrets = paths.STATE / "secrets"
+    secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
+    values = {
+        "EGOGRAPH_GREETING": "hello from the sandbox",
+        "EGOGRAPH_API_KEY": CANARY,
+        **(extra or {}),
+    }
+    path = secrets / f"{name}.env"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return path
+
+
+def settings(env_file: Path) -> dict[str, Any]:
+    """Settings that point the deploy at the sandbox's stand-ins (override group_data)."""
+    return {
+        "repo_url": f"git://{paths.HOST_IP}/{APP_REPO}",
+        "uv_install_method": "wheel",
+        # uv must trust the host's CA (TLS-intercepting egress), and use the distro Python.
+        "uv_environment": {"UV_SYSTEM_CERTS": "1", "UV_PYTHON_DOWNLOADS": "never"},
+        "duckdb_extension_repository": publish_duckdb_extensions(),
+        "services": [
+            {
+                "name": "backend",
+                "unit": "egograph-backend",
+                "description": "EgoGraph Backend",
+                "module": "backend.main:app",
+                "port": 8000,
+                "env_file": "backend/.env",
+                "env_source": {"file": str(env_file)},
+                "health_path": "/health",
+            }
+        ],
+    }
+
+
+def write_hosts_file(path: Path, hosts: list[tuple[str, dict[str, Any]]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"hosts": [{"name": n, "data": d} for n, d in hosts]}, indent=2))
+    return path
