@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import types
 from pathlib import Path
 from typing import Any
-
-from pyinfra_cli.inventory import _get_group_data
 
 from .settings import SettingsError, validate
 
@@ -38,20 +37,33 @@ def _hosts_from_env() -> list[tuple[str, dict[str, Any]]]:
         ) from exc
 
 
-def _group_data(inventory_dir: Path) -> dict[str, Any]:
+def load_group_file(path: Path) -> dict[str, Any]:
+    """The data a group data file defines, as pyinfra reads it (imports left out)."""
+    namespace: dict[str, Any] = {"__file__": str(path)}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("__")
+        and not isinstance(v, types.ModuleType | types.FunctionType | type)
+    }
+
+
+def group_data(*dirs: Path) -> dict[str, Any]:
+    """``all`` then ``egograph`` group data from each directory, later ones winning."""
     merged: dict[str, Any] = {}
-    dirs = [Path.cwd() / "group_data", inventory_dir / "group_data"]
     for d in dict.fromkeys(p.resolve() for p in dirs):
-        groups = _get_group_data(str(d))
-        merged.update(groups.get("all", {}))
-        merged.update(groups.get(GROUP, {}))
+        for group in ("all", GROUP):
+            if (d / f"{group}.py").is_file():
+                merged.update(load_group_file(d / f"{group}.py"))
     return merged
 
 
 def load_hosts(inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
     """Return ``[(host, data)]``; exit with every bad setting listed if any is wrong."""
     hosts = _hosts_from_env()
-    group = _group_data(Path(inventory_file).resolve().parent)
+    inventory_dir = Path(inventory_file).resolve().parent
+    group = group_data(Path.cwd() / "group_data", inventory_dir / "group_data")
     problems: list[str] = []
     for name, data in hosts:
         try:

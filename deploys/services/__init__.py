@@ -72,6 +72,8 @@ def run_services(settings: Settings, commit: str | None) -> None:
                 "unit": sha256_text(units[svc.unit]),
                 "env": sha256_text(read_env_source(svc.env_source)),
             },
+            unit_file=svc.unit_file,
+            env_file=svc.env_file,
             health_url=svc.health_url,
             health_timeout=settings.service_health_timeout,
             repo_path=settings.repo_path,

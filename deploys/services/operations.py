@@ -50,6 +50,8 @@ def service(
     unit: str,
     *,
     stamp: dict[str, str],
+    unit_file: str,
+    env_file: str,
     health_url: str,
     health_timeout: int,
     repo_path: str,
@@ -66,8 +68,9 @@ def service(
     unit's last journal lines.
 
     + unit: unit name without ``.service``
-    + stamp: ``{"unit": sha, "env": sha}`` of the wanted files; the commit is added from the
-      checkout when the service starts
+    + stamp: ``{"unit": sha, "env": sha}`` of the wanted files
+    + unit_file/env_file: their paths; the stamp records the digests of the files as they
+      are when the unit starts healthy (computed on the target, never passed in argv)
     + commit: the commit the run moves to when known (lets a dry run predict the restart)
 
     **Example:**
@@ -75,7 +78,9 @@ def service(
     .. code:: python
 
         service(name="egograph-backend running", unit="egograph-backend",
-                stamp={"unit": "9f2c…", "env": "41d0…"}, health_url="http://127.0.0.1:8000/health",
+                stamp={"unit": "9f2c…", "env": "41d0…"},
+                unit_file="/etc/systemd/system/egograph-backend.service",
+                env_file="/opt/egograph/repo/backend/.env", health_url="http://127.0.0.1:8000/health",
                 health_timeout=60, repo_path="/opt/egograph/repo")
     """
     facts = host.get_fact(ServiceStates, units=[unit], repo_path=repo_path, stamp_dir=STATE_DIR)
@@ -98,34 +103,33 @@ def service(
     verb = "restart" if active else "start"
     host.log(f"{verb} {unit}: {', '.join(reasons) if active else 'not running'}")
 
-    stamp_file = f"{STATE_DIR}/{unit}.started.json"
-    stamp_fmt = json.dumps({**stamp, "commit": "%s"})
-    u = QuoteString(f"{unit}.service")
     yield StringCommand(
-        "systemctl",
-        verb,
-        u,
+        StringCommand("systemctl", verb, QuoteString(f"{unit}.service")),
         "&&",
         _wait_healthy(unit, health_url, health_timeout),
         "&&",
-        "install",
-        "-d",
-        "-m",
-        "700",
-        STATE_DIR,
+        _write_stamp(unit, unit_file, env_file, repo_path),
+    )
+
+
+def _write_stamp(unit: str, unit_file: str, env_file: str, repo_path: str) -> StringCommand:
+    """Record, atomically, what the unit runs now: digests of its files as they are on the
+    target, and the checked-out commit."""
+    stamp = f"{STATE_DIR}/{unit}.started.json"
+    fmt = json.dumps({"unit": "%s", "env": "%s", "commit": "%s"})
+    digest = [
+        StringCommand('"$(sha256sum', QuoteString(path), '| cut -c1-64)"')
+        for path in (unit_file, env_file)
+    ]
+    head = StringCommand('"$(git -C', QuoteString(repo_path), 'rev-parse HEAD 2>/dev/null)"')
+    return StringCommand(
+        StringCommand("install", "-d", "-m", "700", STATE_DIR),
         "&&",
-        "printf",
-        QuoteString(stamp_fmt),
-        '"$(git -C',
-        QuoteString(repo_path),
-        'rev-parse HEAD 2>/dev/null)"',
+        StringCommand("printf", QuoteString(fmt), *digest, head),
         ">",
-        QuoteString(stamp_file + ".tmp"),
+        QuoteString(f"{stamp}.tmp"),
         "&&",
-        "mv",
-        "-f",
-        QuoteString(stamp_file + ".tmp"),
-        QuoteString(stamp_file),
+        StringCommand("mv", "-f", QuoteString(f"{stamp}.tmp"), QuoteString(stamp)),
     )
 
 

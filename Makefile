@@ -1,0 +1,60 @@
+# egograph-deploy. Every target installs what it needs; run as root on Debian/Ubuntu.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+HOSTS_FILE := /var/lib/egograph-sandbox/hosts.json
+PYTEST_ARGS ?=
+
+.PHONY: deps test test-unit test-e2e demo demo-down lint fmt docs bench
+
+# Host packages for the sandbox, uv (from the package index when missing), the project env.
+deps:
+	@missing=$$(for p in python3 python3-venv debootstrap systemd-container iproute2 iptables \
+	    openssh-client git curl ca-certificates; do \
+	    dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing: $$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@if [ ! -x "$(UV)" ]; then python3 -m venv .tools && .tools/bin/pip install -q uv==$(UV_VERSION); fi
+	@$(UV) sync --locked --quiet
+
+# pytest exits 5 when it collected nothing: say so, and fail (a run that tested nothing
+# is not a pass).
+test: deps
+	@$(UV) run pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+test-unit: deps
+	$(UV) run pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: deps
+	$(UV) run pytest -m e2e $(PYTEST_ARGS)
+
+# The whole deploy against the local sandbox: a fresh systemd container reached over SSH.
+demo: deps
+	$(UV) run python -m tests.sandbox up --name demo
+	EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/prod.py
+	@echo
+	@echo "The service answers inside the container 'demo':"
+	ssh -F /var/lib/egograph-sandbox/ssh/config demo curl -fsS http://127.0.0.1:8000/health; echo
+	@echo "Again, showing zero changes:  EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/prod.py"
+	@echo "A shell in it:                ssh -F /var/lib/egograph-sandbox/ssh/config demo"
+	@echo "Tear down:                    make demo-down"
+
+demo-down: deps
+	$(UV) run python -m tests.sandbox down
+
+lint: deps
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+fmt: deps
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+docs: deps
+	$(UV) run python -m deploys.docs
+
+bench: deps
+	$(UV) run python -m bench

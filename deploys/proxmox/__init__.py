@@ -1,0 +1,1 @@
+"""Proxmox VE side of the deploy: API client (:mod:`.client`) and conf-file edits (:mod:`.conf`)."""

@@ -1,0 +1,210 @@
+"""Settings: the runbook defaults validate; bad input names the setting and its form."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploys.inventory import group_data
+from deploys.settings import SETTINGS, SettingsError, validate
+
+PROJECT = Path(__file__).resolve().parents[3]
+
+
+def defaults() -> dict[str, Any]:
+    return copy.deepcopy(group_data(PROJECT / "group_data"))
+
+
+def with_env_file(data: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    env = tmp_path / "backend.env"
+    env.write_text("GREETING=hi\n")
+    data["services"][0]["env_source"] = {"file": str(env)}
+    return data
+
+
+def test_group_data_holds_exactly_the_known_settings() -> None:
+    data = defaults()
+    settings_keys = {k for k in data if not k.startswith(("_", "ssh_"))}
+    assert settings_keys == {s.name for s in SETTINGS}
+
+
+def test_runbook_defaults_validate(tmp_path: Path) -> None:
+    s = validate(with_env_file(defaults(), tmp_path))
+    assert s.ct_hostname == "egograph-prod"
+    assert (s.ct_cores, s.ct_memory_mb, s.ct_swap_mb, s.ct_disk_gb) == (2, 3072, 1024, 40)
+    assert s.repo_path == "/opt/egograph/repo"
+    assert s.uv_path == "/root/.local/bin/uv"
+    (svc,) = s.services
+    assert svc.module == "backend.main:app"
+    assert (svc.host, svc.port) == ("127.0.0.1", 8000)
+    assert svc.env_file == "/opt/egograph/repo/backend/.env"
+    assert svc.working_dir == "/opt/egograph/repo"
+    assert (svc.user, svc.group, svc.health_path) == ("root", "root", "/health")
+
+
+def test_a_second_service_is_a_config_change_only(tmp_path: Path) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    data["services"].append(
+        {
+            "name": "pipelines",
+            "unit": "egograph-pipelines",
+            "module": "egograph.pipelines.main:app",
+            "port": 8001,
+            "env_file": "pipelines/.env",
+            "env_source": data["services"][0]["env_source"],
+        }
+    )
+    s = validate(data)
+    assert [x.unit for x in s.services] == ["egograph-backend", "egograph-pipelines"]
+    assert s.services[1].env_file == "/opt/egograph/repo/pipelines/.env"
+
+
+BAD: list[tuple[str, Any, str]] = [
+    ("ct_cores", "two", "ct_cores: got 'two'; expected an integer from 1 to 8192"),
+    ("ct_cores", True, "ct_cores: got True; expected an integer"),
+    ("ct_memory_mb", 8, "ct_memory_mb: got 8; expected an integer (MiB) from 16"),
+    ("ct_swap_mb", -1, "ct_swap_mb: got -1"),
+    ("ct_disk_gb", 0, "ct_disk_gb: got 0"),
+    ("ct_hostname", "Ego_Graph", "ct_hostname: got 'Ego_Graph'; expected a DNS label"),
+    ("apt_packages", "git curl", "apt_packages: got 'git curl'; expected a list"),
+    ("apt_cache_time", "1d", "apt_cache_time: got '1d'; expected an integer number of seconds"),
+    ("uv_version", "latest", "uv_version: got 'latest'; expected a version 'X.Y.Z'"),
+    ("uv_path", "uv", "uv_path: got 'uv'; expected an absolute path"),
+    ("uv_path", "/root/../etc/uv", "uv_path: got '/root/../etc/uv'"),
+    ("uv_install_method", "pip", "uv_install_method: got 'pip'; expected 'installer' or 'wheel'"),
+    (
+        "uv_environment",
+        {"UV SYSTEM": "1"},
+        "uv_environment: got {'UV SYSTEM': '1'}; expected a mapping",
+    ),
+    ("repo_url", "github.com/x/y", "repo_url: got 'github.com/x/y'; expected a git URL"),
+    ("repo_branch", "--upload-pack=x", "repo_branch: got '--upload-pack=x'; expected a branch"),
+    ("repo_path", "opt/egograph", "repo_path: got 'opt/egograph'; expected an absolute path"),
+    (
+        "repo_discard_local_changes",
+        "yes",
+        "repo_discard_local_changes: got 'yes'; expected True or False",
+    ),
+    ("duckdb_extensions", ["httpfs;drop"], "duckdb_extensions: got ['httpfs;drop']"),
+    (
+        "duckdb_extension_repository",
+        "ftp://x",
+        "duckdb_extension_repository: got 'ftp://x'; expected '' or an http(s) URL",
+    ),
+    ("services", [], "services: got []; expected a non-empty list"),
+    ("service_health_timeout", 0, "service_health_timeout: got 0"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_bad_setting_is_named_with_its_expected_form(
+    tmp_path: Path, key: str, value: Any, message: str
+) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    data[key] = value
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert any(message in e for e in err.value.errors), err.value.errors
+
+
+BAD_SERVICE: list[tuple[str, Any, str]] = [
+    ("port", 70000, "services[0].port: got 70000; expected an integer from 1 to 65535"),
+    ("port", "8000", "services[0].port: got '8000'"),
+    (
+        "module",
+        "backend/main.py",
+        "services[0].module: got 'backend/main.py'; expected 'package.module:attribute'",
+    ),
+    ("unit", "egograph backend", "services[0].unit: got 'egograph backend'"),
+    ("host", "0.0.0.0.0", "services[0].host: got '0.0.0.0.0'"),
+    ("env_source", {"repo": "x"}, "services[0].env_source: got {'repo': 'x'}"),
+    ("env_source", {"file": "/nonexistent/backend.env"}, "does not exist on the controller"),
+    (
+        "env_source",
+        {"environ": ["EGOGRAPH_TEST_UNSET_VAR"]},
+        "EGOGRAPH_TEST_UNSET_VAR unset or empty",
+    ),
+    ("health_path", "health", "services[0].health_path: got 'health'"),
+    ("user", "Root User", "services[0].user: got 'Root User'"),
+    ("colour", "blue", "services[0].colour: unknown key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"), BAD_SERVICE, ids=[f"{k}={v!r}" for k, v, _ in BAD_SERVICE]
+)
+def test_bad_service_field_is_named(tmp_path: Path, key: str, value: Any, message: str) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    data["services"][0][key] = value
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert any(message in e for e in err.value.errors), err.value.errors
+
+
+def test_missing_required_service_field_and_duplicates(tmp_path: Path) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    twin = dict(data["services"][0])
+    del data["services"][0]["module"]
+    data["services"].append(twin)
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert "services[0].module: missing; expected 'package.module:attribute'" in " ".join(
+        err.value.errors
+    )
+
+
+def test_an_empty_env_file_is_refused(tmp_path: Path) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    Path(data["services"][0]["env_source"]["file"]).write_text("# nothing\n")
+    with pytest.raises(SettingsError, match="an empty env file is refused"):
+        validate(data)
+
+
+def test_every_bad_setting_is_reported_at_once(tmp_path: Path) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    data.update(ct_cores=0, uv_version="x", repo_path="relative")
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert len(err.value.errors) == 3
+
+
+def test_cli_refuses_bad_settings_before_connecting(tmp_path: Path) -> None:
+    """The whole CLI: exit non-zero, every bad setting listed, no connection attempted."""
+    hosts = tmp_path / "hosts.json"
+    # 192.0.2.0/24 is TEST-NET-1: if pyinfra tried to connect, it would hang, not fail fast.
+    hosts.write_text(
+        json.dumps(
+            {
+                "hosts": [
+                    {
+                        "name": "bad",
+                        "data": {
+                            "ssh_hostname": "192.0.2.250",
+                            "ct_cores": "two",
+                            "uv_version": "latest",
+                        },
+                    }
+                ]
+            }
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "inventory.py", "deploys/prod.py"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
+    )
+    assert proc.returncode != 0
+    assert "bad settings, nothing was touched" in proc.stderr
+    assert "ct_cores: got 'two'; expected an integer from 1 to 8192" in proc.stderr
+    assert "uv_version: got 'latest'; expected a version 'X.Y.Z'" in proc.stderr
+    assert "Connecting" not in proc.stderr
