@@ -1,0 +1,2364 @@
+"""PVE API emulator (test support): a single node speaking the LXC subset of the PVE API.
+
+Start from Python::
+
+    emu = PveEmulator(state_dir, version="9.1",
+                      users={"root@pam": {"password": "secret"}},
+                      tokens={"deploy@pve!pyinfra": {"secret": "uuid", "privs": {"/": ["*"]}}},
+                      auth_delay=0).start(port=0)
+    emu.url, emu.ca_path, emu.fingerprint  ... emu.stop()
+
+or from the shell: ``python -m tests.sandbox.pve serve --version 9 --port 8006 --state-dir D``.
+
+Faithfulness points (see the shared NOTES): parameter validation against the version's
+schema with PVE's messages, reason phrase = first line of the error message, JSON error
+body ``{"data":null,"message":...,"errors":...}``, 401s without body and delayed, 501 for
+unknown paths, API token / ticket + CSRF auth, privilege checks (schema ``permissions`` plus
+the root@pam-only rules), UPIDs and background tasks with PVE's log/exitstatus format,
+configs persisted as PVE conf files under ``<state>/etc/pve/lxc/<vmid>.conf`` and re-read on
+every request (external edits are seen; digest = sha1 of the file), pending changes.
+
+Container lifecycle goes through :class:`ContainerBackend` (default :class:`FakeBackend`).
+Faults: :meth:`PveEmulator.inject_task_fault`, :meth:`inject_http_error`,
+:meth:`inject_create_race`, or ``POST /_emulator/faults`` with JSON
+``{"task_type": "vzcreate", "fail": "text" | "warnings": n | "slow": s}``,
+``{"http_status": 596, "count": 2}``, ``{"create_race": 100}``; ``DELETE`` clears them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import ssl
+import threading
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from .schema import (
+    load_schema,
+    parse_boolean,
+    parse_property_string,
+    print_property_string,
+    split_list,
+)
+
+__all__ = [
+    "ContainerBackend",
+    "FakeBackend",
+    "PveEmulator",
+    "PveError",
+    "Task",
+    "cert_fingerprint",
+    "ensure_certificates",
+    "parse_pct_config",
+    "write_pct_config",
+]
+
+# =======================================================================================
+# container backends
+#
+# The emulator owns the PVE side (configs, locks, tasks, pending changes, permissions); the
+# backend only does what the host would do to a container.
+
+
+class ContainerBackend(ABC):
+    """What the emulator asks of the host.  All methods may block; they run in task threads.
+
+    * :meth:`create` -- unpack ``template_path`` into a new root for ``vmid``.  Runs inside
+      the ``vzcreate`` task; may return warning lines (each becomes a ``WARN:`` log line and
+      counts towards ``WARNINGS: n``); raising fails the task with
+      ``unable to create CT <vmid> - <str(exc)>`` and the emulator then removes the config.
+      ``ssh_public_keys`` / ``password`` are the create parameters PVE does not store.
+    * :meth:`start` / :meth:`stop` / :meth:`shutdown` -- called from the ``vzstart``,
+      ``vzstop``, ``vzshutdown`` and ``vzreboot`` (shutdown + start) tasks.  ``start`` gets
+      the *effective* config: pending changes applied, raw lines as
+      ``conf["lxc"] = [[key, value], ...]``, values as strings/ints as in the conf file.
+    * :meth:`destroy` -- remove the root (``vzdestroy``); the container is stopped first.
+    * :meth:`status` -- ``"running"`` or ``"stopped"`` (the emulator's source of truth).
+    * :meth:`interfaces` -- the ``/interfaces`` payload while running, ``None`` when stopped.
+
+    ``/dev/net/tun`` rule (:meth:`tun_allowed`): a backend must make the device available
+    in the container only when the config it was *started* with grants it -- raw lines
+    (``lxc.cgroup2.devices.allow: c 10:200 rwm`` and an ``lxc.mount.entry`` binding
+    ``/dev/net/tun``) or a ``devN: /dev/net/tun`` passthrough.  Raw lines edited into the
+    conf file while the container runs take effect at the next start/reboot, as on PVE.
+    """
+
+    @abstractmethod
+    def create(
+        self,
+        vmid: int,
+        conf: dict[str, Any],
+        template_path: str | None,
+        *,
+        ssh_public_keys: str | None = None,
+        password: str | None = None,
+    ) -> list[str]:
+        """Create the root filesystem; return warning lines (may be empty)."""
+
+    @abstractmethod
+    def start(self, vmid: int, conf: dict[str, Any]) -> None:
+        """Boot the container with the given effective config."""
+
+    @abstractmethod
+    def stop(self, vmid: int) -> None:
+        """Hard stop."""
+
+    def shutdown(self, vmid: int, timeout: int = 60) -> None:
+        """Clean shutdown; defaults to :meth:`stop`."""
+        self.stop(vmid)
+
+    @abstractmethod
+    def destroy(self, vmid: int) -> None:
+        """Remove everything belonging to the container (it is stopped)."""
+
+    @abstractmethod
+    def status(self, vmid: int) -> str:
+        """``"running"`` or ``"stopped"``."""
+
+    @abstractmethod
+    def interfaces(self, vmid: int) -> list[dict[str, Any]] | None:
+        """Interface list like PVE's ``/interfaces``; ``None`` when not running."""
+
+    @staticmethod
+    def tun_allowed(conf: dict[str, Any]) -> bool:
+        """True when ``conf`` grants ``/dev/net/tun`` (raw lxc lines or a dev passthrough)."""
+        for key, value in conf.items():
+            if key.startswith("dev") and key[3:].isdigit():
+                first = str(value).split(",")[0]
+                path = first.split("=", 1)[1] if first.startswith("path=") else first
+                if path == "/dev/net/tun":
+                    return True
+        cgroup_ok = False
+        mount_ok = False
+        for item in conf.get("lxc", []) or []:
+            key, value = str(item[0]), str(item[1]).strip()
+            if key == "lxc.cgroup2.devices.allow":
+                parts = value.split()
+                if (parts and parts[0] == "a") or (
+                    len(parts) >= 3
+                    and parts[0] in ("c", "a")
+                    and "w" in parts[2]
+                    and parts[1] in ("10:200", "*:*", "10:*")
+                ):
+                    cgroup_ok = True
+            elif key == "lxc.mount.entry":
+                parts = value.split()
+                if len(parts) >= 2 and parts[0] == "/dev/net/tun":
+                    mount_ok = True
+        return cgroup_ok and mount_ok
+
+
+class FakeBackend(ContainerBackend):
+    """In-memory backend: instant, keeps status flags, fakes eth0 with a fixed address."""
+
+    def __init__(self, address_prefix: str = "10.10.10.", start_delay: float = 0.0) -> None:
+        self._lock = threading.Lock()
+        self.created: dict[int, dict[str, Any]] = {}
+        self.running: dict[int, dict[str, Any]] = {}
+        self.started_at: dict[int, float] = {}
+        self.tun: dict[int, bool] = {}
+        self.ssh_keys: dict[int, str | None] = {}
+        self.address_prefix = address_prefix
+        self.start_delay = start_delay
+        self.calls: list[tuple[str, int]] = []
+
+    def create(
+        self,
+        vmid: int,
+        conf: dict[str, Any],
+        template_path: str | None,
+        *,
+        ssh_public_keys: str | None = None,
+        password: str | None = None,
+    ) -> list[str]:
+        with self._lock:
+            self.calls.append(("create", vmid))
+            self.created[vmid] = dict(conf)
+            self.ssh_keys[vmid] = ssh_public_keys
+        return []
+
+    def start(self, vmid: int, conf: dict[str, Any]) -> None:
+        if self.start_delay:
+            time.sleep(self.start_delay)
+        with self._lock:
+            self.calls.append(("start", vmid))
+            self.running[vmid] = dict(conf)
+            self.started_at[vmid] = time.time()
+            self.tun[vmid] = self.tun_allowed(conf)
+
+    def stop(self, vmid: int) -> None:
+        with self._lock:
+            self.calls.append(("stop", vmid))
+            self.running.pop(vmid, None)
+            self.started_at.pop(vmid, None)
+            self.tun.pop(vmid, None)
+
+    def destroy(self, vmid: int) -> None:
+        with self._lock:
+            self.calls.append(("destroy", vmid))
+            self.running.pop(vmid, None)
+            self.created.pop(vmid, None)
+
+    def status(self, vmid: int) -> str:
+        return "running" if vmid in self.running else "stopped"
+
+    def tun_present(self, vmid: int) -> bool:
+        """Whether /dev/net/tun exists in the running container (test helper)."""
+        return self.tun.get(vmid, False)
+
+    def interfaces(self, vmid: int) -> list[dict[str, Any]] | None:
+        conf = self.running.get(vmid)
+        if conf is None:
+            return None
+        hwaddr = "bc:24:11:00:00:01"
+        net0 = str(conf.get("net0", ""))
+        for part in net0.split(","):
+            if part.startswith("hwaddr="):
+                hwaddr = part.split("=", 1)[1].lower()
+        addr = f"{self.address_prefix}{vmid % 250 + 2}"
+        return [
+            {
+                "name": "lo",
+                "hwaddr": "00:00:00:00:00:00",
+                "hardware-address": "00:00:00:00:00:00",
+                "inet": "127.0.0.1/8",
+                "inet6": "::1/128",
+                "ip-addresses": [
+                    {"ip-address": "127.0.0.1", "ip-address-type": "inet", "prefix": 8},
+                    {"ip-address": "::1", "ip-address-type": "inet6", "prefix": 128},
+                ],
+            },
+            {
+                "name": "eth0",
+                "hwaddr": hwaddr,
+                "hardware-address": hwaddr,
+                "inet": f"{addr}/24",
+                "inet6": "fe80::be24:11ff:fe00:1/64",
+                "ip-addresses": [
+                    {"ip-address": addr, "ip-address-type": "inet", "prefix": 24},
+                    {
+                        "ip-address": "fe80::be24:11ff:fe00:1",
+                        "ip-address-type": "inet6",
+                        "prefix": 64,
+                    },
+                ],
+            },
+        ]
+
+
+# =======================================================================================
+# PVE conf file format (pve-container Config.pm parse_pct_config / write_pct_config)
+
+_META_KEYS = ("digest", "description", "pending", "snapshots", "snapname", "env", "lxc")
+
+
+def encode_text(text: str) -> str:
+    """Percent-encode control/hi-bit chars, ':' and '%' (PVE's description comments)."""
+    out = []
+    for ch in text:
+        for byte in ch.encode("utf-8"):
+            if byte < 0x20 or byte > 0x7E or byte in (0x25, 0x3A):
+                out.append(f"%{byte:02X}")
+            else:
+                out.append(chr(byte))
+    return "".join(out)
+
+
+def decode_text(text: str) -> str:
+    return urllib.parse.unquote(text, errors="replace")
+
+
+def parse_pct_config(raw: str) -> dict[str, Any]:
+    """Parse a CT conf file into PVE's structure (values kept as strings)."""
+    res: dict[str, Any] = {
+        "digest": hashlib.sha1(raw.encode("utf-8")).hexdigest(),
+        "snapshots": {},
+        "pending": {},
+    }
+    conf = res
+    descr = ""
+    section = ""
+    for line in raw.split("\n"):
+        if re.match(r"^\s*$", line):
+            continue
+        if re.match(r"^\[pve:pending\]\s*$", line, re.IGNORECASE):
+            section = "pending"
+            if descr:
+                conf["description"] = descr
+            descr = ""
+            conf = res["pending"] = {}
+            continue
+        m = re.match(r"^\[([a-z][a-z0-9_\-]+)\]\s*$", line, re.IGNORECASE)
+        if m:
+            section = m.group(1)
+            if descr:
+                conf["description"] = descr
+            descr = ""
+            conf = res["snapshots"][section] = {}
+            continue
+        m = re.match(r"^#(.*)$", line)
+        if m:
+            descr += decode_text(m.group(1)) + "\n"
+            continue
+        m = re.match(r"^(lxc\.[a-z0-9_\-\.]+)(:|\s*=)\s*(.*?)\s*$", line)
+        if m:
+            key, value = m.group(1), m.group(3)
+            if key == "lxc.environment.runtime":
+                conf["env"] = value if conf.get("env") is None else conf["env"] + "\0" + value
+            else:
+                conf.setdefault("lxc", []).append([key, value])
+            continue
+        m = re.match(r"^(description):\s*(.*\S)\s*$", line)
+        if m:
+            descr += decode_text(m.group(2))
+            continue
+        m = re.match(r"^delete:\s*(.*\S)\s*$", line)
+        if m:
+            if section == "pending":
+                conf["delete"] = m.group(1)
+            continue
+        m = re.match(r"^([a-z][a-z_]*\d*):\s*(.+?)\s*$", line)
+        if m:
+            conf[m.group(1)] = m.group(2)
+    if descr:
+        conf["description"] = descr
+    return res
+
+
+def write_pct_config(conf: dict[str, Any]) -> str:
+    def gen(c: dict[str, Any]) -> str:
+        raw = ""
+        for line in (c.get("description") or "").split("\n"):
+            if line:
+                raw += "#" + encode_text(line) + "\n"
+        for key in sorted(c):
+            if key in _META_KEYS:
+                continue
+            value = str(c[key])
+            if "\n" in value:
+                raise PveError(500, f"detected invalid newline inside property '{key}'")
+            raw += f"{key}: {value}\n"
+        if c.get("env"):
+            for var in re.split(r"\0+", c["env"]):
+                if var:
+                    raw += f"lxc.environment.runtime: {var}\n"
+        for key, value in c.get("lxc") or []:
+            if key != "lxc.environment.runtime":
+                raw += f"{key}: {value}\n"
+        return raw
+
+    raw = gen(conf)
+    if conf.get("pending"):
+        raw += "\n[pve:pending]\n" + gen(conf["pending"])
+    for name in sorted(conf.get("snapshots") or {}):
+        raw += f"\n[{name}]\n" + gen(conf["snapshots"][name])
+    return raw
+
+
+# =======================================================================================
+# errors, auth, tasks
+
+
+class PveError(Exception):
+    """An API error: HTTP status, message (reason phrase = first line), optional errors."""
+
+    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message if message.endswith("\n") else message + "\n"
+        self.errors = errors
+
+
+def param_error(errors: dict[str, str]) -> PveError:
+    return PveError(400, "Parameter verification failed.\n", errors)
+
+
+def perm_error(what: str | None = None) -> PveError:
+    msg = "Permission check failed"
+    if what:
+        msg += f" ({what})"
+    return PveError(403, msg + "\n")
+
+
+class AuthError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Identity:
+    user: str  # bare user, e.g. deploy@pve
+    tokenid: str | None = None  # token name, e.g. pyinfra
+    ticket: bool = False
+
+    @property
+    def authuser(self) -> str:
+        return f"{self.user}!{self.tokenid}" if self.tokenid else self.user
+
+    @property
+    def is_root(self) -> bool:
+        return self.authuser == "root@pam"
+
+
+ALL_PRIVS = {
+    "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
+    "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "VM.Console", "VM.Backup",
+    "VM.Snapshot", "VM.Migrate", "VM.Clone", "VM.Config.HWType", "VM.Config.Cloudinit",
+    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.AllocateTemplate",
+    "Datastore.Audit", "Sys.Audit", "Sys.Modify", "Sys.Console", "Sys.PowerMgmt",
+    "Sys.Syslog", "Sys.AccessNetwork", "Pool.Allocate", "Pool.Audit", "SDN.Use", "SDN.Audit",
+    "Permissions.Modify", "User.Modify", "Realm.Allocate", "Realm.AllocateUser",
+    "Mapping.Use", "Mapping.Audit", "Mapping.Modify", "Group.Allocate",
+}  # fmt: skip
+
+
+def _normalize_privs(spec: Any) -> dict[str, set[str]]:
+    """``privs`` may be a list (granted on ``/``) or ``{acl_path: [privs]}``; ``*`` = all."""
+    if spec is None:
+        return {}
+    if isinstance(spec, list | set | tuple):
+        spec = {"/": list(spec)}
+    out: dict[str, set[str]] = {}
+    for path, privs in dict(spec).items():
+        names: set[str] = set()
+        for p in privs:
+            if p in ("*", "Administrator"):
+                names |= ALL_PRIVS
+            else:
+                names.add(p)
+        out[str(path).rstrip("/") or "/"] = names
+    return out
+
+
+@dataclass
+class Task:
+    upid: str
+    node: str
+    pid: int
+    pstart: int
+    starttime: int
+    type: str
+    id: str
+    user: str
+    tokenid: str | None
+    status: str = "running"
+    exitstatus: str | None = None
+    endtime: int | None = None
+    lines: list[str] = dc_field(default_factory=list)
+    warnings: int = 0
+    cancel: threading.Event = dc_field(default_factory=threading.Event)
+    done: threading.Event = dc_field(default_factory=threading.Event)
+
+    def log(self, line: str) -> None:
+        self.lines.extend(line.rstrip("\n").split("\n"))
+
+    def warn(self, line: str) -> None:
+        self.warnings += 1
+        self.log("WARN: " + line)
+
+    def sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise TaskAbort("received interrupt")
+
+    def status_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "upid": self.upid,
+            "node": self.node,
+            "pid": self.pid,
+            "pstart": self.pstart,
+            "starttime": self.starttime,
+            "type": self.type,
+            "id": self.id,
+            "user": self.user,
+            "status": self.status,
+        }
+        if self.tokenid:
+            d["tokenid"] = self.tokenid
+        if self.status == "stopped":
+            d["exitstatus"] = self.exitstatus
+        return d
+
+
+class TaskAbort(Exception):
+    pass
+
+
+UPID_RE = re.compile(
+    r"^UPID:([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):"
+    r"([0-9A-Fa-f]{8}):([^:\s]+):([^:\s]*):([^:\s]+):$"
+)
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    body: bytes = b""
+    headers: dict[str, str] = dc_field(default_factory=dict)
+
+
+# =======================================================================================
+# TLS material
+
+
+def ensure_certificates(pki_dir: Path, node: str) -> tuple[Path, Path, Path]:
+    """Create (or reuse) CA + server cert.  Returns (ca_pem, server_pem, server_key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    ca_pem = pki_dir / "pve-root-ca.pem"
+    ca_key_path = pki_dir / "pve-root-ca.key"
+    srv_pem = pki_dir / "pve-ssl.pem"
+    srv_key_path = pki_dir / "pve-ssl.key"
+    if ca_pem.exists() and srv_pem.exists() and srv_key_path.exists():
+        return ca_pem, srv_pem, srv_key_path
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Proxmox Virtual Environment (emulator)"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, secrets.token_hex(8)),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "PVE Cluster Manager CA"),
+        ]
+    )
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName(
+        [
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+            x509.DNSName("localhost"),
+            x509.DNSName(node),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, f"{node}.localdomain"),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "PVE Cluster Node"),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=700))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(san, critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    nokey = serialization.NoEncryption()
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    ca_key_path.write_bytes(ca_key.private_bytes(pem, pkcs8, nokey))
+    ca_key_path.chmod(0o600)
+    srv_key_path.write_bytes(key.private_bytes(pem, pkcs8, nokey))
+    srv_key_path.chmod(0o600)
+    ca_pem.write_bytes(ca_cert.public_bytes(pem))
+    srv_pem.write_bytes(cert.public_bytes(pem))
+    return ca_pem, srv_pem, srv_key_path
+
+
+def cert_fingerprint(pem_path: Path) -> str:
+    """SHA-256 fingerprint ``AA:BB:...`` of a PEM certificate (as PVE shows it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    cert = x509.load_pem_x509_certificate(pem_path.read_bytes())
+    return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+
+
+# =======================================================================================
+# the emulator
+
+DEFAULT_TEMPLATES = ("ubuntu-24.04-standard_24.04-2_amd64.tar.zst",)
+
+APLINFO = [
+    {
+        "template": "ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+        "package": "ubuntu-24.04-standard",
+        "version": "24.04-2",
+        "os": "ubuntu-24.04",
+        "section": "system",
+        "type": "lxc",
+        "headline": "Ubuntu 24.04 Noble (standard)",
+        "description": "Ubuntu 24.04 Noble (standard)",
+        "location": "http://download.proxmox.com/images/system/"
+        "ubuntu-24.04-standard_24.04-2_amd64.tar.zst",
+        "sha512sum": "4d6c6f5d8d3d1c2e" * 8,
+        "infopage": "https://pve.proxmox.com/wiki/Linux_Container#pct_supported_distributions",
+        "maintainer": "Proxmox Support Team <support@proxmox.com>",
+        "architecture": "amd64",
+        "source": "http://download.proxmox.com/images/system",
+        "manageurl": "",
+    },
+    {
+        "template": "debian-13-standard_13.1-2_amd64.tar.zst",
+        "package": "debian-13-standard",
+        "version": "13.1-2",
+        "os": "debian-13",
+        "section": "system",
+        "type": "lxc",
+        "headline": "Debian 13 (standard)",
+        "description": "Debian 13 Trixie (standard)",
+        "location": "http://download.proxmox.com/images/system/"
+        "debian-13-standard_13.1-2_amd64.tar.zst",
+        "sha512sum": "9a1f0e7b3c5d2e4f" * 8,
+        "infopage": "https://pve.proxmox.com/wiki/Linux_Container#pct_supported_distributions",
+        "maintainer": "Proxmox Support Team <support@proxmox.com>",
+        "architecture": "amd64",
+        "source": "http://download.proxmox.com/images/system",
+        "manageurl": "",
+    },
+    {
+        "template": "debian-12-standard_12.12-1_amd64.tar.zst",
+        "package": "debian-12-standard",
+        "version": "12.12-1",
+        "os": "debian-12",
+        "section": "system",
+        "type": "lxc",
+        "headline": "Debian 12 (standard)",
+        "description": "Debian 12 Bookworm (standard)",
+        "location": "http://download.proxmox.com/images/system/"
+        "debian-12-standard_12.12-1_amd64.tar.zst",
+        "sha512sum": "1b2c3d4e5f607182" * 8,
+        "infopage": "https://pve.proxmox.com/wiki/Linux_Container#pct_supported_distributions",
+        "maintainer": "Proxmox Support Team <support@proxmox.com>",
+        "architecture": "amd64",
+        "source": "http://download.proxmox.com/images/system",
+        "manageurl": "",
+    },
+]
+
+# systemd version per template family (for the nesting warning)
+_SYSTEMD_BY_OS = {"ubuntu-24.04": 255, "ubuntu-22.04": 249, "debian-12": 252, "debian-13": 257}
+
+_FASTPLUG = {
+    "description", "onboot", "startup", "protection", "hostname", "hookscript", "cores",
+    "tags", "lock",
+}  # fmt: skip
+
+_NON_CONF_CREATE = {
+    "node", "vmid", "ostemplate", "password", "ssh-public-keys", "start", "storage", "pool",
+    "force", "restore", "unique", "ignore-unpack-errors", "bwlimit", "ha-managed",
+    "unprivileged",
+}  # fmt: skip
+
+_NEW_DISK_RE = re.compile(r"^(?:([^/:\s]+):)?(\d+(\.\d+)?)$")
+
+VERSIONS = {
+    "9": {"version": "9.1.2", "release": "9.1", "repoid": "5a5d1f9c"},
+    "8": {"version": "8.4.14", "release": "8.4", "repoid": "b502d23c"},
+}
+
+
+class PveEmulator:
+    """A single-node PVE API (subset) over HTTPS on loopback.
+
+    ``users``:  ``{"root@pam": {"password": "...", "privs": {...}}}`` (ticket login)
+    ``tokens``: ``{"deploy@pve!pyinfra": {"secret": "...", "privs": {"/": ["VM.Allocate", ...]}}}``
+    ``privs`` is a list of privilege names (granted on ``/``) or ``{acl_path: [privs]}``;
+    ``"*"`` means every privilege.  root@pam (password login) bypasses all checks, like PVE.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        version: str = "9.1",
+        users: dict[str, dict[str, Any]] | None = None,
+        tokens: dict[str, dict[str, Any]] | None = None,
+        backend: ContainerBackend | None = None,
+        *,
+        node: str = "pve",
+        auth_delay: float = 3.0,
+        templates: Iterable[str] = DEFAULT_TEMPLATES,
+        template_source: str | os.PathLike[str] | None = None,
+        task_min_duration: float = 0.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.version = version
+        self.schema = load_schema(version)
+        self.major = self.schema.major
+        self.users = dict(users or {})
+        self.tokens = dict(tokens or {})
+        self.backend: ContainerBackend = backend or FakeBackend()
+        self.node = node
+        self.auth_delay = auth_delay
+        self.template_source = Path(template_source) if template_source else None
+        self.task_min_duration = task_min_duration
+        self.lock = threading.RLock()
+        self.tasks: dict[str, Task] = {}
+        self.tickets: dict[str, tuple[str, float]] = {}
+        self.csrf: dict[str, str] = {}
+        self._pid = 0x1A2B0
+        self._pstart = 0x0105C7E2
+        self.task_faults: dict[str, list[dict[str, Any]]] = {}
+        self.http_faults: list[int] = []
+        self.race_vmids: set[int] = set()
+        self.request_log: list[tuple[str, str, int]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        self.template_dir.mkdir(parents=True, exist_ok=True)
+        for name in templates:
+            path = self.template_dir / name
+            if not path.exists():
+                self._install_template(name, path)
+        self.ca_path, self.cert_path, self.key_path = ensure_certificates(
+            self.state_dir / "pki", node
+        )
+        self.fingerprint = cert_fingerprint(self.cert_path)
+        self.storages: dict[str, dict[str, Any]] = {
+            "local": {
+                "type": "dir",
+                "content": ["backup", "iso", "vztmpl"],
+                "path": str(self.state_dir / "var/lib/vz"),
+            },
+            "local-lvm": {"type": "lvmthin", "content": ["images", "rootdir"]},
+        }
+
+    # ------------------------------------------------------------------ paths / files
+    @property
+    def conf_dir(self) -> Path:
+        return self.state_dir / "etc/pve/lxc"
+
+    @property
+    def template_dir(self) -> Path:
+        return self.state_dir / "var/lib/vz/template/cache"
+
+    def conf_path(self, vmid: int) -> Path:
+        return self.conf_dir / f"{vmid}.conf"
+
+    def _install_template(self, name: str, path: Path) -> None:
+        if self.template_source and (self.template_source / name).exists():
+            shutil.copyfile(self.template_source / name, path)
+        else:
+            path.write_bytes(b"")
+
+    def vmids(self) -> list[int]:
+        out = []
+        for p in self.conf_dir.glob("*.conf"):
+            if p.stem.isdigit():
+                out.append(int(p.stem))
+        return sorted(out)
+
+    def load_conf(self, vmid: int) -> dict[str, Any]:
+        path = self.conf_path(vmid)
+        try:
+            raw = path.read_text()
+        except FileNotFoundError:
+            raise PveError(
+                500, f"Configuration file 'nodes/{self.node}/lxc/{vmid}.conf' does not exist"
+            ) from None
+        return parse_pct_config(raw)
+
+    def write_conf(self, vmid: int, conf: dict[str, Any]) -> None:
+        path = self.conf_path(vmid)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(write_pct_config(conf))
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> PveEmulator:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(self.cert_path), str(self.key_path))
+        emulator = self
+
+        class Handler(_Handler):
+            emu = emulator
+
+        server = _TLSServer((host, port), Handler, ctx)
+        self._server = server
+        self.port = server.server_address[1]
+        self.url = f"https://{host}:{self.port}"
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="pve-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        for task in list(self.tasks.values()):
+            task.cancel.set()
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api2/json"
+
+    @property
+    def host(self) -> str:
+        return self.url.removeprefix("https://")
+
+    # ------------------------------------------------------------------ faults
+    def inject_task_fault(
+        self,
+        task_type: str,
+        *,
+        fail: str | None = None,
+        warnings: int | None = None,
+        slow: float | None = None,
+    ) -> None:
+        """Next task of ``task_type`` (vzcreate, vzstart, download...) fails / warns / is slow."""
+        with self.lock:
+            self.task_faults.setdefault(task_type, []).append(
+                {"fail": fail, "warnings": warnings, "slow": slow}
+            )
+
+    def inject_http_error(self, status: int = 596, count: int = 1) -> None:
+        """The next ``count`` API requests answer ``status`` (595/596/...) without running."""
+        with self.lock:
+            self.http_faults.extend([status] * count)
+
+    def inject_create_race(self, vmid: int) -> None:
+        """Another client grabs ``vmid`` right before our next create of it."""
+        with self.lock:
+            self.race_vmids.add(vmid)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.task_faults.clear()
+            self.http_faults.clear()
+            self.race_vmids.clear()
+
+    def _take_task_fault(self, task_type: str) -> dict[str, Any] | None:
+        with self.lock:
+            queue = self.task_faults.get(task_type)
+            if queue:
+                return queue.pop(0)
+        return None
+
+    # ------------------------------------------------------------------ auth
+    def _authenticate(self, headers: Mapping[str, str], method: str, rel: str) -> Identity | None:
+        auth_header = headers.get("Authorization", "") or ""
+        ticket = None
+        cookie = headers.get("Cookie", "") or ""
+        for part in cookie.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == "PVEAuthCookie":
+                ticket = urllib.parse.unquote(value)
+        m = re.match(r"^PVEAuthCookie=(.+)$", auth_header)
+        if not ticket and m:
+            ticket = m.group(1).strip()
+        api_token = None
+        if not ticket:
+            m = re.match(r"^PVEAPIToken[=\s](\S+)\s*$", auth_header)
+            if m:
+                api_token = m.group(1)
+        if rel == "/access/ticket" and method in ("GET", "POST"):
+            return Identity(user="", tokenid="__api_token__" if api_token else None)
+        if api_token:
+            m = re.match(r"^(\S+@\S+?)!([A-Za-z][A-Za-z0-9\.\-_]+)[=\s](\S+)$", api_token)
+            if not m:
+                raise AuthError("Authentication failed!")
+            user, tokenid, secret = m.group(1), m.group(2), m.group(3)
+            spec = self.tokens.get(f"{user}!{tokenid}")
+            if (
+                spec is None
+                or not hmac.compare_digest(str(spec.get("secret", "")), secret)
+                or spec.get("enabled", True) is False
+            ):
+                raise AuthError("Authentication failed!")
+            return Identity(user=user, tokenid=tokenid)
+        if not ticket:
+            raise AuthError("No ticket")
+        with self.lock:
+            entry = self.tickets.get(ticket)
+        if entry is None or entry[1] < time.time():
+            raise AuthError("Authentication failed!")
+        user = entry[0]
+        if method != "GET":
+            token = headers.get("CSRFPreventionToken")
+            if not token or not hmac.compare_digest(self.csrf.get(ticket, ""), token):
+                raise AuthError("Permission denied - invalid csrf token")
+        return Identity(user=user, ticket=True)
+
+    def privs_for(self, ident: Identity, path: str) -> set[str]:
+        if ident.is_root:
+            return set(ALL_PRIVS)
+        if ident.tokenid:
+            spec = self.tokens.get(ident.authuser, {})
+            if "privs" in spec:
+                acl = _normalize_privs(spec.get("privs"))
+            elif ident.user == "root@pam":
+                return set(ALL_PRIVS)
+            else:
+                acl = _normalize_privs(self.users.get(ident.user, {}).get("privs"))
+        else:
+            acl = _normalize_privs(self.users.get(ident.user, {}).get("privs"))
+        path = path.rstrip("/") or "/"
+        out: set[str] = set()
+        for acl_path, privs in acl.items():
+            if acl_path == "/" or path == acl_path or path.startswith(acl_path + "/"):
+                out |= privs
+        return out
+
+    def check(self, ident: Identity, path: str, privs: list[str], any_: bool = False) -> None:
+        have = self.privs_for(ident, path)
+        if any_:
+            if not any(p in have for p in privs):
+                raise perm_error(f"{path}, " + "|".join(privs))
+            return
+        for p in privs:
+            if p not in have:
+                raise perm_error(f"{path}, {p}")
+
+    def has(self, ident: Identity, path: str, privs: list[str]) -> bool:
+        have = self.privs_for(ident, path)
+        return any(p in have for p in privs)
+
+    def _exec_perm_check(
+        self, check: list[Any], ident: Identity, params: dict[str, Any], noerr: bool = False
+    ) -> bool:
+        test = check[0]
+        if test == "and":
+            for sub in check[1:]:
+                self._exec_perm_check(sub, ident, params)
+            return True
+        if test == "or":
+            for sub in check[1:]:
+                if self._exec_perm_check(sub, ident, params, True):
+                    return True
+            if noerr:
+                return False
+            raise perm_error()
+        if test == "perm":
+            tmpl, privs = check[1], check[2]
+            opts = dict(zip(check[3::2], check[4::2], strict=False))
+            path = re.sub(r"\{(\w+)\}", lambda m: str(params.get(m.group(1), "")), tmpl)
+            path = re.sub(r"/+", "/", path)
+            try:
+                self.check(ident, path, list(privs), bool(opts.get("any")))
+            except PveError:
+                if noerr:
+                    return False
+                raise
+            return True
+        raise PveError(500, "unknown permission test")
+
+    def check_api2_permissions(
+        self, perm: dict[str, Any] | None, ident: Identity, params: dict[str, Any]
+    ) -> None:
+        if perm and perm.get("user") == "world":
+            return
+        if ident.is_root:
+            return
+        if not perm:
+            raise perm_error("user != root@pam")
+        if perm.get("user") == "all":
+            return
+        if perm.get("check"):
+            self._exec_perm_check(perm["check"], ident, params)
+            return
+        raise perm_error()
+
+    # ------------------------------------------------------------------ request entry
+    def handle(
+        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
+    ) -> Response:
+        parsed = urllib.parse.urlsplit(raw_path)
+        path = urllib.parse.unquote(parsed.path)
+        if path.startswith("/_emulator/"):
+            return self._admin(method, path, body)
+        if not path.startswith("/api2/json/") and path != "/api2/json":
+            return self._error_response(PveError(501, f"no such uri {path}"), plain=True)
+        rel = path[len("/api2/json") :] or "/"
+        if len(rel) > 1:
+            rel = rel.rstrip("/")
+        with self.lock:
+            fault = self.http_faults.pop(0) if self.http_faults else None
+        if fault is not None:
+            reason = {595: "Connection refused", 596: "Connection timed out"}.get(
+                fault, "Injected fault"
+            )
+            return Response(fault, reason, reason.encode(), {"Content-Type": "text/plain"})
+        try:
+            ident = self._authenticate(headers, method, rel)
+        except AuthError as err:
+            if self.auth_delay:
+                time.sleep(self.auth_delay)
+            return Response(401, err.message, b"", {})
+        try:
+            params = self._extract_params(method, parsed.query, headers, body)
+            data, extra = self._rest_handler(method, rel, ident, params)
+        except PveError as err:
+            return self._error_response(err)
+        payload: dict[str, Any] = {"data": data}
+        payload.update(extra)
+        return Response(
+            200,
+            "OK",
+            json.dumps(payload).encode(),
+            {"Content-Type": "application/json;charset=UTF-8"},
+        )
+
+    def _error_response(self, err: PveError, plain: bool = False) -> Response:
+        reason = err.message.split("\n", 1)[0]
+        if plain:
+            return Response(err.status, reason, err.message.encode(), {})
+        payload: dict[str, Any] = {"data": None, "message": err.message}
+        if err.errors:
+            payload["errors"] = err.errors
+        return Response(
+            err.status,
+            reason,
+            json.dumps(payload).encode(),
+            {"Content-Type": "application/json;charset=UTF-8"},
+        )
+
+    @staticmethod
+    def _decode_urlencoded(data: str) -> dict[str, Any]:
+        res: dict[str, Any] = {}
+        if not data:
+            return res
+        for kv in re.split(r"[&;]", data):
+            parts = kv.split("=")
+            key = parts[0]
+            val: str | None = parts[1] if len(parts) > 1 else None
+            key = _pct_decode(key.replace("+", " "))
+            if val is not None:
+                val = _pct_decode(val.replace("+", " "))
+                old = res.get(key)
+                if old is not None:
+                    res[key] = [*old, val] if isinstance(old, list) else [old, val]
+                    continue
+            res[key] = val
+        return res
+
+    def _extract_params(
+        self, method: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if method in ("PUT", "POST"):
+            ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype == "application/json":
+                try:
+                    loaded = json.loads(body.decode("utf-8") or "{}")
+                except ValueError as exc:
+                    raise PveError(500, f"malformed JSON string: {exc}") from None
+                if not isinstance(loaded, dict):
+                    raise PveError(500, "JSON text must be an object")
+                params = loaded
+            else:
+                params = self._decode_urlencoded(body.decode("latin-1"))
+        params.update(self._decode_urlencoded(query))
+        params.pop("_dc", None)
+        return params
+
+    def _rest_handler(
+        self, method: str, rel: str, ident: Identity, params: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        found = self.schema.find(method, rel)
+        if found is None:
+            raise PveError(501, f"Method '{method} {rel}' not implemented")
+        ep, uri_params = found
+        merged: dict[str, Any] = dict(uri_params)
+        for key in sorted(params):
+            if key in uri_params and uri_params[key] != params[key]:
+                raise param_error(
+                    {key: "duplicate parameter (already defined in URI) with conflicting values!"}
+                )
+            merged[key] = params[key]
+        if ident.tokenid and not ep.allowtoken:
+            raise perm_error(f"URI '{rel}' not available with API token, need proper ticket.\n")
+        if rel != "/access/ticket":
+            self.check_api2_permissions(ep.permissions, ident, merged)
+        if ep.proxyto == "node" and merged.get("node") not in (None, self.node, "localhost"):
+            node = merged["node"]
+            raise PveError(
+                500,
+                f"hostname lookup '{node}' failed - failed to get address info for: {node}: "
+                "Name or service not known",
+            )
+        errors = ep.validate(merged)
+        if errors:
+            raise param_error(errors)
+        args = ep.coerce(merged)
+        handler = getattr(self, "api_" + _handler_name(method, ep.path))
+        extra: dict[str, Any] = {}
+        result = handler(ident, args, extra)
+        return result, extra
+
+    # ------------------------------------------------------------------ admin endpoint
+    def _admin(self, method: str, path: str, body: bytes) -> Response:
+        def ok(data: Any) -> Response:
+            return Response(
+                200, "OK", json.dumps({"data": data}).encode(),
+                {"Content-Type": "application/json"},
+            )  # fmt: skip
+
+        try:
+            if path == "/_emulator/faults" and method == "POST":
+                spec = json.loads(body.decode() or "{}")
+                if "task_type" in spec:
+                    self.inject_task_fault(
+                        spec["task_type"],
+                        fail=spec.get("fail"),
+                        warnings=spec.get("warnings"),
+                        slow=spec.get("slow"),
+                    )
+                if "http_status" in spec:
+                    self.inject_http_error(int(spec["http_status"]), int(spec.get("count", 1)))
+                if "create_race" in spec:
+                    self.inject_create_race(int(spec["create_race"]))
+                return ok(True)
+            if path == "/_emulator/faults" and method == "DELETE":
+                self.clear_faults()
+                return ok(True)
+            if path == "/_emulator/state" and method == "GET":
+                return ok(
+                    {
+                        "version": self.version,
+                        "node": self.node,
+                        "containers": {str(v): self.backend.status(v) for v in self.vmids()},
+                        "tasks": [t.status_dict() for t in self.tasks.values()],
+                    }
+                )
+        except (ValueError, TypeError, KeyError) as exc:
+            return Response(400, "Bad Request", str(exc).encode(), {})
+        return Response(404, "Not Found", b"", {})
+
+    # ------------------------------------------------------------------ tasks
+    def _new_upid(self, task_type: str, task_id: str, ident: Identity) -> Task:
+        with self.lock:
+            self._pid += 1
+            self._pstart += 7
+            starttime = int(time.time())
+            user = ident.authuser
+            upid = (
+                f"UPID:{self.node}:{self._pid:08X}:{self._pstart:08X}:{starttime:08X}:"
+                f"{task_type}:{task_id}:{user}:"
+            )
+            task = Task(
+                upid=upid, node=self.node, pid=self._pid, pstart=self._pstart,
+                starttime=starttime, type=task_type, id=task_id, user=ident.user,
+                tokenid=ident.tokenid,
+            )  # fmt: skip
+            self.tasks[upid] = task
+        return task
+
+    def run_task(
+        self,
+        task_type: str,
+        task_id: str,
+        ident: Identity,
+        func: Callable[[Task], None],
+        on_error: Callable[[Task], None] | None = None,
+    ) -> str:
+        task = self._new_upid(task_type, task_id, ident)
+        fault = self._take_task_fault(task_type)
+
+        def runner() -> None:
+            started = time.monotonic()
+            error: str | None = None
+            try:
+                if fault and fault.get("slow"):
+                    task.sleep(float(fault["slow"]))
+                if fault and fault.get("fail"):
+                    raise TaskAbort(str(fault["fail"]))
+                func(task)
+                if fault and fault.get("warnings"):
+                    for i in range(int(fault["warnings"])):
+                        task.warn(f"injected warning {i + 1}")
+                remaining = self.task_min_duration - (time.monotonic() - started)
+                if remaining > 0:
+                    task.sleep(remaining)
+            except TaskAbort as exc:
+                error = str(exc).rstrip("\n")
+            except PveError as exc:
+                error = exc.message.rstrip("\n")
+            except Exception as exc:
+                error = str(exc).rstrip("\n") or exc.__class__.__name__
+            if error is not None and on_error is not None:
+                try:
+                    on_error(task)
+                except Exception as exc:
+                    task.log(f"cleanup failed: {exc}")
+            with self.lock:
+                if error is not None:
+                    task.log(f"TASK ERROR: {error}")
+                    task.exitstatus = error
+                elif task.warnings:
+                    task.log(f"TASK WARNINGS: {task.warnings}")
+                    task.exitstatus = f"WARNINGS: {task.warnings}"
+                else:
+                    task.log("TASK OK")
+                    task.exitstatus = "OK"
+                task.endtime = int(time.time())
+                task.status = "stopped"
+            task.done.set()
+
+        threading.Thread(target=runner, name=f"task-{task_type}", daemon=True).start()
+        return task.upid
+
+    def wait_tasks(self, timeout: float = 10.0) -> None:
+        """Test helper: wait until every task has finished."""
+        deadline = time.monotonic() + timeout
+        for task in list(self.tasks.values()):
+            task.done.wait(max(0.0, deadline - time.monotonic()))
+
+    def _get_task(self, ident: Identity, upid: str, write: bool = False) -> Task:
+        if not UPID_RE.match(upid):
+            raise PveError(500, f"unable to parse worker upid '{upid}'")
+        task = self.tasks.get(upid)
+        if task is None:
+            raise param_error({"upid": "no such task"})
+        own = task.user == ident.user and task.tokenid == ident.tokenid
+        if not own and not ident.is_root:
+            priv = "Sys.Modify" if write else "Sys.Audit"
+            self.check(ident, f"/nodes/{task.node}", [priv])
+        return task
+
+    # ------------------------------------------------------------------ helpers
+    def _is_running(self, vmid: int) -> bool:
+        return self.backend.status(vmid) == "running"
+
+    def _check_lock(self, conf: dict[str, Any]) -> None:
+        if conf.get("lock"):
+            raise PveError(500, f"CT is locked ({conf['lock']})")
+
+    def _typed(self, key: str, value: Any) -> Any:
+        props = self.schema.endpoint("PUT", "/nodes/{node}/lxc/{vmid}/config").properties
+        typ = props.get(key, {}).get("type")
+        if typ in ("integer", "boolean"):
+            try:
+                return int(str(value))
+            except ValueError:
+                if typ == "boolean":
+                    return parse_boolean(str(value)) or 0
+                return value
+        return value
+
+    def _net_format(self) -> dict[str, Any]:
+        return dict(self.schema.prop("PUT", "/nodes/{node}/lxc/{vmid}/config", "net0")["format"])
+
+    def _normalize_net(self, value: str) -> str:
+        fmt = self._net_format()
+        net = parse_property_string(fmt, value)
+        if not net.get("hwaddr"):
+            rnd = secrets.token_bytes(3)
+            net["hwaddr"] = "BC:24:11:" + ":".join(f"{b:02X}" for b in rnd)
+        net.setdefault("type", "veth")
+        return print_property_string(fmt, net, first=("name",))
+
+    @staticmethod
+    def _normalize_tags(value: str) -> str:
+        tags = sorted({t.lower() for t in split_list(value)})
+        return ";".join(tags)
+
+    def _parse_features(self, value: str | None) -> dict[str, Any]:
+        if not value:
+            return {}
+        fmt = self.schema.prop("PUT", "/nodes/{node}/lxc/{vmid}/config", "features")["format"]
+        return parse_property_string(fmt, value)
+
+    def _mp_type(self, key: str, value: str) -> tuple[str, dict[str, Any]]:
+        base = "rootfs" if key == "rootfs" else "mp0"
+        fmt = self.schema.prop("PUT", "/nodes/{node}/lxc/{vmid}/config", base)["format"]
+        mp = parse_property_string(fmt, value)
+        volume = str(mp.get("volume", ""))
+        if volume.startswith("/dev/"):
+            return "device", mp
+        if volume.startswith("/"):
+            return "bind", mp
+        return "volume", mp
+
+    def check_ct_modify_config_perm(
+        self,
+        ident: Identity,
+        vmid: int,
+        oldconf: dict[str, Any] | None,
+        newconf: dict[str, Any],
+        delete: list[str],
+        unprivileged: bool,
+    ) -> None:
+        if ident.is_root:
+            return
+        vm = f"/vms/{vmid}"
+
+        def one(opt: str, is_delete: bool) -> None:
+            if opt in ("cores", "cpuunits", "cpulimit"):
+                self.check(ident, vm, ["VM.Config.CPU"])
+            elif opt == "rootfs" or re.match(r"^mp\d+$", opt):
+                self.check(ident, vm, ["VM.Config.Disk"])
+                if is_delete:
+                    return
+                mptype, mp = self._mp_type(opt, str(newconf[opt]))
+                if mptype != "volume":
+                    raise perm_error(f"mount point type {mptype} is only allowed for root@pam")
+                m = _NEW_DISK_RE.match(str(mp.get("volume", "")))
+                if m and m.group(1):
+                    self.check(ident, f"/storage/{m.group(1)}", ["Datastore.AllocateSpace"])
+            elif opt in ("memory", "swap"):
+                self.check(ident, vm, ["VM.Config.Memory"])
+            elif re.match(r"^net\d+$", opt):
+                self.check(ident, vm, ["VM.Config.Network"])
+            elif re.match(r"^dev\d+$", opt):
+                raise perm_error("configuring device passthrough is only allowed for root@pam")
+            elif opt in ("nameserver", "searchdomain", "hostname"):
+                self.check(ident, vm, ["VM.Config.Network"])
+            elif opt == "features":
+                if not unprivileged:
+                    raise perm_error(
+                        "changing feature flags for privileged container is only allowed for "
+                        "root@pam"
+                    )
+                nesting_changed = other_changed = False
+                if not is_delete:
+                    feats = self._parse_features(newconf.get(opt))
+                    old = self._parse_features((oldconf or {}).get(opt))
+                    if oldconf and oldconf.get(opt):
+                        for feat in [*old, *feats]:
+                            if str(old.get(feat, "")) != str(feats.get(feat, "")):
+                                if feat == "nesting":
+                                    nesting_changed = True
+                                else:
+                                    other_changed = True
+                                    break
+                    elif list(feats) == ["nesting"]:
+                        nesting_changed = True
+                    elif feats:
+                        other_changed = True
+                else:
+                    feats = self._parse_features((oldconf or {}).get(opt))
+                    if list(feats) == ["nesting"]:
+                        nesting_changed = True
+                    elif feats:
+                        other_changed = True
+                if other_changed:
+                    raise perm_error(
+                        "changing feature flags (except nesting) is only allowed for root@pam"
+                    )
+                if nesting_changed:
+                    self.check(ident, vm, ["VM.Allocate"])
+            elif opt == "hookscript":
+                raise perm_error("changing the hookscript is only allowed for root@pam")
+            else:
+                self.check(ident, vm, ["VM.Config.Options"])
+
+        for opt in newconf:
+            one(opt, False)
+        for opt in delete:
+            one(opt, True)
+
+    def _storage(self, sid: str) -> dict[str, Any]:
+        st = self.storages.get(sid)
+        if st is None:
+            raise PveError(500, f"storage '{sid}' does not exist")
+        return st
+
+    def _alloc_volume(self, sid: str, vmid: int, size: str, disk_index: int) -> str:
+        st = self._storage(sid)
+        if "rootdir" not in st["content"]:
+            raise param_error(
+                {"storage": f"storage '{sid}' does not support container directories"}
+            )
+        size_g = size.split(".")[0] if size.endswith(".0") else size
+        if st["type"] == "dir":
+            vol = f"{sid}:{vmid}/vm-{vmid}-disk-{disk_index}.raw"
+        elif st["type"] == "zfspool":
+            vol = f"{sid}:subvol-{vmid}-disk-{disk_index}"
+        else:
+            vol = f"{sid}:vm-{vmid}-disk-{disk_index}"
+        return f"{vol},size={size_g}G"
+
+    def _template_path(self, ostemplate: str) -> str:
+        m = re.match(r"^([a-z][a-z0-9\-_.]*[a-z0-9]):vztmpl/(.+)$", ostemplate, re.IGNORECASE)
+        if not m:
+            if ostemplate.startswith("/") and Path(ostemplate).exists():
+                return ostemplate
+            raise PveError(500, f"unable to parse volume ID '{ostemplate}'")
+        sid, name = m.group(1), m.group(2)
+        st = self._storage(sid)
+        if "vztmpl" not in st["content"] or "path" not in st:
+            raise PveError(500, f"storage '{sid}' does not support templates")
+        path = Path(st["path"]) / "template/cache" / name
+        if not path.exists():
+            raise PveError(500, f"volume '{ostemplate}' does not exist")
+        return str(path)
+
+    def _effective_conf(self, conf: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in conf.items() if k not in ("pending", "snapshots", "digest")}
+        return out
+
+    def _apply_pending(self, conf: dict[str, Any], task: Task | None = None) -> None:
+        pending = conf.get("pending") or {}
+        for opt in split_list(pending.get("delete", "")):
+            opt = opt.lstrip("!")
+            conf.pop(opt, None)
+        for opt, value in sorted(pending.items()):
+            if opt in ("delete", "description") and opt == "delete":
+                continue
+            if re.match(r"^net\d+$", opt):
+                value = self._normalize_net(str(value))
+            conf[opt] = value
+        conf["pending"] = {}
+
+    def _hotplug_pending(self, conf: dict[str, Any]) -> None:
+        pending = conf.get("pending") or {}
+        for opt in sorted(list(pending)):
+            if opt in _FASTPLUG:
+                conf[opt] = pending.pop(opt)
+        deletes = [o.lstrip("!") for o in split_list(pending.get("delete", ""))]
+        remaining = []
+        for opt in deletes:
+            if (
+                opt in _FASTPLUG
+                or opt in ("swap", "cpulimit", "cpuunits")
+                or re.match(r"^(unused|net)\d+$", opt)
+            ):
+                conf.pop(opt, None)
+            else:
+                remaining.append(opt)
+        if remaining:
+            pending["delete"] = ",".join(remaining)
+        else:
+            pending.pop("delete", None)
+        for opt in sorted(list(pending)):
+            if opt == "delete":
+                continue
+            value = pending[opt]
+            if opt in ("cpulimit", "cpuunits", "memory", "swap"):
+                conf[opt] = pending.pop(opt)
+            elif re.match(r"^net\d+$", opt):
+                conf[opt] = self._normalize_net(str(pending.pop(opt)))
+            elif opt not in conf and (
+                re.match(r"^mp\d+$", opt) or (re.match(r"^dev\d+$", opt) and self.major >= 9)
+            ):
+                conf[opt] = pending.pop(opt)
+            else:
+                _ = value  # not hotpluggable: stays pending
+        conf["pending"] = pending
+
+    # ================================================================== API handlers
+    # names: api_<method>_<path with {x} -> x>, see _handler_name()
+
+    def api_get_version(self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]) -> Any:
+        return dict(VERSIONS[str(self.major)])
+
+    def api_post_access_ticket(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        username = a["username"]
+        if a.get("realm") and "@" not in username:
+            username = f"{username}@{a['realm']}"
+        password = a["password"]
+        spec = self.users.get(username)
+        ok = False
+        if spec is not None and spec.get("enabled", True) is not False:
+            if hmac.compare_digest(str(spec.get("password", "")), password):
+                ok = True
+            else:
+                with self.lock:
+                    entry = self.tickets.get(password)
+                ok = entry is not None and entry[0] == username and entry[1] > time.time()
+        if not ok:
+            if self.auth_delay:
+                time.sleep(self.auth_delay)
+            raise PveError(401, "authentication failure")
+        stamp = f"{int(time.time()):08X}"
+        ticket = f"PVE:{username}:{stamp}::" + base64.b64encode(secrets.token_bytes(48)).decode()
+        csrf = f"{stamp}:" + base64.b64encode(secrets.token_bytes(20)).decode().rstrip("=")
+        with self.lock:
+            self.tickets[ticket] = (username, time.time() + 7200)
+            self.csrf[ticket] = csrf
+        return {
+            "username": username,
+            "ticket": ticket,
+            "CSRFPreventionToken": csrf,
+            "cap": {"vms": {}, "storage": {}, "nodes": {}, "access": {}, "dc": {}, "sdn": {}},
+        }
+
+    def api_get_nodes(self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]) -> Any:
+        return [
+            {
+                "node": self.node,
+                "id": f"node/{self.node}",
+                "type": "node",
+                "status": "online",
+                "cpu": 0.01,
+                "maxcpu": os.cpu_count() or 1,
+                "mem": 2 * 1024**3,
+                "maxmem": 16 * 1024**3,
+                "disk": 10 * 1024**3,
+                "maxdisk": 100 * 1024**3,
+                "uptime": 123456,
+                "level": "",
+                "ssl_fingerprint": self.fingerprint,
+            }
+        ]
+
+    def _ct_status(self, vmid: int, conf: dict[str, Any]) -> dict[str, Any]:
+        running = self._is_running(vmid)
+        memory = int(str(conf.get("memory", 512)))
+        swap = int(str(conf.get("swap", 512)))
+        maxdisk = 8 * 1024**3
+        m = re.search(r"size=(\d+)G", str(conf.get("rootfs", "")))
+        if m:
+            maxdisk = int(m.group(1)) * 1024**3
+        status: dict[str, Any] = {
+            "vmid": vmid,
+            "status": "running" if running else "stopped",
+            "name": conf.get("hostname") or f"CT{vmid}",
+            "type": "lxc",
+            "cpus": int(str(conf.get("cores", 1))),
+            "maxmem": memory * 1024 * 1024,
+            "maxswap": swap * 1024 * 1024,
+            "maxdisk": maxdisk,
+            "mem": 64 * 1024 * 1024 if running else 0,
+            "swap": 0,
+            "disk": 512 * 1024 * 1024 if running else 0,
+            "uptime": 10 if running else 0,
+            "cpu": 0,
+            "netin": 0,
+            "netout": 0,
+            "diskread": 0,
+            "diskwrite": 0,
+        }
+        if running:
+            status["pid"] = 10000 + vmid
+        if conf.get("lock"):
+            status["lock"] = conf["lock"]
+        if conf.get("tags"):
+            status["tags"] = conf["tags"]
+        if str(conf.get("template", "0")) == "1":
+            status["template"] = 1
+        return status
+
+    def _visible(self, ident: Identity, vmid: int) -> bool:
+        return ident.is_root or self.has(ident, f"/vms/{vmid}", ["VM.Audit"])
+
+    def api_get_nodes_node_lxc(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        out = []
+        for vmid in self.vmids():
+            if not self._visible(ident, vmid):
+                continue
+            try:
+                conf = self.load_conf(vmid)
+            except PveError:
+                continue
+            out.append(self._ct_status(vmid, conf))
+        return out
+
+    def api_get_cluster_resources(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        kind = a.get("type")
+        out: list[dict[str, Any]] = []
+        if kind in (None, "vm"):
+            for vmid in self.vmids():
+                if not self._visible(ident, vmid):
+                    continue
+                try:
+                    conf = self.load_conf(vmid)
+                except PveError:
+                    continue
+                st = self._ct_status(vmid, conf)
+                item = {
+                    "id": f"lxc/{vmid}",
+                    "type": "lxc",
+                    "vmid": vmid,
+                    "node": self.node,
+                    "name": st["name"],
+                    "status": st["status"],
+                    "maxmem": st["maxmem"],
+                    "mem": st["mem"],
+                    "maxdisk": st["maxdisk"],
+                    "disk": st["disk"],
+                    "maxcpu": st["cpus"],
+                    "cpu": 0,
+                    "uptime": st["uptime"],
+                    "template": st.get("template", 0),
+                    "netin": 0,
+                    "netout": 0,
+                    "diskread": 0,
+                    "diskwrite": 0,
+                }
+                for key in ("tags", "lock"):
+                    if key in st:
+                        item[key] = st[key]
+                out.append(item)
+        if kind in (None, "node"):
+            n = self.api_get_nodes(ident, {}, {})[0]
+            out.append(n)
+        if kind in (None, "storage"):
+            for sid, st in self.storages.items():
+                if not (
+                    ident.is_root
+                    or self.has(
+                        ident, f"/storage/{sid}", ["Datastore.Audit", "Datastore.AllocateSpace"]
+                    )
+                ):
+                    continue
+                out.append(
+                    {
+                        "id": f"storage/{self.node}/{sid}",
+                        "type": "storage",
+                        "storage": sid,
+                        "node": self.node,
+                        "status": "available",
+                        "content": ",".join(st["content"]),
+                        "plugintype": st["type"],
+                        "shared": 0,
+                        "disk": 10 * 1024**3,
+                        "maxdisk": 100 * 1024**3,
+                    }
+                )
+        return out
+
+    def api_get_cluster_nextid(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        used = set(self.vmids())
+        if a.get("vmid") is not None:
+            if a["vmid"] in used:
+                raise param_error({"vmid": f"VM {a['vmid']} already exists"})
+            return str(a["vmid"])
+        vmid = 100
+        while vmid in used:
+            vmid += 1
+        return str(vmid)
+
+    # ---------------------------------------------------------------- create
+    def api_post_nodes_node_lxc(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        start_after = bool(a.get("start"))
+        unprivileged = a.get("unprivileged")
+        if a.get("restore"):
+            raise PveError(500, "restore is not supported by the emulator")
+        if unprivileged is None:
+            unprivileged = 1 if self.major >= 9 else 0
+        if not unprivileged:
+            self.check(ident, "/", ["Sys.Modify"])
+        if a.get("ha-managed"):
+            self.check(ident, "/", ["Sys.Console"])
+        with self.lock:
+            if vmid in self.race_vmids:
+                self.race_vmids.discard(vmid)
+                if not self.conf_path(vmid).exists():
+                    self.write_conf(
+                        vmid,
+                        {"hostname": f"racer{vmid}", "memory": "512", "lock": "create",
+                         "pending": {}, "snapshots": {}},
+                    )  # fmt: skip
+            if self.conf_path(vmid).exists():
+                raise PveError(500, f"CT {vmid} already exists on node '{self.node}'")
+            pool = a.get("pool")
+            if pool is not None:
+                raise perm_error(f"pool '{pool}' does not exist")
+            self.check(ident, f"/vms/{vmid}", ["VM.Allocate"])
+            newconf = {k: v for k, v in a.items() if k not in _NON_CONF_CREATE}
+            if "rootfs" not in newconf:
+                newconf["rootfs"] = f"{a.get('storage', 'local')}:4"
+            self.check_ct_modify_config_perm(ident, vmid, None, newconf, [], bool(unprivileged))
+            template_path = self._template_path(str(a["ostemplate"]))
+            # rootfs allocation
+            mptype, mp = self._mp_type("rootfs", str(newconf["rootfs"]))
+            fmt = self.schema.prop("PUT", "/nodes/{node}/lxc/{vmid}/config", "rootfs")["format"]
+            m = _NEW_DISK_RE.match(str(mp.get("volume", "")))
+            if mptype == "volume" and m:
+                sid = m.group(1) or a.get("storage", "local")
+                if not ident.is_root:
+                    self.check(ident, f"/storage/{sid}", ["Datastore.AllocateSpace"])
+                vol = self._alloc_volume(sid, vmid, m.group(2), 0)
+                volume, _, size = vol.partition(",size=")
+                mp["volume"] = volume
+                mp["size"] = size
+                newconf["rootfs"] = print_property_string(fmt, mp, first=("volume",)).replace(
+                    "volume=", "", 1
+                )
+            conf: dict[str, Any] = {"pending": {}, "snapshots": {}}
+            conf["arch"] = newconf.pop("arch", "amd64")
+            name = Path(template_path).name
+            os_name = "unmanaged"
+            for prefix in ("ubuntu", "debian", "alpine", "centos", "fedora", "archlinux"):
+                if name.startswith(prefix):
+                    os_name = prefix
+            conf["ostype"] = newconf.pop("ostype", os_name)
+            conf["memory"] = newconf.pop("memory", 512)
+            conf["swap"] = newconf.pop("swap", 512)
+            for key, value in newconf.items():
+                if re.match(r"^net\d+$", key):
+                    value = self._normalize_net(str(value))
+                elif key == "tags":
+                    value = self._normalize_tags(str(value))
+                elif re.match(r"^unused\d+$", key):
+                    continue
+                conf[key] = value
+            if unprivileged:
+                conf["unprivileged"] = 1
+            conf["lock"] = "create"
+            self.write_conf(vmid, conf)
+        ssh_keys = a.get("ssh-public-keys")
+        password = a.get("password")
+        feats = self._parse_features(str(conf.get("features", "")) or None)
+
+        def work(task: Task) -> None:
+            task.log(f"extracting archive '{template_path}'")
+            warnings = self.backend.create(
+                vmid,
+                self._effective_conf(conf),
+                template_path,
+                ssh_public_keys=ssh_keys,
+                password=password,
+            )
+            task.log("Total bytes read: 0 (0B, 0B/s)")
+            task.log(f"Detected container architecture: {conf['arch']}")
+            for w in warnings or []:
+                task.warn(w)
+            osver = re.match(r"^([a-z]+-\d+(?:\.\d+)?)-", name)
+            systemd = _SYSTEMD_BY_OS.get(osver.group(1) if osver else "", 0)
+            if systemd > 241 and str(feats.get("nesting", "0")) != "1":
+                task.warn(f"Systemd {systemd} detected. You may need to enable nesting.")
+            if ssh_keys:
+                task.log("Setting up SSH keys")
+            task.log("Creating SSH host key 'ssh_host_ed25519_key' - this may take some time ...")
+            with self.lock:
+                cur = self.load_conf(vmid)
+                cur.pop("lock", None)
+                self.write_conf(vmid, cur)
+            if start_after:
+                self._do_start(vmid, task)
+
+        def cleanup(task: Task) -> None:
+            with contextlib.suppress(Exception):
+                if self._is_running(vmid):
+                    self.backend.stop(vmid)
+            with contextlib.suppress(Exception):
+                self.backend.destroy(vmid)
+            with self.lock:
+                self.conf_path(vmid).unlink(missing_ok=True)
+
+        def wrapped(task: Task) -> None:
+            try:
+                work(task)
+            except TaskAbort:
+                raise
+            except PveError as exc:
+                raise TaskAbort(f"unable to create CT {vmid} - {exc.message}") from exc
+            except Exception as exc:
+                raise TaskAbort(f"unable to create CT {vmid} - {exc}") from exc
+
+        return self.run_task("vzcreate", str(vmid), ident, wrapped, on_error=cleanup)
+
+    def api_get_nodes_node_lxc_vmid(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        self.load_conf(int(a["vmid"]))
+        subdirs = ["config", "pending", "status", "vncproxy", "termproxy", "vncwebsocket",
+                   "spiceproxy", "migrate", "clone", "rrd", "rrddata", "firewall", "snapshot",
+                   "resize", "interfaces"]  # fmt: skip
+        return [{"subdir": s} for s in subdirs]
+
+    def api_delete_nodes_node_lxc_vmid(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        conf = self.load_conf(vmid)
+        self._check_lock(conf)
+        if str(conf.get("protection", "0")) == "1":
+            raise PveError(500, f"can't remove CT {vmid} - protection mode enabled")
+        force = bool(a.get("force"))
+        if self._is_running(vmid) and not force:
+            raise PveError(500, f"unable to destroy CT {vmid} - container is running")
+
+        def work(task: Task) -> None:
+            if self._is_running(vmid):
+                task.log(f"stopping CT {vmid}")
+                self.backend.stop(vmid)
+            self.backend.destroy(vmid)
+            task.log(f'  Logical volume "vm-{vmid}-disk-0" successfully removed.')
+            with self.lock:
+                self.conf_path(vmid).unlink(missing_ok=True)
+
+        return self.run_task("vzdestroy", str(vmid), ident, work)
+
+    # ---------------------------------------------------------------- config
+    def _public_conf(self, conf: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in conf.items():
+            if key in ("pending", "snapshots", "digest", "lxc", "description", "delete"):
+                continue
+            out[key] = self._typed(key, value)
+        if conf.get("description") is not None:
+            out["description"] = conf["description"]
+        if conf.get("lxc"):
+            out["lxc"] = [[k, v] for k, v in conf["lxc"]]
+        return out
+
+    def api_get_nodes_node_lxc_vmid_config(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        if a.get("snapshot") and a.get("current"):
+            msg = "cannot use 'snapshot' parameter with 'current'"
+            raise param_error({"snapshot": msg, "current": msg})
+        full = self.load_conf(vmid)
+        if a.get("snapshot"):
+            snap = full["snapshots"].get(a["snapshot"])
+            if snap is None:
+                raise PveError(500, f"snapshot '{a['snapshot']}' does not exist")
+            out = self._public_conf(snap)
+        else:
+            conf = {k: v for k, v in full.items()}
+            if not a.get("current"):
+                pending = full.get("pending") or {}
+                for opt, value in pending.items():
+                    if opt != "delete":
+                        conf[opt] = value
+                for opt in split_list(pending.get("delete", "")):
+                    conf.pop(opt.lstrip("!"), None)
+            out = self._public_conf(conf)
+        out["digest"] = full["digest"]
+        return out
+
+    def api_get_nodes_node_lxc_vmid_pending(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        full = self.load_conf(int(a["vmid"]))
+        pending = full.get("pending") or {}
+        deletes = {}
+        for opt in split_list(pending.get("delete", "")):
+            deletes[opt.lstrip("!")] = 2 if opt.startswith("!") else 1
+        keys = {k for k in full if k not in ("pending", "snapshots", "digest", "lxc")}
+        keys |= {k for k in pending if k != "delete"}
+        keys |= set(deletes)
+        out = []
+        for key in sorted(keys):
+            item: dict[str, Any] = {"key": key}
+            if key in full and key not in ("pending", "snapshots"):
+                item["value"] = self._typed(key, full[key])
+            if key in pending:
+                item["pending"] = self._typed(key, pending[key])
+            if key in deletes:
+                item["delete"] = deletes[key]
+            out.append(item)
+        return out
+
+    def api_put_nodes_node_lxc_vmid_config(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a.pop("vmid"))
+        a.pop("node", None)
+        digest = a.pop("digest", None)
+        if not a:
+            raise PveError(500, "no options specified")
+        delete = split_list(a.pop("delete", "") or "")
+        revert = split_list(a.pop("revert", "") or "")
+        option_exists = self.schema.endpoint("PUT", "/nodes/{node}/lxc/{vmid}/config").properties
+        with self.lock:
+            conf = self.load_conf(vmid)
+            self._check_lock(conf)
+            if digest and digest != conf["digest"]:
+                raise PveError(
+                    500, "detected modified configuration - file changed by other user? Try again."
+                )
+            unpriv = str(conf.get("unprivileged", "0")) == "1"
+            self.check_ct_modify_config_perm(ident, vmid, conf, {}, delete, unpriv)
+            self.check_ct_modify_config_perm(ident, vmid, conf, {}, revert, unpriv)
+            for opt in revert:
+                if opt not in option_exists or opt in ("delete", "revert", "digest", "node"):
+                    raise param_error({"revert": f"unknown option '{opt}'"})
+                if opt in a:
+                    raise param_error(
+                        {"revert": f"you can't use '-{opt}' and '-revert {opt}' at the same time"}
+                    )
+            for opt in delete:
+                if opt not in option_exists or opt in ("delete", "revert", "digest", "node"):
+                    raise param_error({"delete": f"unknown option '{opt}'"})
+                if opt in a:
+                    raise param_error(
+                        {"delete": f"you can't use '-{opt}' and -delete {opt}' at the same time"}
+                    )
+                if opt in revert:
+                    raise param_error(
+                        {
+                            "delete": f"you can't use '-delete {opt}' and '-revert {opt}' at the same time"
+                        }
+                    )
+            self.check_ct_modify_config_perm(ident, vmid, conf, a, [], unpriv)
+            pending = conf.setdefault("pending", {})
+            for opt in revert:
+                pending.pop(opt, None)
+                self._remove_pending_delete(pending, opt)
+            for opt in delete:
+                if opt not in conf and opt not in pending:
+                    continue
+                if opt in ("memory", "rootfs", "ostype"):
+                    raise PveError(500, f"unable to delete required option '{opt}'")
+                if opt == "unprivileged":
+                    raise PveError(500, f"unable to delete read-only option: '{opt}'")
+                dels = split_list(pending.get("delete", ""))
+                if opt not in dels:
+                    dels.append(opt)
+                pending["delete"] = ",".join(dels)
+                pending.pop(opt, None)
+            for opt in sorted(a):
+                value = a[opt]
+                if opt == "unprivileged":
+                    raise PveError(500, f"unable to modify read-only option: '{opt}'")
+                if opt == "tags":
+                    value = self._normalize_tags(str(value))
+                elif opt == "rootfs" or re.match(r"^mp\d+$", opt):
+                    mptype, mp = self._mp_type(opt, str(value))
+                    m = _NEW_DISK_RE.match(str(mp.get("volume", "")))
+                    if mptype == "volume" and m and m.group(1):
+                        st = self._storage(m.group(1))
+                        if "rootdir" not in st["content"]:
+                            raise PveError(
+                                500,
+                                f"storage '{m.group(1)}' does not allow content type 'rootdir' "
+                                "(Container)",
+                            )
+                elif re.match(r"^dev\d+$", opt):
+                    dev = parse_property_string(
+                        self.schema.prop("PUT", "/nodes/{node}/lxc/{vmid}/config", opt)["format"],
+                        str(value),
+                    )
+                    if not dev.get("path"):
+                        raise PveError(500, f"Path is not defined for passthrough device {opt}")
+                pending[opt] = value
+                self._remove_pending_delete(pending, opt)
+            if self._is_running(vmid):
+                self._hotplug_pending(conf)
+            else:
+                self._apply_pending(conf)
+            self.write_conf(vmid, conf)
+        return None
+
+    @staticmethod
+    def _remove_pending_delete(pending: dict[str, Any], opt: str) -> None:
+        dels = [d for d in split_list(pending.get("delete", "")) if d.lstrip("!") != opt]
+        if dels:
+            pending["delete"] = ",".join(dels)
+        else:
+            pending.pop("delete", None)
+
+    # ---------------------------------------------------------------- status
+    def api_get_nodes_node_lxc_vmid_status(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        self.load_conf(int(a["vmid"]))
+        subs = ["current", "start", "stop", "shutdown", "reboot", "suspend", "resume"]
+        return [{"subdir": s} for s in subs]
+
+    def api_get_nodes_node_lxc_vmid_status_current(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        st = self._ct_status(vmid, self.load_conf(vmid))
+        st["ha"] = {"managed": 0}
+        return st
+
+    def _do_start(self, vmid: int, task: Task) -> None:
+        with self.lock:
+            conf = self.load_conf(vmid)
+            if conf.get("pending"):
+                self._apply_pending(conf, task)
+                self.write_conf(vmid, conf)
+                conf = self.load_conf(vmid)
+        self.backend.start(vmid, self._effective_conf(conf))
+
+    def api_post_nodes_node_lxc_vmid_status_start(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        if a.get("skiplock") and not ident.is_root:
+            raise param_error({"skiplock": "Only root may use this option."})
+        conf = self.load_conf(vmid)
+        if self._is_running(vmid):
+            raise PveError(500, f"CT {vmid} already running")
+        if not a.get("skiplock"):
+            self._check_lock(conf)
+        if str(conf.get("template", "0")) == "1":
+            raise PveError(500, "you can't start a CT if it's a template")
+        return self.run_task("vzstart", str(vmid), ident, lambda t: self._do_start(vmid, t))
+
+    def api_post_nodes_node_lxc_vmid_status_stop(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        if a.get("skiplock") and not ident.is_root:
+            raise param_error({"skiplock": "Only root may use this option."})
+        conf = self.load_conf(vmid)
+        if not self._is_running(vmid):
+            raise PveError(500, f"CT {vmid} not running")
+        if not a.get("skiplock"):
+            self._check_lock(conf)
+        return self.run_task("vzstop", str(vmid), ident, lambda t: self.backend.stop(vmid))
+
+    def api_post_nodes_node_lxc_vmid_status_shutdown(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        conf = self.load_conf(vmid)
+        if not self._is_running(vmid):
+            raise PveError(500, f"CT {vmid} not running")
+        self._check_lock(conf)
+        timeout = int(a.get("timeout", 60))
+        force = bool(a.get("forceStop"))
+
+        def work(task: Task) -> None:
+            try:
+                self.backend.shutdown(vmid, timeout)
+            except Exception:
+                if not force:
+                    raise
+                self.backend.stop(vmid)
+
+        return self.run_task("vzshutdown", str(vmid), ident, work)
+
+    def api_post_nodes_node_lxc_vmid_status_reboot(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        conf = self.load_conf(vmid)
+        if not self._is_running(vmid):
+            raise PveError(500, f"VM {vmid} not running")
+        self._check_lock(conf)
+        timeout = int(a.get("timeout", 60))
+
+        def work(task: Task) -> None:
+            self.backend.shutdown(vmid, timeout)
+            self._do_start(vmid, task)
+
+        return self.run_task("vzreboot", str(vmid), ident, work)
+
+    def api_get_nodes_node_lxc_vmid_interfaces(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        self.load_conf(vmid)
+        if not self._is_running(vmid):
+            return None
+        return self.backend.interfaces(vmid)
+
+    # ---------------------------------------------------------------- tasks
+    def api_get_nodes_node_tasks(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        audit = ident.is_root or self.has(ident, f"/nodes/{self.node}", ["Sys.Audit"])
+        source = a.get("source", "archive")
+        out = []
+        for task in sorted(self.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True):
+            own = task.user == ident.user and task.tokenid == ident.tokenid
+            if ident.tokenid and not own:
+                continue
+            if not own and not audit:
+                continue
+            if source == "archive" and task.status == "running":
+                continue
+            if source == "active" and task.status != "running":
+                continue
+            if a.get("vmid") is not None and task.id != str(a["vmid"]):
+                continue
+            if a.get("typefilter") and task.type != a["typefilter"]:
+                continue
+            if a.get("userfilter") and a["userfilter"] not in task.user:
+                continue
+            if a.get("errors") and task.exitstatus in ("OK", None):
+                continue
+            if a.get("since") is not None and task.starttime < int(a["since"]):
+                continue
+            if a.get("until") is not None and task.starttime > int(a["until"]):
+                continue
+            if a.get("statusfilter"):
+                want = {s.lower() for s in split_list(a["statusfilter"])}
+                es = task.exitstatus or ""
+                kind = "ok" if es == "OK" else "warning" if es.startswith("WARNINGS") else "error"
+                if kind not in want:
+                    continue
+            item: dict[str, Any] = {
+                "upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart,
+                "starttime": task.starttime, "type": task.type, "id": task.id,
+                "user": task.user,
+            }  # fmt: skip
+            if task.tokenid:
+                item["tokenid"] = task.tokenid
+            if task.status == "stopped":
+                item["status"] = task.exitstatus
+                item["endtime"] = task.endtime
+            out.append(item)
+        start = int(a.get("start", 0))
+        limit = int(a.get("limit", 50))
+        extra["total"] = len(out)
+        return out[start : start + limit] if limit else out[start:]
+
+    def api_delete_nodes_node_tasks_upid(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        task = self._get_task(ident, a["upid"], write=True)
+        if task.status == "running":
+            task.cancel.set()
+        return None
+
+    def api_get_nodes_node_tasks_upid_status(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        return self._get_task(ident, a["upid"]).status_dict()
+
+    def api_get_nodes_node_tasks_upid_log(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        task = self._get_task(ident, a["upid"])
+        lines = list(task.lines)
+        start = int(a.get("start", 0))
+        limit = int(a.get("limit", 50))
+        if not lines:
+            extra["total"] = 1
+            return [{"n": 1, "t": "no content"}]
+        sel = lines[start : start + limit] if limit else lines[start:]
+        extra["total"] = len(lines)
+        return [{"n": start + i + 1, "t": t} for i, t in enumerate(sel)]
+
+    # ---------------------------------------------------------------- storage
+    def api_get_nodes_node_storage(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        want = set(split_list(a.get("content", "") or ""))
+        out = []
+        for sid, st in self.storages.items():
+            if a.get("storage") and a["storage"] != sid:
+                continue
+            if want and not want & set(st["content"]):
+                continue
+            if not (
+                ident.is_root
+                or self.has(
+                    ident, f"/storage/{sid}", ["Datastore.Audit", "Datastore.AllocateSpace"]
+                )
+            ):
+                continue
+            total, used = 100 * 1024**3, 10 * 1024**3
+            out.append(
+                {
+                    "storage": sid, "type": st["type"], "content": ",".join(st["content"]),
+                    "active": 1, "enabled": 1, "shared": 0, "total": total, "used": used,
+                    "avail": total - used, "used_fraction": used / total,
+                }
+            )  # fmt: skip
+        return out
+
+    def api_get_nodes_node_storage_storage_content(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        sid = a["storage"]
+        st = self._storage(sid)
+        content = a.get("content")
+        out: list[dict[str, Any]] = []
+        if "vztmpl" in st["content"] and content in (None, "vztmpl") and "path" in st:
+            tdir = Path(st["path"]) / "template/cache"
+            for p in sorted(tdir.glob("*")) if tdir.exists() else []:
+                m = re.match(r"^.+\.(tar|tar\.(gz|xz|zst|bz2)|tgz)$", p.name)
+                if not m or not p.is_file():
+                    continue
+                ext = m.group(1)
+                fmt = {"tar": "tar", "tgz": "tgz", "tar.gz": "tgz", "tar.xz": "txz",
+                       "tar.zst": "tzst", "tar.bz2": "tbz2"}[ext]  # fmt: skip
+                stat = p.stat()
+                out.append(
+                    {"volid": f"{sid}:vztmpl/{p.name}", "content": "vztmpl", "format": fmt,
+                     "size": stat.st_size, "ctime": int(stat.st_mtime)}
+                )  # fmt: skip
+        if "rootdir" in st["content"] and content in (None, "rootdir", "images"):
+            for vmid in self.vmids():
+                if a.get("vmid") is not None and vmid != a["vmid"]:
+                    continue
+                try:
+                    conf = self.load_conf(vmid)
+                except PveError:
+                    continue
+                rootfs = str(conf.get("rootfs", ""))
+                if rootfs.startswith(f"{sid}:"):
+                    volid = rootfs.split(",")[0]
+                    out.append(
+                        {"volid": volid, "content": "rootdir", "format": "raw", "vmid": vmid,
+                         "size": 8 * 1024**3, "ctime": int(time.time())}
+                    )  # fmt: skip
+        return out
+
+    def _download(self, sid: str, filename: str, ident: Identity, url: str) -> str:
+        st = self._storage(sid)
+        if "vztmpl" not in st["content"] or "path" not in st:
+            raise PveError(500, f"storage '{sid}' does not support templates")
+        target = Path(st["path"]) / "template/cache" / filename
+
+        def work(task: Task) -> None:
+            task.log(f"starting template download from: {url}")
+            task.log(f"target file: {target}")
+            tmp = target.with_name(target.name + ".tmp")
+            self._install_template(filename, tmp)
+            os.replace(tmp, target)
+            task.log(f"download of '{url}' to '{target}' finished")
+
+        return self.run_task("download", filename, ident, work)
+
+    def api_post_nodes_node_aplinfo(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        record = next((r for r in APLINFO if r["template"] == a["template"]), None)
+        if record is None:
+            raise param_error({"template": "no such template"})
+        return self._download(a["storage"], a["template"], ident, str(record["location"]))
+
+    def api_get_nodes_node_aplinfo(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        return [dict(r) for r in APLINFO]
+
+    def api_post_nodes_node_storage_storage_download_url(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        if a["content"] != "vztmpl":
+            raise PveError(500, f"content type '{a['content']}' is not supported by the emulator")
+        return self._download(a["storage"], a["filename"], ident, a["url"])
+
+
+def _pct_decode(text: str) -> str:
+    raw = re.sub(r"%([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), text).encode(
+        "latin-1", errors="replace"
+    )
+    return raw.decode("utf-8", errors="replace")
+
+
+def _handler_name(method: str, path: str) -> str:
+    name = re.sub(r"[{}]", "", path).strip("/").replace("/", "_").replace("-", "_")
+    return f"{method.lower()}_{name}"
+
+
+# =======================================================================================
+# HTTP plumbing
+
+
+class _TLSServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        ctx: ssl.SSLContext,
+    ) -> None:
+        self.ssl_context = ctx
+        super().__init__(addr, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = super().get_request()
+        return (
+            self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False),
+            addr,
+        )
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # TLS handshake failures (untrusted CA, fingerprint mismatch) and resets are normal
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emu: PveEmulator
+    protocol_version = "HTTP/1.1"
+    server_version = "pve-api-daemon/3.0"
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        self.request.settimeout(30)
+        try:
+            self.request.do_handshake()
+        except (ssl.SSLError, OSError):
+            self.close_connection = True
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k: v for k, v in self.headers.items()}
+        try:
+            resp = self.emu.handle(self.command, self.path, headers, body)
+        except Exception as exc:  # pragma: no cover - emulator bug
+            resp = Response(500, f"emulator error: {exc}".split("\n")[0], str(exc).encode())
+        self.emu.request_log.append((self.command, self.path, resp.status))
+        reason = resp.reason.split("\n")[0].replace("\r", "")
+        self.send_response(resp.status, reason)
+        for key, value in resp.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.send_header("Cache-Control", "max-age=0")
+        self.send_header("Pragma", "no-cache")
+        if resp.status >= 400:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(resp.body)
+
+    do_GET = _serve
+    do_POST = _serve
+    do_PUT = _serve
+    do_DELETE = _serve
