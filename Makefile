@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Host packages for the sandbox, uv (from the package index when missing), the project env.
 deps:
 	@missing=$$(for p in python3 python3-venv debootstrap systemd-container iproute2 iptables \
-	    openssh-client git curl ca-certificates; do \
+	    openssh-client git curl ca-certificates gnupg gpgv; do \
 	    dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing: $$missing"; apt-get update -qq && \

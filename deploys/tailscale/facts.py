@@ -1,0 +1,313 @@
+"""Facts about Tailscale on the target: install state, daemon status and serve config (runbook §2, §9).
+
+The pure helpers below (``backend_state``, ``dns_name``, ``proxy_targets`` ...) read the dicts
+these facts return and import nothing from pyinfra's state, so operations and tests can share
+them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypedDict
+
+from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.api.exceptions import FactProcessError
+
+KEYRING_PATH = "/usr/share/keyrings/tailscale-archive-keyring.gpg"
+SOURCES_LIST_PATH = "/etc/apt/sources.list.d/tailscale.list"
+DEFAULTS_PATH = "/etc/default/tailscaled"
+TUN_PATH = "/dev/net/tun"
+
+# Printed instead of the CLI's output when it exits non-zero, so that the fact command itself
+# never fails the host (pyinfra marks a host failed on a non-zero fact command).
+FAILED_MARKER = "##TAILSCALE_CLI_FAILED##"
+
+# BackendState reported by TailscaleStatus when the CLI cannot reach tailscaled.
+DAEMON_DOWN = "DaemonDown"
+
+
+def _parse_json(fact: str, output: list[str]) -> Any:
+    try:
+        return json.loads("\n".join(output))
+    except json.JSONDecodeError as e:
+        raise FactProcessError(f"{fact}: output is not JSON: {e}") from e
+
+
+def _failed_exit_code(output: list[str]) -> int | None:
+    if output and output[-1].startswith(FAILED_MARKER):
+        code = output[-1][len(FAILED_MARKER) :].strip()
+        return int(code) if code.isdigit() else -1
+    return None
+
+
+class TailscaleStatus(FactBase[dict[str, Any]]):
+    """
+    Returns ``tailscale status --json --peers=false`` (the CLI's ``ipnstate.Status``).
+
+    ``{}`` when the CLI is not installed. When tailscaled is not reachable the CLI exits 1;
+    this fact then returns ``{"BackendState": "DaemonDown", "ExitCode": 1}`` instead of
+    failing the host. ``BackendState`` is otherwise one of ``NoState``, ``NeedsLogin``,
+    ``NeedsMachineAuth``, ``Stopped``, ``Starting``, ``Running``.
+
+    .. code:: python
+
+        {
+            "Version": "1.96.4-t5a1d2c3e4-g6b7a8f9e0",
+            "TUN": False,
+            "BackendState": "Running",
+            "HaveNodeKey": True,
+            "TailscaleIPs": ["100.101.102.103", "fd7a:115c:a1e0::abcd"],
+            "Self": {
+                "HostName": "egograph-prod",
+                "DNSName": "egograph-prod.tail1234.ts.net.",
+                "CapMap": {"https": None},
+                ...
+            },
+            "CurrentTailnet": {"Name": "example.com", "MagicDNSSuffix": "tail1234.ts.net", ...},
+            "CertDomains": ["egograph-prod.tail1234.ts.net"],
+            ...
+        }
+    """
+
+    def requires_command(self) -> str:
+        return "tailscale"
+
+    def command(self) -> str:
+        # stderr is dropped: the real CLI prints version-mismatch warnings there.
+        return f'tailscale status --json --peers=false 2>/dev/null || echo "{FAILED_MARKER} $?"'
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        code = _failed_exit_code(output)
+        if code is not None:
+            return {"BackendState": DAEMON_DOWN, "ExitCode": code}
+        data = _parse_json("tailscale status --json", output)
+        if not isinstance(data, dict):
+            raise FactProcessError(f"tailscale status --json: expected an object, got {data!r}")
+        return data
+
+
+class TailscaleServeConfig(FactBase[dict[str, Any]]):
+    """
+    Returns ``tailscale serve status --json`` (the raw ``ipn.ServeConfig``).
+
+    ``{}`` when nothing is served, when the CLI is not installed and when tailscaled is
+    down (serve does nothing then; check ``TailscaleStatus`` to tell these apart). The
+    ``Web`` key holds the node's MagicDNS name at the time serve was configured: compare
+    targets with ``proxy_targets``, not keys.
+
+    .. code:: python
+
+        {
+            "TCP": {"443": {"HTTPS": True}},
+            "Web": {
+                "egograph-prod.tail1234.ts.net:443": {
+                    "Handlers": {"/": {"Proxy": "http://127.0.0.1:8000"}},
+                },
+            },
+        }
+    """
+
+    def requires_command(self) -> str:
+        return "tailscale"
+
+    def command(self) -> str:
+        return f'tailscale serve status --json 2>/dev/null || echo "{FAILED_MARKER} $?"'
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        if _failed_exit_code(output) is not None or not "".join(output).strip():
+            return {}
+        data = _parse_json("tailscale serve status --json", output)
+        if not isinstance(data, dict):
+            raise FactProcessError(
+                f"tailscale serve status --json: expected an object, got {data!r}"
+            )
+        return data
+
+
+class TailscaleInstallInfo(TypedDict):
+    package_version: str | None
+    tun_device: bool
+    tun_openable: bool
+    defaults_flags: str | None
+    service_enabled: str | None
+    service_active: str | None
+    keyring_sha256: str | None
+    sources_list: str | None
+
+
+# One POSIX sh + awk script (no python3 needed on the target) printing one JSON object.
+# Positional parameters: $1 keyring, $2 sources list, $3 defaults file, $4 TUN device.
+# js: stdin -> JSON string (backslash, quote and control characters escaped, bytes kept).
+_INSTALL_SCRIPT = (
+    'js() { awk \'BEGIN { RS = "\\001"; ORS = ""; for (i = 1; i < 32; i++) o[sprintf("%c", i)] = i }'
+    ' { s = s p $0; p = "\\001" }'
+    " END { for (i = 1; i <= length(s); i++) { c = substr(s, i, 1);"
+    ' if (c == "\\\\" || c == "\\"") c = "\\\\" c;'
+    ' else if (c in o) c = sprintf("\\\\u%04x", o[c]); r = r c }'
+    ' printf "\\"%s\\"", r }\'; };'
+    ' v() { if [ -n "$1" ]; then printf "%s" "$1" | js; else printf null; fi; };'
+    " ver=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' tailscale 2>/dev/null);"
+    ' case "$ver" in ?i*) ver=${ver#???} ;; *) ver= ;; esac;'
+    " tun=false; tun_open=false;"
+    ' if [ -c "$4" ] && [ "$(stat -L -c %t:%T "$4" 2>/dev/null)" = a:c8 ]; then tun=true;'
+    ' if ( exec 3<>"$4" ) 2>/dev/null; then tun_open=true; fi; fi;'
+    " flags=null;"
+    ' if [ -r "$3" ] && grep -q \'^[[:space:]]*FLAGS=\' "$3"; then'
+    " f=$(sed -n 's/^[[:space:]]*FLAGS=//p' \"$3\" | tail -n 1"
+    " | sed -e 's/^\"\\(.*\\)\"$/\\1/' -e \"s/^'\\(.*\\)'\\$/\\1/\");"
+    ' flags=$(printf "%s" "$f" | js); fi;'
+    ' sources=null; if [ -r "$2" ]; then sources=$(js < "$2"); fi;'
+    ' sha=$(sha256sum "$1" 2>/dev/null | cut -d " " -f 1);'
+    " enabled=$(systemctl is-enabled tailscaled.service 2>/dev/null);"
+    " active=$(systemctl is-active tailscaled.service 2>/dev/null);"
+    ' printf \'{"package_version": %s, "tun_device": %s, "tun_openable": %s,'
+    ' "defaults_flags": %s, "service_enabled": %s, "service_active": %s,'
+    ' "keyring_sha256": %s, "sources_list": %s}\\n\''
+    ' "$(v "$ver")" "$tun" "$tun_open" "$flags" "$(v "$enabled")" "$(v "$active")"'
+    ' "$(v "$sha")" "$sources"'
+)
+
+
+class TailscaleInstall(FactBase[TailscaleInstallInfo]):
+    """
+    Returns, in one round trip, what the install steps compare against (``None`` = missing).
+
+    + keyring_path: apt keyring the repository is signed with
+    + sources_list_path: apt source list of the Tailscale repository
+    + defaults_path: tailscaled's environment file (``FLAGS`` is read, not executed)
+    + tun_path: the TUN device tailscaled opens unless in userspace-networking mode
+
+    ``tun_device`` is true for a character device 10:200, ``tun_openable`` when it also opens
+    read-write (an LXC container without the cgroup rule has the node but gets EPERM).
+    ``service_enabled``/``service_active`` are ``systemctl is-enabled/is-active`` output.
+
+    .. code:: python
+
+        {
+            "package_version": "1.96.4",
+            "tun_device": False,
+            "tun_openable": False,
+            "defaults_flags": "--tun=userspace-networking",
+            "service_enabled": "enabled",
+            "service_active": "active",
+            "keyring_sha256": "3f1c...e9",
+            "sources_list": "deb [signed-by=/usr/share/keyrings/...] https://... noble main\\n",
+        }
+    """
+
+    def command(
+        self,
+        keyring_path: str = KEYRING_PATH,
+        sources_list_path: str = SOURCES_LIST_PATH,
+        defaults_path: str = DEFAULTS_PATH,
+        tun_path: str = TUN_PATH,
+    ) -> StringCommand:
+        return StringCommand(
+            "set",
+            "--",
+            QuoteString(keyring_path),
+            QuoteString(sources_list_path),
+            QuoteString(defaults_path),
+            QuoteString(tun_path),
+            ";",
+            _INSTALL_SCRIPT,
+        )
+
+    @staticmethod
+    def default() -> TailscaleInstallInfo:
+        return {
+            "package_version": None,
+            "tun_device": False,
+            "tun_openable": False,
+            "defaults_flags": None,
+            "service_enabled": None,
+            "service_active": None,
+            "keyring_sha256": None,
+            "sources_list": None,
+        }
+
+    def process(self, output: list[str]) -> TailscaleInstallInfo:
+        data = _parse_json("tailscale install probe", output)
+        info = TailscaleInstall.default()
+        if not isinstance(data, dict) or not set(info) <= set(data):
+            raise FactProcessError(f"tailscale install probe: unexpected output {data!r}")
+        info.update({key: data[key] for key in info})  # type: ignore[typeddict-item]
+        return info
+
+
+# -- pure helpers ----------------------------------------------------------------------
+def backend_state(status: dict[str, Any]) -> str:
+    """``BackendState`` of a ``TailscaleStatus`` value; ``""`` when not installed."""
+    return str(status.get("BackendState") or "")
+
+
+def needs_login(status: dict[str, Any]) -> bool:
+    """True when ``tailscale up`` needs an auth key: not installed yet, NoState or NeedsLogin.
+
+    False for ``DaemonDown`` (unknown until tailscaled runs) and for a node waiting for
+    approval (``NeedsMachineAuth``: a new key would not help).
+    """
+    return backend_state(status) in ("", "NoState", "NeedsLogin")
+
+
+def _self(status: dict[str, Any]) -> dict[str, Any]:
+    me = status.get("Self")
+    return me if isinstance(me, dict) else {}
+
+
+def self_hostname(status: dict[str, Any]) -> str:
+    """``Self.HostName`` (the ``--hostname`` pref, else the OS hostname); ``""`` if unknown."""
+    return str(_self(status).get("HostName") or "")
+
+
+def dns_name(status: dict[str, Any]) -> str:
+    """MagicDNS name without the trailing dot, ``""`` when logged out."""
+    return str(_self(status).get("DNSName") or "").rstrip(".")
+
+
+def https_enabled(status: dict[str, Any]) -> bool:
+    """Whether the tailnet issues HTTPS certificates (``tailscale serve`` needs it)."""
+    return "https" in (_self(status).get("CapMap") or {}) or bool(status.get("CertDomains"))
+
+
+def tailnet_url(status: dict[str, Any]) -> str | None:
+    """``https://<name>.<tailnet>.ts.net/`` served on 443, ``None`` without a DNS name."""
+    name = dns_name(status)
+    return f"https://{name}/" if name else None
+
+
+def proxy_targets(config: dict[str, Any]) -> dict[int, list[str]]:
+    """Map each HTTPS port of a ``TailscaleServeConfig`` to its proxy targets.
+
+    Keys of ``Web`` are ``<dnsname>:<port>``; the DNS name is ignored so that a config made
+    before a hostname change still matches.
+
+    .. code:: python
+
+        proxy_targets(config)  # {443: ["http://127.0.0.1:8000"]}
+    """
+    tcp = config.get("TCP") or {}
+    targets: dict[int, list[str]] = {}
+    for hostport, web in sorted((config.get("Web") or {}).items()):
+        _, _, port = hostport.rpartition(":")
+        if not port.isdigit() or not (tcp.get(port) or {}).get("HTTPS"):
+            continue
+        found = targets.setdefault(int(port), [])
+        for _, handler in sorted(((web or {}).get("Handlers") or {}).items()):
+            proxy = (handler or {}).get("Proxy")
+            if proxy and proxy not in found:
+                found.append(proxy)
+    return targets
+
+
+def funnel_enabled(config: dict[str, Any]) -> bool:
+    """Whether any served port is exposed to the internet (``tailscale funnel``)."""
+    return any((config.get("AllowFunnel") or {}).values())

@@ -1,0 +1,264 @@
+"""Tailscale facts: process() on CLI-shaped samples, the pure helpers, and the probe script."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyinfra.api.exceptions import FactProcessError
+
+from deploys.tailscale.facts import (
+    DAEMON_DOWN,
+    FAILED_MARKER,
+    TailscaleInstall,
+    TailscaleServeConfig,
+    TailscaleStatus,
+    backend_state,
+    dns_name,
+    funnel_enabled,
+    https_enabled,
+    needs_login,
+    proxy_targets,
+    self_hostname,
+    tailnet_url,
+)
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def lines(name: str) -> list[str]:
+    return (SAMPLES / name).read_text().splitlines()
+
+
+def status(name: str) -> dict[str, Any]:
+    return TailscaleStatus().process(lines(name))
+
+
+# -- TailscaleStatus ---------------------------------------------------------------------
+def test_status_command_never_fails_the_host() -> None:
+    fact = TailscaleStatus()
+    assert fact.requires_command() == "tailscale"
+    assert fact.command() == (
+        f'tailscale status --json --peers=false 2>/dev/null || echo "{FAILED_MARKER} $?"'
+    )
+    assert fact.default() == {}
+
+
+def test_status_running_node() -> None:
+    st = status("status_running.json")
+    assert backend_state(st) == "Running"
+    assert not needs_login(st)
+    assert self_hostname(st) == "egograph-prod"
+    assert dns_name(st) == "egograph-prod.tail1234.ts.net"
+    assert https_enabled(st)
+    assert tailnet_url(st) == "https://egograph-prod.tail1234.ts.net/"
+    assert st["TUN"] is True
+
+
+def test_status_userspace_without_https() -> None:
+    st = status("status_running_userspace.json")
+    assert st["TUN"] is False
+    assert backend_state(st) == "Running"
+    assert not https_enabled(st)
+    assert tailnet_url(st) == "https://egograph-prod.tail1234.ts.net/"
+
+
+def test_status_logged_out_needs_login() -> None:
+    st = status("status_needs_login.json")
+    assert backend_state(st) == "NeedsLogin"
+    assert needs_login(st)
+    assert dns_name(st) == ""
+    assert tailnet_url(st) is None
+    assert self_hostname(st) == "egograph-prod"
+    assert not https_enabled(st)
+
+
+def test_status_stopped_keeps_identity() -> None:
+    st = status("status_stopped.json")
+    assert backend_state(st) == "Stopped"
+    assert not needs_login(st)
+    assert dns_name(st) == "egograph-prod.tail1234.ts.net"
+
+
+def test_status_waiting_for_approval_is_not_a_login() -> None:
+    st = status("status_needs_machine_auth.json")
+    assert backend_state(st) == "NeedsMachineAuth"
+    assert not needs_login(st)
+    assert tailnet_url(st) is None
+
+
+def test_status_daemon_down() -> None:
+    st = TailscaleStatus().process([f"{FAILED_MARKER} 1"])
+    assert st == {"BackendState": DAEMON_DOWN, "ExitCode": 1}
+    assert backend_state(st) == DAEMON_DOWN
+    assert not needs_login(st)
+    assert dns_name(st) == "" and self_hostname(st) == "" and not https_enabled(st)
+
+
+def test_status_not_installed_default() -> None:
+    st = TailscaleStatus.default()
+    assert backend_state(st) == ""
+    assert needs_login(st)
+    assert tailnet_url(st) is None
+
+
+@pytest.mark.parametrize("output", [["not json"], ["[1, 2]"], ['{"BackendState": ']])
+def test_status_bad_output_fails_only_the_host(output: list[str]) -> None:
+    with pytest.raises(FactProcessError):
+        TailscaleStatus().process(output)
+
+
+# -- TailscaleServeConfig ----------------------------------------------------------------
+def test_serve_command() -> None:
+    fact = TailscaleServeConfig()
+    assert fact.requires_command() == "tailscale"
+    assert (
+        fact.command() == f'tailscale serve status --json 2>/dev/null || echo "{FAILED_MARKER} $?"'
+    )
+    assert fact.default() == {}
+
+
+def test_serve_empty() -> None:
+    cfg = TailscaleServeConfig().process(lines("serve_empty.json"))
+    assert cfg == {}
+    assert proxy_targets(cfg) == {}
+    assert not funnel_enabled(cfg)
+
+
+def test_serve_daemon_down_is_empty() -> None:
+    assert TailscaleServeConfig().process([f"{FAILED_MARKER} 1"]) == {}
+    assert TailscaleServeConfig().process([""]) == {}
+
+
+def test_serve_with_handler() -> None:
+    cfg = TailscaleServeConfig().process(lines("serve_handler.json"))
+    assert proxy_targets(cfg) == {443: ["http://127.0.0.1:8000"]}
+    assert not funnel_enabled(cfg)
+
+
+def test_serve_targets_ignore_the_dns_name_key_and_funnel() -> None:
+    cfg = TailscaleServeConfig().process(lines("serve_funnel.json"))
+    assert proxy_targets(cfg) == {
+        443: ["http://127.0.0.1:8000", "http://127.0.0.1:8001"],
+        8443: ["http://127.0.0.1:9000"],
+    }
+    assert funnel_enabled(cfg)
+
+
+def test_proxy_targets_skip_plain_http_and_merge_names() -> None:
+    cfg = {
+        "TCP": {"80": {"HTTP": True}, "443": {"HTTPS": True}},
+        "Web": {
+            "old.tail1234.ts.net:443": {"Handlers": {"/": {"Proxy": "http://127.0.0.1:8000"}}},
+            "new.tail1234.ts.net:443": {"Handlers": {"/": {"Proxy": "http://127.0.0.1:8000"}}},
+            "new.tail1234.ts.net:80": {"Handlers": {"/": {"Proxy": "http://127.0.0.1:8080"}}},
+        },
+        "AllowFunnel": {"new.tail1234.ts.net:443": False},
+    }
+    assert proxy_targets(cfg) == {443: ["http://127.0.0.1:8000"]}
+    assert not funnel_enabled(cfg)
+
+
+def test_serve_bad_output() -> None:
+    with pytest.raises(FactProcessError):
+        TailscaleServeConfig().process(["{"])
+
+
+# -- TailscaleInstall --------------------------------------------------------------------
+def run_probe(**paths: str) -> Any:
+    fact = TailscaleInstall()
+    cmd = fact.command(**paths).get_raw_value()
+    proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True)
+    assert proc.stdout.count("\n") == 1, proc.stdout  # one JSON line
+    return fact.process(proc.stdout.splitlines())
+
+
+def test_install_command_quotes_paths() -> None:
+    cmd = TailscaleInstall().command(keyring_path="/tmp/a b'c.gpg").get_raw_value()
+    assert cmd.startswith("set -- " + shlex.quote("/tmp/a b'c.gpg") + " ")
+    default = TailscaleInstall().command().get_raw_value()
+    assert default.startswith(
+        "set -- /usr/share/keyrings/tailscale-archive-keyring.gpg"
+        " /etc/apt/sources.list.d/tailscale.list /etc/default/tailscaled /dev/net/tun ;"
+    )
+
+
+def test_install_probe_reports_missing_things_as_null(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing")
+    info = run_probe(
+        keyring_path=missing, sources_list_path=missing, defaults_path=missing, tun_path=missing
+    )
+    assert info["keyring_sha256"] is None
+    assert info["sources_list"] is None
+    assert info["defaults_flags"] is None
+    assert info["tun_device"] is False and info["tun_openable"] is False
+    # No tailscale package on the test host; systemctl may or may not exist.
+    assert info["package_version"] is None
+
+
+def test_install_probe_reads_files_exactly(tmp_path: Path) -> None:
+    keyring = tmp_path / "keyring.gpg"
+    keyring.write_bytes(b"\x99\x01\x0dbinary key")
+    sources = tmp_path / "dir with space" / "tailscale.list"
+    sources.parent.mkdir()
+    text = 'deb [signed-by=/k.gpg] http://127.0.0.1/stable/debian trixie main\n\t"q" \\ \x01 ünï\n'
+    sources.write_text(text)
+    defaults = tmp_path / "tailscaled"
+    defaults.write_text(
+        '# FLAGS="--commented"\nPORT="41641"\nFLAGS="--old"\nFLAGS="--tun=userspace-networking"\n'
+    )
+    info = run_probe(
+        keyring_path=str(keyring),
+        sources_list_path=str(sources),
+        defaults_path=str(defaults),
+        tun_path="/dev/null",  # a character device, but not 10:200
+    )
+    assert info["keyring_sha256"] == hashlib.sha256(keyring.read_bytes()).hexdigest()
+    assert info["sources_list"] == text
+    assert info["defaults_flags"] == "--tun=userspace-networking"
+    assert info["tun_device"] is False
+
+
+@pytest.mark.parametrize(
+    ("content", "flags"),
+    [
+        ('FLAGS=""\n', ""),
+        ("FLAGS='--a --b'\n", "--a --b"),
+        ("FLAGS=--x", "--x"),
+        ("PORT=1\n", None),
+    ],
+)
+def test_install_probe_flags(tmp_path: Path, content: str, flags: str | None) -> None:
+    defaults = tmp_path / "tailscaled"
+    defaults.write_text(content)
+    assert run_probe(defaults_path=str(defaults))["defaults_flags"] == flags
+
+
+def test_install_probe_empty_and_unterminated_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    partial = tmp_path / "partial"
+    partial.write_text("no newline")
+    assert run_probe(sources_list_path=str(empty))["sources_list"] == ""
+    assert run_probe(sources_list_path=str(partial))["sources_list"] == "no newline"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="host has no /dev/net/tun")
+def test_install_probe_sees_a_tun_device() -> None:
+    assert run_probe(tun_path="/dev/net/tun")["tun_device"] is True
+
+
+def test_install_process_validates_shape() -> None:
+    with pytest.raises(FactProcessError):
+        TailscaleInstall().process(['{"package_version": "1.96.4"}'])
+    with pytest.raises(FactProcessError):
+        TailscaleInstall().process(["garbage"])
+    full = dict(TailscaleInstall.default(), package_version="1.96.4", extra=1)
+    assert TailscaleInstall().process([json.dumps(full)])["package_version"] == "1.96.4"
+    assert "extra" not in TailscaleInstall().process([json.dumps(full)])
