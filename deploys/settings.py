@@ -202,9 +202,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "uv_wheel_index",
-        "an http(s) URL of a PEP 691 simple index",
-        "Package index the controller takes the uv wheel from (wheel method)",
-        _template_url,
+        "'' or an http(s) URL of a simple package index",
+        "Index the controller takes the uv wheel from (wheel method); '' = the index the "
+        "controller's uv is configured with",
+        _optional_url,
         "uv",
     ),
     Setting(

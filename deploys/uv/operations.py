@@ -40,7 +40,7 @@ def uv_binary(
       ``wheel`` makes the controller fetch the uv wheel for the target's machine from
       ``wheel_index``, verify its sha256 and push the binaries
     + installer_url: the script's URL, ``{version}`` replaced
-    + wheel_index: a PEP 691 simple index
+    + wheel_index: a simple index URL; '' = the controller uv's own configuration
 
     **Example:**
 

@@ -1,26 +1,26 @@
 """Controller side of the 'wheel' install method: take uv from the package index.
 
-The `uv` wheel on PyPI carries the static uv binary (``uv-<ver>.data/scripts/uv``). The
-controller downloads the wheel for the target's platform through the index's JSON API
-(PEP 691), checks the sha256 the index publishes, and keeps the extracted binaries in a
-cache, so the target needs no route to the installer or release hosts.
+The ``uv`` wheel carries the static uv binary. The controller installs that wheel for the
+target's platform into a scratch directory with its own uv (``uv pip install --target
+--python-platform``: uv checks the wheel against the hash the index publishes), checks the
+binaries against the wheel's RECORD, and keeps them in a cache, so the target needs no route
+to the installer or release hosts.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
-import json
 import os
+import shutil
+import subprocess
 import tempfile
-import urllib.parse
-import urllib.request
-import zipfile
 from pathlib import Path
-from typing import Any
 
-PLATFORM_TAGS = {
-    "x86_64": "manylinux_2_17_x86_64",
-    "aarch64": "manylinux_2_17_aarch64",
+PLATFORMS = {
+    "x86_64": "x86_64-manylinux_2_17",
+    "aarch64": "aarch64-manylinux_2_17",
 }
 
 
@@ -39,75 +39,73 @@ def binary_paths(version: str, machine: str) -> tuple[Path, Path]:
     return d / "uv", d / "uvx"
 
 
-def _get(url: str, accept: str | None = None, timeout: float = 60) -> bytes:
-    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        data: bytes = resp.read()
-        return data
-
-
-def index_files(index: str, project: str) -> list[dict[str, Any]]:
-    """The files of ``project`` on a PEP 691 simple index, with absolute URLs."""
-    url = f"{index.rstrip('/')}/{project}/"
+def controller_uv() -> str:
+    """The controller's own uv: the one running this project, else the ``uv`` package's."""
+    found = os.environ.get("UV") or shutil.which("uv")
+    if found:
+        return found
     try:
-        listing = json.loads(_get(url, "application/vnd.pypi.simple.v1+json"))
-    except (OSError, ValueError) as exc:
-        raise UvWheelError(f"cannot read the project page {url}: {exc}") from exc
-    files: list[dict[str, Any]] = listing.get("files", [])
-    for f in files:
-        f["url"] = urllib.parse.urljoin(url, f["url"])
-    return files
+        from uv import find_uv_bin
+    except ImportError as exc:
+        raise UvWheelError("the 'wheel' method needs uv on the controller") from exc
+    return str(find_uv_bin())
 
 
-def download_verified(url: str, sha256: str) -> bytes:
-    """Download ``url`` and check it against the sha256 the index published."""
-    data = _get(url, timeout=300)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise UvWheelError(f"{url}: sha256 {digest} does not match the index's {sha256}")
-    return data
+def install_wheel(target: Path, requirement: str, platform: str, index: str = "") -> None:
+    """``uv pip install`` one binary-only wheel for ``platform`` into ``target``."""
+    cmd = [
+        controller_uv(),
+        "pip",
+        "install",
+        "--quiet",
+        "--target",
+        str(target),
+        "--python-platform",
+        platform,
+        "--python-version",
+        "3.12",
+        "--only-binary",
+        ":all:",
+        "--no-deps",
+        requirement,
+    ]
+    if index:
+        cmd += ["--index-url", index]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UvWheelError(f"cannot fetch {requirement} for {platform}: {proc.stderr.strip()}")
 
 
-def find_wheel(index: str, version: str, machine: str) -> tuple[str, str, str]:
-    """Return (filename, url, sha256) of the uv wheel for ``machine`` on the index."""
-    tag = PLATFORM_TAGS.get(machine)
-    if tag is None:
-        raise UvWheelError(
-            f"uv_install_method 'wheel' supports machines {', '.join(PLATFORM_TAGS)}; "
-            f"the target is {machine!r}"
-        )
-    for f in index_files(index, "uv"):
-        name = f.get("filename", "")
-        if name.startswith(f"uv-{version}-") and name.endswith(".whl") and tag in name:
-            sha = f.get("hashes", {}).get("sha256")
-            if not sha:
-                raise UvWheelError(f"{name} has no sha256 on the index")
-            return name, f["url"], sha
-    raise UvWheelError(f"no uv {version} wheel for {tag} on {index}")
+def verify_record(target: Path, dist_info: str, files: list[str]) -> None:
+    """Check installed files against the sha256 digests in the wheel's RECORD."""
+    with open(target / dist_info / "RECORD", newline="") as f:
+        record = {row[0]: row[1] for row in csv.reader(f) if len(row) >= 2}
+    for rel in files:
+        algo, _, want = record.get(rel, "").partition("=")
+        digest = hashlib.sha256((target / rel).read_bytes()).digest()
+        got = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        if algo != "sha256" or got != want:
+            raise UvWheelError(f"{rel} does not match the wheel's RECORD")
 
 
 def ensure_binaries(index: str, version: str, machine: str) -> tuple[Path, Path]:
-    """Download, verify and unpack the wheel once; return the cached (uv, uvx) paths."""
+    """Fetch, verify and cache uv and uvx once; return the cached paths."""
     uv, uvx = binary_paths(version, machine)
     if uv.is_file() and uvx.is_file():
         return uv, uvx
-    name, url, sha = find_wheel(index, version, machine)
-    data = download_verified(url, sha)
+    platform = PLATFORMS.get(machine)
+    if platform is None:
+        raise UvWheelError(
+            f"uv_install_method 'wheel' supports machines {', '.join(PLATFORMS)}; "
+            f"the target is {machine!r}"
+        )
     uv.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=uv.parent) as tmp:
-        wheel = Path(tmp) / name
-        wheel.write_bytes(data)
-        with zipfile.ZipFile(wheel) as zf:
-            for member, dest in (
-                (f"uv-{version}.data/scripts/uv", uv),
-                (f"uv-{version}.data/scripts/uvx", uvx),
-            ):
-                try:
-                    content = zf.read(member)
-                except KeyError as exc:
-                    raise UvWheelError(f"{name} has no {member}") from exc
-                part = Path(tmp) / dest.name
-                part.write_bytes(content)
-                part.chmod(0o755)
-                part.replace(dest)
+        target = Path(tmp)
+        install_wheel(target, f"uv=={version}", platform, index)
+        verify_record(target, f"uv-{version}.dist-info", ["bin/uv", "bin/uvx"])
+        for name, dest in (("uv", uv), ("uvx", uvx)):
+            part = target / "bin" / name
+            part.chmod(0o755)
+            part.replace(dest)
     return uv, uvx

