@@ -31,12 +31,12 @@ _counter = itertools.count()
 
 
 @pytest.fixture
-def new_container(sandbox: None) -> Iterator[Callable[[], Container]]:
+def new_container(sandbox: None) -> Iterator[Callable[..., Container]]:
     """Factory for fresh, booted containers; all destroyed after the test."""
     made: list[Container] = []
 
-    def make() -> Container:
-        c = sandbox_container.get(f"t{os.getpid() % 1000}-{next(_counter)}")
+    def make(*, tun: bool = True) -> Container:
+        c = sandbox_container.get(f"t{os.getpid() % 1000}-{next(_counter)}", tun=tun)
         made.append(c)
         c.start()
         return c

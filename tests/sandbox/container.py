@@ -28,6 +28,9 @@ FIRST_INDEX = 10
 class Container:
     name: str
     index: int
+    tun: bool = True
+    """Whether /dev/net/tun exists inside. systemd-nspawn always provides it; a container
+    without it models an LXC container whose config does not grant the device."""
 
     @property
     def dir(self) -> Path:
@@ -160,6 +163,8 @@ class Container:
                 raise RuntimeError(f"{self.name}: nspawn exited; see {self.dir / 'nspawn.log'}")
             probe = self.ssh("systemctl is-system-running --wait", check=False, timeout=30)
             if probe.stdout.strip() in ("running", "degraded"):
+                if not self.tun:
+                    self.ssh("rm -f /dev/net/tun")
                 return
             time.sleep(0.5)
         raise TimeoutError(f"{self.name} did not boot within {timeout}s")
@@ -175,6 +180,11 @@ class Container:
                 os.kill(pid, signal.SIGKILL)
                 time.sleep(0.5)
         self.pidfile.unlink(missing_ok=True)
+
+    def reboot(self, timeout: float = 90) -> None:
+        """Power-cycle the container (its disk, the upper layer, is kept)."""
+        self.stop()
+        self.start(timeout)
 
     def destroy(self) -> None:
         self.stop()
@@ -228,7 +238,7 @@ def all_containers() -> list[Container]:
     found = []
     for meta in sorted(paths.CONTAINERS.glob("*/meta.json")):
         data = json.loads(meta.read_text())
-        found.append(Container(data["name"], data["index"]))
+        found.append(Container(data["name"], data["index"], data.get("tun", True)))
     return found
 
 
@@ -249,15 +259,15 @@ def write_ssh_files() -> None:
     paths.SSH_CONFIG.write_text("".join(config))
 
 
-def get(name: str) -> Container:
+def get(name: str, *, tun: bool = True) -> Container:
     """The container called ``name``, created (not started) when new."""
     _ensure_client_key()
     meta = paths.CONTAINERS / name / "meta.json"
     if meta.exists():
         data = json.loads(meta.read_text())
-        return Container(data["name"], data["index"])
+        return Container(data["name"], data["index"], data.get("tun", True))
     used = {c.index for c in all_containers()}
     index = next(i for i in range(FIRST_INDEX, 250) if i not in used)
     meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"name": name, "index": index}) + "\n")
-    return Container(name, index)
+    meta.write_text(json.dumps({"name": name, "index": index, "tun": tun}) + "\n")
+    return Container(name, index, tun)
