@@ -19,3 +19,17 @@ def converge() -> None:
     uv.sync_environment(settings=settings, commit=commit)
     duckdb.install_extensions(settings=settings)
     services.run_services(settings=settings, commit=commit)
+
+
+def update() -> None:
+    """The runbook's update flow (§7: fetch, move to the branch, ``uv sync``, restart), with
+    its safety: local edits on the server stop the run unless discarding them is allowed,
+    and the restart waits for ``/health``. Env files are kept current too, because the
+    restart's stamp compares them with the controller's."""
+    settings = current()
+    commit = repo.wanted_commit(settings)
+    repo.checkout_repo(settings=settings, commit=commit)
+    services.write_env_files(settings=settings)
+    uv.sync_environment(settings=settings, commit=commit)
+    duckdb.install_extensions(settings=settings)
+    services.run_services(settings=settings, commit=commit)

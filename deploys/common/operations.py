@@ -12,6 +12,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
 from .facts import FileStates
+from .report import change_reason
 
 STATE_DIR = "/var/lib/egograph-deploy"
 """Where the deploy keeps its stamps on the target (root-only)."""
@@ -64,14 +65,17 @@ def managed_file(
     if current and current["sha256"] == wanted:
         fixes: list[StringCommand] = []
         if current["user"] != user or current["group"] != group:
+            change_reason(f"{path} is owned by {current['user']}:{current['group']}")
             fixes.append(StringCommand("chown", QuoteString(f"{user}:{group}"), QuoteString(path)))
         if current["mode"] != mode:
+            change_reason(f"{path} has mode {current['mode']:o}, want {mode:o}")
             fixes.append(StringCommand("chmod", f"{mode:o}", QuoteString(path)))
         if not fixes:
             host.noop(f"{path} is up to date")
         yield from fixes
         return
 
+    change_reason(f"{path} {'differs' if current else 'is missing'}")
     if state.config.DIFF:
         _log_diff(path, text, secret, exists=current is not None)
 

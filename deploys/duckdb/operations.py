@@ -7,6 +7,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
+from ..common.report import change_reason
 from .facts import DuckdbExtensions
 
 _INSTALL = """
@@ -50,6 +51,7 @@ def duckdb_extensions(
     if not missing:
         host.noop(f"DuckDB {current.get('duckdb')}: {', '.join(extensions)} installed")
         return
+    change_reason(f"DuckDB extensions not installed: {', '.join(missing)}")
     if directory:
         # The service may run as another user: the directory must be readable by it.
         yield StringCommand("install", "-d", "-m", "755", QuoteString(directory))

@@ -7,6 +7,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
+from ..common.report import change_reason
 from .facts import UPDATE_STAMP, AptState
 
 
@@ -53,6 +54,7 @@ def apt_packages(packages: list[str], *, cache_time: int = 86400, lock_timeout: 
     if not missing:
         host.noop(f"{', '.join(packages)} installed")
         return
+    change_reason(f"not installed: {', '.join(missing)}")
     age = current["lists_age"]
     if age is None or age > cache_time:
         yield StringCommand(

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand, operation
 
+from ..common.report import change_reason, refuse
 from .facts import SHA_RE, GitCheckout
-
-
-class LocalChangesError(OperationError):
-    """The server's checkout has uncommitted changes to tracked files."""
 
 
 @operation()
@@ -51,6 +48,7 @@ def checkout(
     is_branch = not SHA_RE.match(ref)
 
     if not current["exists"]:
+        change_reason(f"{path} is not a checkout yet")
         parent = path.rsplit("/", 1)[0] or "/"
         yield StringCommand(
             "mkdir",
@@ -71,20 +69,25 @@ def checkout(
     if current["dirty"]:
         files = "\n  ".join(current["dirty"])
         if not discard_local_changes:
-            raise LocalChangesError(
+            yield from refuse(
                 f"{path} has local changes to tracked files:\n  {files}\n"
                 "Commit or revert them on the server, or set repo_discard_local_changes = "
                 "True to let the deploy discard them."
             )
+            return
         host.log(f"Discarding local changes in {path}:\n  {files}")
 
     if current["origin"] != url:
+        change_reason(f"origin is {current['origin']}, want {url}")
         yield StringCommand("git", "-C", p, "remote", "set-url", "origin", QuoteString(url))
 
     on_branch = current["branch"] == ref if is_branch else current["branch"] is None
     if want is not None and current["head"] == want and on_branch and not current["dirty"]:
         host.noop(f"{path} is at {want[:12]} ({ref})")
         return
+    change_reason(
+        f"checkout at {(current['head'] or 'nothing')[:12]}, {ref} is at {(want or 'unknown')[:12]}"
+    )
     yield from _move(path, ref, want, is_branch, force=bool(current["dirty"]), fetch=True)
 
 

@@ -10,8 +10,9 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 
 class ServiceStates(FactBase[dict[str, Any]]):
     """
-    For each unit: systemd's view of it, the digest of its unit file, and the stamp the
-    deploy wrote when it last (re)started it healthy; plus the checked-out commit.
+    For each unit: systemd's view of it, the digest of its unit file, the stamp the deploy
+    wrote when it last (re)started it healthy, and (given its health URL) whether it answers
+    200 now; plus the checked-out commit.
 
     .. code:: python
 
@@ -23,28 +24,35 @@ class ServiceStates(FactBase[dict[str, Any]]):
                     "UnitFileState": "enabled", "NeedDaemonReload": "no",
                     "file_sha256": "9f2c…",
                     "stamp": {"unit": "9f2c…", "env": "41d0…", "commit": "5d1c…"},
+                    "healthy": True,           # None when no health URL was given
                 },
             },
         }
     """
 
-    def command(self, units: list[str], repo_path: str, stamp_dir: str) -> StringCommand:
-        bits: list[Any] = [
+    def command(
+        self, units: list[str], repo_path: str, stamp_dir: str, health_urls: list[str] | None = None
+    ) -> StringCommand:
+        urls = health_urls or ["-"] * len(units)
+        pairs = [QuoteString(f"{u} {url}") for u, url in zip(units, urls, strict=True)]
+        return StringCommand(
             "echo head $(git -C",
             QuoteString(repo_path),
-            "rev-parse HEAD 2>/dev/null); for u in",
-        ]
-        bits += [QuoteString(u) for u in units]
-        bits += [
-            '; do echo "unit $u";',
+            "rev-parse HEAD 2>/dev/null);",
+            "for pair in",
+            *pairs,
+            "; do set -- $pair;",
+            'echo "unit $1";',
             "systemctl show -p LoadState -p ActiveState -p UnitFileState -p NeedDaemonReload",
-            '-- "$u.service" 2>/dev/null | sed "s/^/prop /";',
-            'echo "file $(sha256sum "/etc/systemd/system/$u.service" 2>/dev/null | cut -c1-64)";',
+            '-- "$1.service" 2>/dev/null | sed "s/^/prop /";',
+            'echo "file $(sha256sum "/etc/systemd/system/$1.service" 2>/dev/null | cut -c1-64)";',
             'echo "stamp $(cat',
-            f'"{stamp_dir}/$u.started.json"',
-            '2>/dev/null)"; done',
-        ]
-        return StringCommand(*bits)
+            StringCommand(QuoteString(stamp_dir), '"/$1.started.json"', _separator=""),
+            '2>/dev/null)";',
+            'if [ "$2" != - ]; then',
+            'if curl -fsS -o /dev/null --max-time 3 "$2" 2>/dev/null;',
+            "then echo health ok; else echo health fail; fi; fi; done",
+        )
 
     @staticmethod
     def default() -> dict[str, Any]:
@@ -59,12 +67,16 @@ class ServiceStates(FactBase[dict[str, Any]]):
             if key == "head":
                 result["head"] = rest or None
             elif key == "unit":
-                unit = result["units"].setdefault(rest, {"file_sha256": None, "stamp": None})
+                unit = result["units"].setdefault(
+                    rest, {"file_sha256": None, "stamp": None, "healthy": None}
+                )
             elif key == "prop":
                 prop, _, value = rest.partition("=")
                 unit[prop] = value
             elif key == "file":
                 unit["file_sha256"] = rest or None
+            elif key == "health":
+                unit["healthy"] = rest == "ok"
             elif key == "stamp" and rest:
                 try:
                     unit["stamp"] = json.loads(rest)

@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from ..common.operations import STATE_DIR
+from ..common.report import change_reason
 from .facts import ServiceStates
 
 
@@ -41,7 +42,7 @@ def daemon_reload(units: dict[str, str], *, repo_path: str) -> Any:
     if not stale:
         host.noop("systemd has loaded the current unit files")
         return
-    host.log(f"daemon-reload for {', '.join(stale)}")
+    change_reason(f"systemd has a stale copy of {', '.join(stale)}")
     yield "systemctl daemon-reload"
 
 
@@ -83,25 +84,34 @@ def service(
                 env_file="/opt/egograph/repo/backend/.env", health_url="http://127.0.0.1:8000/health",
                 health_timeout=60, repo_path="/opt/egograph/repo")
     """
-    facts = host.get_fact(ServiceStates, units=[unit], repo_path=repo_path, stamp_dir=STATE_DIR)
+    facts = host.get_fact(
+        ServiceStates,
+        units=[unit],
+        repo_path=repo_path,
+        stamp_dir=STATE_DIR,
+        health_urls=[health_url],
+    )
     current = facts["units"].get(unit, {})
     head = facts["head"]
     started = current.get("stamp") or {}
 
     if current.get("UnitFileState") != "enabled":
+        change_reason(f"{unit} is not enabled ({current.get('UnitFileState') or 'no unit'})")
         yield StringCommand("systemctl", "enable", "--quiet", QuoteString(f"{unit}.service"))
 
-    reasons = [f"{key} changed" for key in ("unit", "env") if started.get(key) != stamp[key]]
+    active = current.get("ActiveState") == "active"
+    reasons = [f"{key} file changed" for key in ("unit", "env") if started.get(key) != stamp[key]]
     if started.get("commit") != head or (commit and started.get("commit") != commit):
         reasons.append("code or dependencies changed")
-    active = current.get("ActiveState") == "active"
-    if active and not reasons:
-        host.noop(f"{unit} is running and current")
-        return
     if not started:
-        reasons = ["first start"]
+        reasons = ["never started by the deploy"]
+    if active and current.get("healthy") is False:
+        reasons.append(f"not answering {health_url}")
+    if active and not reasons:
+        host.noop(f"{unit} is running, current and healthy")
+        return
     verb = "restart" if active else "start"
-    host.log(f"{verb} {unit}: {', '.join(reasons) if active else 'not running'}")
+    change_reason(f"{verb} {unit}: {', '.join(reasons) if active else 'not running'}")
 
     yield StringCommand(
         StringCommand("systemctl", verb, QuoteString(f"{unit}.service")),

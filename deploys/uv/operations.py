@@ -14,6 +14,7 @@ from pyinfra.api import (
     operation,
 )
 
+from ..common.report import change_reason
 from . import wheel
 from .facts import UvInstall, UvSyncState
 
@@ -56,6 +57,7 @@ def uv_binary(
     if current["version"] == version:
         host.noop(f"uv {version} is installed at {path}")
     elif method == "installer":
+        change_reason(f"uv at {path} is {current['version'] or 'missing'}, want {version}")
         url = installer_url.format(version=version)
         # UV_NO_MODIFY_PATH: the profile line below is managed here, idempotently.
         yield StringCommand(
@@ -80,6 +82,7 @@ def uv_binary(
             QuoteString(f"uv {version}"),
         )
     else:
+        change_reason(f"uv at {path} is {current['version'] or 'missing'}, want {version}")
         machine = current["machine"] or "x86_64"
         local_uv, local_uvx = wheel.binary_paths(version, machine)
         yield FunctionCommand(
@@ -112,6 +115,7 @@ def uv_binary(
         )
 
     if not current["profile_line"]:
+        change_reason(f"{profile} does not put {uv_dir} on PATH")
         yield StringCommand(
             "printf",
             "'%s\\n'",
@@ -169,7 +173,7 @@ def uv_sync(
     if not reasons:
         host.noop(f"environment in {repo_path} matches commit {str(stamp.get('commit'))[:12]}")
         return
-    host.log(f"uv sync needed: {', '.join(reasons)}")
+    change_reason(f"uv sync needed: {', '.join(reasons)}")
     env = [f"{k}={v}" for k, v in sorted(environment.items())]
     stamp_fmt = json.dumps({"commit": "%s", "lock": "%s", "env": env_digest})
     r = QuoteString(repo_path)

@@ -1,0 +1,202 @@
+"""``egodeploy``: operate the deploy — drift checks and their schedule.
+
+    egodeploy drift [--json]            exit 0 in sync, 2 drift, 1 the check itself failed
+    egodeploy install-timer --every 15  run the drift check from systemd on this controller
+
+The drift check is the production deploy run as a dry run (``pyinfra --dry --json``): it
+never changes anything, never prompts and needs no TTY. Each operation that would change is
+reported with the reasons the operation gave (see ``deploys.common.report``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common.report import REASONS_FILE_ENV
+
+IN_SYNC, FAILED, DRIFT = 0, 1, 2
+
+
+def run_drift_check(
+    project_dir: Path, inventory: str, deploy: str, timeout: float
+) -> tuple[int, dict[str, Any]]:
+    """Run the dry run and build the report; return (exit code, report)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as reasons_file:
+        env = {**os.environ, REASONS_FILE_ENV: reasons_file.name, "PYINFRA_PROGRESS": "off"}
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pyinfra", "--dry", "--json", inventory, deploy],
+                cwd=project_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return FAILED, {"status": "failed", "error": f"the check took over {timeout:.0f}s"}
+        reasons: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for line in reasons_file.read().splitlines():
+            item = json.loads(line)
+            reasons[(item["host"], item["op_hash"])].append(item["reason"])
+
+    hosts = _ready_hosts(proc.stderr)
+    try:
+        plan = json.loads(proc.stdout)["plan"] if proc.stdout.strip() else None
+    except (ValueError, KeyError):
+        plan = None
+    if proc.returncode != 0 or plan is None:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        return FAILED, {"status": "failed", "exit_code": proc.returncode, "error": tail}
+
+    report: dict[str, Any] = {"status": "in_sync", "hosts": {h: [] for h in hosts}}
+    for op in plan:
+        for host_name in op["hosts_with_change"]:
+            report["hosts"].setdefault(host_name, []).append(
+                {
+                    "operation": op["name"],
+                    "reasons": sorted(set(reasons.get((host_name, op["op_hash"]), []))),
+                }
+            )
+    if any(report["hosts"].values()):
+        report["status"] = "drift"
+    return (DRIFT if report["status"] == "drift" else IN_SYNC), report
+
+
+def _ready_hosts(stderr: str) -> list[str]:
+    """Hosts pyinfra prepared, from its ``[host] Ready: <deploy>`` lines."""
+    found = []
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line.startswith("[") and "] Ready:" in line:
+            found.append(line[1 : line.index("] Ready:")])
+    return sorted(set(found))
+
+
+def render_text(report: dict[str, Any]) -> str:
+    if report["status"] == "failed":
+        return f"drift check FAILED (the check itself, not the hosts):\n{report.get('error', '')}"
+    lines = []
+    for host_name, changes in sorted(report["hosts"].items()):
+        if not changes:
+            lines.append(f"{host_name}: in sync")
+            continue
+        lines.append(f"{host_name}: DRIFT, {len(changes)} operation(s) would change")
+        for change in changes:
+            lines.append(f"  - {change['operation']}")
+            lines += [f"      {reason}" for reason in change["reasons"]]
+    return "\n".join(lines) or "no hosts"
+
+
+@click.group()
+def main() -> None:
+    """Operate the EgoGraph deploy."""
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Where inventory.py and group_data/ are.",
+)
+@click.option("--inventory", default="inventory.py", show_default=True)
+@click.option("--deploy", default="deploys/prod.py", show_default=True)
+@click.option(
+    "--timeout",
+    type=float,
+    default=600,
+    show_default=True,
+    help="Seconds before the check itself counts as failed.",
+)
+def drift(as_json: bool, project_dir: Path, inventory: str, deploy: str, timeout: float) -> None:
+    """Report drift between the hosts and the settings. Exit 0 in sync, 2 drift, 1 failed."""
+    code, report = run_drift_check(project_dir, inventory, deploy, timeout)
+    click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+    sys.exit(code)
+
+
+TIMER_NAME = "egograph-drift"
+
+
+def render_timer_units(
+    project_dir: Path, every_minutes: int, hosts_file: str | None
+) -> dict[str, str]:
+    exe = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "egodeploy" else None
+    command = shlex.quote(str(exe)) if exe else f"{shlex.quote(sys.executable)} -m deploys.cli"
+    env = f"Environment=EGOGRAPH_HOSTS_FILE={hosts_file}\n" if hosts_file else ""
+    service = (
+        "[Unit]\n"
+        "Description=EgoGraph deploy drift check\n"
+        "After=network-online.target\nWants=network-online.target\n\n"
+        "[Service]\nType=oneshot\n"
+        f"WorkingDirectory={project_dir}\n{env}"
+        f"ExecStart={command} drift --project-dir {shlex.quote(str(project_dir))}\n"
+        # Drift (2) and a failed check (1) both leave the unit failed, so `systemctl
+        # --failed` and OnFailure= hooks see them; the report itself is in the journal.
+    )
+    timer = (
+        "[Unit]\nDescription=Run the EgoGraph drift check every "
+        f"{every_minutes} minutes\n\n"
+        f"[Timer]\nOnBootSec=5min\nOnUnitActiveSec={every_minutes}min\nPersistent=true\n\n"
+        "[Install]\nWantedBy=timers.target\n"
+    )
+    return {f"{TIMER_NAME}.service": service, f"{TIMER_NAME}.timer": timer}
+
+
+@main.command("install-timer")
+@click.option(
+    "--every",
+    "every_minutes",
+    type=click.IntRange(1, 1440),
+    default=15,
+    show_default=True,
+    help="Minutes between checks.",
+)
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+)
+@click.option("--hosts-file", envvar="EGOGRAPH_HOSTS_FILE", default=None)
+@click.option(
+    "--unit-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/etc/systemd/system"),
+    show_default=True,
+)
+@click.option("--no-enable", is_flag=True, help="Write the units only.")
+def install_timer(
+    every_minutes: int, project_dir: Path, hosts_file: str | None, unit_dir: Path, no_enable: bool
+) -> None:
+    """Install a systemd service + timer that runs `egodeploy drift` (journal logging)."""
+    units = render_timer_units(project_dir.resolve(), every_minutes, hosts_file)
+    changed = False
+    for name, text in units.items():
+        path = unit_dir / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            changed = True
+            click.echo(f"wrote {path}")
+    if no_enable:
+        return
+    if changed:
+        subprocess.run(["systemctl", "daemon-reload"], check=True)
+    subprocess.run(["systemctl", "enable", "--now", f"{TIMER_NAME}.timer"], check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Why an operation changes something: shown to people, and collected for drift reports.
+
+Operations call ``change_reason("uv.lock changed")`` on the path that yields commands. The
+reason is logged on the host's line (``-v`` shows it), and — when ``EGOGRAPH_REASONS_FILE``
+names a file, as ``egodeploy drift`` does — appended there as one JSON line tagged with the
+operation's hash, so the drift report can say why each operation would change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+from pyinfra import host
+from pyinfra.api import OperationError, QuoteString, StringCommand
+
+REASONS_FILE_ENV = "EGOGRAPH_REASONS_FILE"
+
+
+def change_reason(reason: str) -> None:
+    host.log(reason)
+    path = os.environ.get(REASONS_FILE_ENV)
+    if path:
+        line = {"host": host.name, "op_hash": host.current_op_hash, "reason": reason}
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def refuse(message: str) -> Iterator[StringCommand]:
+    """Stop this host with ``message``: while preparing (a dry run, or before the prompt)
+    as pyinfra's operation error; while executing, as a command that prints the message and
+    fails, so the run ends with the message rather than a Python traceback."""
+    if not host.state.is_executing:
+        raise OperationError(message)
+    yield StringCommand("echo", QuoteString(message), ">&2;", "exit", "1")
