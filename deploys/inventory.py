@@ -15,11 +15,14 @@ import types
 from pathlib import Path
 from typing import Any
 
-from .settings import SettingsError, validate
+from .settings import SETTINGS_BY_NAME, Settings, SettingsError, validate
 
 GROUP = "egograph"
 HOSTS_FILE_ENV = "EGOGRAPH_HOSTS_FILE"
 DEFAULT_HOST = "egograph-prod"
+ROLE = "egograph_role"
+"""Host data key: ``pve-node`` for the Proxmox node; absent for the container."""
+NODE_ROLE = "pve-node"
 
 
 def _hosts_from_env() -> list[tuple[str, dict[str, Any]]]:
@@ -65,13 +68,52 @@ def load_hosts(inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
     inventory_dir = Path(inventory_file).resolve().parent
     group = group_data(Path.cwd() / "group_data", inventory_dir / "group_data")
     problems: list[str] = []
+    expanded: list[tuple[str, dict[str, Any]]] = []
     for name, data in hosts:
         try:
-            validate({**group, **data})
+            settings = validate({**group, **data})
         except SettingsError as exc:
             problems += [f"  {name}: {e}" for e in exc.errors]
+            continue
+        for host in with_proxmox(name, data, settings):
+            if host[0] not in {h[0] for h in expanded}:
+                expanded.append(host)
     if problems:
         print("egograph-deploy: bad settings, nothing was touched:", file=sys.stderr)
         print("\n".join(problems), file=sys.stderr)
         raise SystemExit(2)
-    return hosts
+    return expanded
+
+
+def with_proxmox(
+    name: str, data: dict[str, Any], settings: Settings
+) -> list[tuple[str, dict[str, Any]]]:
+    """The hosts one deploy target becomes.
+
+    Without Proxmox (``pve_host`` ''): the target itself, an existing container over SSH.
+    With Proxmox: the node first (its operations create, patch and start the container),
+    then the container as ``@pvelxc/<name>``, which connects on first use
+    (:mod:`deploys.proxmox.connector`). The node is reached over SSH when the TUN method
+    edits its conf file (``raw``), else it is ``@local`` (API calls only).
+    """
+    if not settings.pve_host:
+        return [(name, data)]
+    node_data: dict[str, Any] = {k: v for k, v in data.items() if k in SETTINGS_BY_NAME}
+    node_data[ROLE] = NODE_ROLE
+    if settings.ct_tun_method == "raw":
+        node_name = settings.pve_ssh_host or settings.pve_host
+        node_data.update(
+            ssh_hostname=node_name,
+            ssh_port=settings.pve_ssh_port,
+            ssh_user=settings.pve_ssh_user,
+            # the node's host key is always checked, never accepted blindly
+            ssh_strict_host_key_checking="yes",
+        )
+        if settings.pve_ssh_key:
+            node_data["ssh_key"] = str(Path(settings.pve_ssh_key).expanduser())
+        if settings.pve_ssh_known_hosts:
+            node_data["ssh_known_hosts_file"] = str(Path(settings.pve_ssh_known_hosts).expanduser())
+    else:
+        node_name = "@local"
+    container = name if name.startswith("@pvelxc/") else f"@pvelxc/{name}"
+    return [(node_name, node_data), (container, data)]

@@ -1,8 +1,20 @@
 """Production deploy: ``pyinfra inventory.py deploys/prod.py``.
 
-Until the Proxmox concern lands this converges an existing container (runbook §2-5).
+With Proxmox (``pve_host`` set) the inventory holds the node and the container: the node's
+operations come first (template, container, ``/dev/net/tun``, running and reachable; runbook
+§1-2), then the container's (runbook §2-5), which connects on first use. From an empty node
+one run creates and converges everything; ``--dry`` creates nothing. Without Proxmox this
+converges an existing container.
 """
 
-from deploys import container
+from pyinfra import host
 
-container.converge()
+from deploys import container, proxmox
+from deploys.hostsettings import current
+from deploys.inventory import NODE_ROLE, ROLE
+
+# Every host gets the Proxmox stage (it does nothing on the container host and without
+# Proxmox), so pyinfra's operation graph puts the container's operations after it.
+proxmox.ensure_container(settings=current())
+if host.data.get(ROLE) != NODE_ROLE:
+    container.converge()

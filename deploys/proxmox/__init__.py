@@ -1,1 +1,57 @@
-"""Proxmox VE side of the deploy: API client (:mod:`.client`) and conf-file edits (:mod:`.conf`)."""
+"""Proxmox VE side of the deploy (runbook §1-2): the container through the API, its
+``/dev/net/tun``, and the container running and reachable.
+
+- :mod:`.client`: the API client (token or password ticket, TLS verification, tasks)
+- :mod:`.conf`: pure edits of the node's conf files; :mod:`.spec`: the container spec and
+  its diff against the API's config
+- :mod:`.access`: client, container lookup and address from the settings
+- :mod:`.facts` / :mod:`.operations`: what runs against the node host
+- :mod:`.connector`: ``@pvelxc/<name>``, the container host, connected on first use
+"""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+
+from ..settings import Settings
+from .access import Pve
+from .operations import ct_absent, ct_present, ct_running, ct_template, ct_tun
+
+
+@deploy("Proxmox")
+def ensure_container(settings: Settings) -> None:
+    """Template, container, TUN, running and reachable. Called for every host: the operations
+    work on the node and are no-ops on the container host; nothing at all without Proxmox."""
+    if not settings.pve_host:
+        return
+    pve = Pve.from_settings(settings)
+    label = f"CT {settings.ct_hostname}"
+    ct_template(
+        name=f"Template {settings.ct_ostemplate} on {settings.ct_template_storage}",
+        pve=pve,
+        storage=settings.ct_template_storage,
+        template=settings.ct_ostemplate,
+    )
+    ct_present(name=f"{label} exists with the runbook's spec", pve=pve, settings=settings)
+    ct_tun(
+        name=f"{label} /dev/net/tun ({settings.ct_tun_method})",
+        pve=pve,
+        method=settings.ct_tun_method,
+        conf_dir=settings.pve_conf_dir,
+        apparmor=settings.ct_apparmor_unconfined,
+    )
+    ct_running(
+        name=f"{label} running with its config in effect",
+        pve=pve,
+        allow_restart=settings.ct_allow_restart,
+        tun_method=settings.ct_tun_method,
+        conf_dir=settings.pve_conf_dir,
+        apparmor=settings.ct_apparmor_unconfined,
+    )
+
+
+@deploy("Proxmox destroy")
+def destroy_container(settings: Settings) -> None:
+    if not settings.pve_host:
+        return
+    ct_absent(name=f"CT {settings.ct_hostname} destroyed", pve=Pve.from_settings(settings))

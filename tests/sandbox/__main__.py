@@ -2,6 +2,9 @@
 
 up [--name demo]    build (once) and boot a container, serve the fixture app, and write
                     the hosts file the inventory reads (EGOGRAPH_HOSTS_FILE)
+pve-up              an EMPTY emulated Proxmox node (API emulator backed by sandbox
+                    containers, the node's sshd) and the hosts file for deploys/prod.py,
+                    which then creates the container from nothing
 down [--name N]     destroy a container (all of them without --name) and stop the
                     host services
 status              list containers and their addresses
@@ -12,9 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import container, host, paths, site
+from . import container, host, paths, pve_site, site
 
 HOSTS_FILE = paths.STATE / "hosts.json"
+PVE_STATE = paths.STATE / "pve"
+PVE_PREFIX = "demo-ct"
 
 
 def up(name: str) -> None:
@@ -34,11 +39,47 @@ def up(name: str) -> None:
     print(f"sandbox: ssh -F {paths.SSH_CONFIG} {name}", file=sys.stderr)
 
 
+def pve_down() -> None:
+    node = pve_site.running_node(PVE_STATE)
+    if node is not None:
+        node.stop()
+    for c in container.all_containers():
+        if c.name.startswith(PVE_PREFIX):
+            c.destroy()
+    pve_site.stop_node_sshd()
+
+
+def pve_up() -> None:
+    """A fresh, empty emulated node: earlier demo containers and node state are removed."""
+    import shutil
+
+    reason = host.require_root_linux()
+    if reason:
+        sys.exit(f"sandbox: {reason}")
+    host.ensure_packages()
+    host.ensure_network()
+    host.ensure_services()
+    site.publish_app()
+    env = site.write_secret_env()
+    pve_down()
+    shutil.rmtree(PVE_STATE, ignore_errors=True)
+    container._ensure_client_key()
+    node = pve_site.start_node(PVE_STATE, prefix=PVE_PREFIX, daemon=True)
+    data = {**site.settings(env), **pve_site.settings(node)}
+    site.write_hosts_file(HOSTS_FILE, [("egograph-prod", data)])
+    print(f"sandbox: empty PVE node: API https://127.0.0.1:{node.port} (CA {node.ca_path}), "
+          f"SSH {paths.HOST_IP}:{pve_site.NODE_SSH_PORT}; hosts file {HOSTS_FILE}",
+          file=sys.stderr)  # fmt: skip
+    print(f"sandbox: the container will be {PVE_PREFIX}100: ssh -F {paths.SSH_CONFIG} "
+          f"{PVE_PREFIX}100", file=sys.stderr)  # fmt: skip
+
+
 def down(name: str | None) -> None:
     for c in container.all_containers():
         if name is None or c.name == name:
             c.destroy()
     if name is None:
+        pve_down()
         host.stop_services()
 
 
@@ -55,9 +96,12 @@ def main() -> None:
     p_down = sub.add_parser("down")
     p_down.add_argument("--name")
     sub.add_parser("status")
+    sub.add_parser("pve-up")
     args = parser.parse_args()
     if args.cmd == "up":
         up(args.name)
+    elif args.cmd == "pve-up":
+        pve_up()
     elif args.cmd == "down":
         down(args.name)
     else:

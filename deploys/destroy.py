@@ -1,0 +1,16 @@
+"""Destroy the container, explicitly: ``pyinfra inventory.py deploys/destroy.py``.
+
+The one way the deploy removes a container (``prod.py`` never does): stopped, then
+destroyed with its disks (``DELETE /nodes/{node}/lxc/{vmid}?purge=1``). pyinfra asks before
+executing unless ``-y`` is given; ``--dry`` shows what would go. Nothing runs on the
+container itself.
+"""
+
+from pyinfra import host
+
+from deploys import proxmox
+from deploys.hostsettings import current
+from deploys.inventory import NODE_ROLE, ROLE
+
+if host.data.get(ROLE) == NODE_ROLE:
+    proxmox.destroy_container(settings=current())

@@ -1,0 +1,41 @@
+"""Facts read on the PVE node over SSH."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra.api import FactBase, QuoteString, StringCommand
+
+
+class PveConfFile(FactBase[dict[str, Any]]):
+    """
+    A container's conf file on the node (``/etc/pve/lxc/<vmid>.conf``), with its digest so
+    a rewrite can refuse to clobber a concurrent edit.
+
+    .. code:: python
+
+        {"exists": True, "sha256": "9f2c…", "text": "arch: amd64\\ncores: 2\\n…"}
+    """
+
+    def command(self, path: str) -> StringCommand:
+        p = QuoteString(path)
+        return StringCommand(
+            "if [ -f", p, "]; then echo exists $(sha256sum <", p, "| cut -c1-64);",
+            "sed 's/^/| /'", p, "; fi",
+        )  # fmt: skip
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"exists": False, "sha256": None, "text": ""}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        result = self.default()
+        lines: list[str] = []
+        for line in output:
+            if line.startswith("exists "):
+                result["exists"] = True
+                result["sha256"] = line.split(" ", 1)[1].strip()
+            elif line.startswith("| ") or line == "|":
+                lines.append(line[2:])
+        result["text"] = "\n".join(lines) + ("\n" if lines else "")
+        return result

@@ -1,0 +1,168 @@
+"""What the container should look like (runbook §1), and how that compares to what PVE says.
+
+Pure functions: settings in, API parameters out; a config from ``GET …/config`` in, the
+parameters to ``PUT`` out. Property strings (``net0``, ``features``) are compared as
+key/value sets, so PVE's reordering and the keys it fills in (``hwaddr``, ``type``) never
+count as a difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..settings import Settings
+
+TUN_DEVICE = "/dev/net/tun"
+
+
+def parse_props(text: str | None, default_key: str | None = None) -> dict[str, str]:
+    """``a=1,b=2`` → ``{"a": "1", "b": "2"}``; a bare first value goes to ``default_key``."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            if default_key is None:
+                raise ValueError(f"not a key=value pair: {part!r}")
+            key, value = default_key, part
+        out[key] = value
+    return out
+
+
+def print_props(props: Mapping[str, str], first: str | None = None) -> str:
+    """Inverse of :func:`parse_props`: ``first`` leads, the other keys sorted (PVE's order)."""
+    keys = sorted(props)
+    if first is not None and first in props:
+        keys.remove(first)
+        keys.insert(0, first)
+    return ",".join(f"{k}={props[k]}" for k in keys)
+
+
+def net0_props(settings: Settings) -> dict[str, str]:
+    props = {"name": "eth0", "bridge": settings.ct_bridge, "ip": settings.ct_ip}
+    if settings.ct_gw:
+        props["gw"] = settings.ct_gw
+    return props
+
+
+def public_keys(settings: Settings) -> str:
+    """The ``ssh-public-keys`` parameter: every key file's lines, one key per line."""
+    lines: list[str] = []
+    for path in settings.ct_ssh_public_keys:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+        lines += [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def ostemplate(settings: Settings) -> str:
+    return f"{settings.ct_template_storage}:vztmpl/{settings.ct_ostemplate}"
+
+
+def create_params(settings: Settings, vmid: int) -> dict[str, Any]:
+    """``POST /nodes/{node}/lxc`` for the runbook's container (not started: TUN comes first)."""
+    params: dict[str, Any] = {
+        "vmid": vmid,
+        "ostemplate": ostemplate(settings),
+        "hostname": settings.ct_hostname,
+        "cores": settings.ct_cores,
+        "memory": settings.ct_memory_mb,
+        "swap": settings.ct_swap_mb,
+        "rootfs": f"{settings.ct_storage}:{settings.ct_disk_gb}",
+        "net0": print_props(net0_props(settings), first="name"),
+        # Explicit on every version: the API default was privileged up to PVE 8.
+        "unprivileged": True,
+        "onboot": settings.ct_onboot,
+        "start": False,
+        "ssh-public-keys": public_keys(settings),
+    }
+    if settings.ct_nesting:
+        params["features"] = "nesting=1"
+    return params
+
+
+def config_changes(settings: Settings, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``PUT …/config`` parameters that bring ``config`` (pending merged) to the settings.
+
+    Only what the settings own is compared. Keys PVE fills in or the admin added (the MAC
+    address, other feature flags, raw ``lxc.*`` lines) are kept as they are.
+    """
+    changes: dict[str, Any] = {}
+    for key, want in (
+        ("hostname", settings.ct_hostname),
+        ("cores", settings.ct_cores),
+        ("memory", settings.ct_memory_mb),
+        ("swap", settings.ct_swap_mb),
+        ("onboot", 1 if settings.ct_onboot else 0),
+    ):
+        have = config.get(key)
+        default = 0 if key == "onboot" else None
+        if str(have if have is not None else default) != str(want):
+            changes[key] = want
+
+    net = parse_props(str(config.get("net0") or ""))
+    wanted_net = net0_props(settings)
+    merged = {k: v for k, v in net.items() if not (k == "gw" and "gw" not in wanted_net)}
+    merged.update(wanted_net)
+    if merged != net:
+        changes["net0"] = print_props(merged, first="name")
+
+    features = parse_props(str(config.get("features") or ""))
+    wanted_features = dict(features)
+    if settings.ct_nesting:
+        wanted_features["nesting"] = "1"
+    else:
+        wanted_features.pop("nesting", None)
+    if _truthy_props(wanted_features) != _truthy_props(features):
+        if wanted_features:
+            changes["features"] = print_props(wanted_features)
+        else:
+            changes["delete"] = "features"
+    return changes
+
+
+def _truthy_props(props: Mapping[str, str]) -> dict[str, str]:
+    # nesting=0 and an absent nesting mean the same
+    return {k: v for k, v in props.items() if v not in ("0", "")}
+
+
+def is_unprivileged(config: Mapping[str, Any]) -> bool:
+    return str(config.get("unprivileged", 0)) == "1"
+
+
+def tun_dev_key(config: Mapping[str, Any]) -> str | None:
+    """The ``devN`` key passing ``/dev/net/tun`` through, if any."""
+    for key, value in config.items():
+        if key.startswith("dev") and key[3:].isdigit():
+            path = parse_props(str(value), default_key="path").get("path")
+            if path == TUN_DEVICE:
+                return key
+    return None
+
+
+def free_dev_key(config: Mapping[str, Any]) -> str:
+    used = {k for k in config if k.startswith("dev") and k[3:].isdigit()}
+    return next(f"dev{i}" for i in range(256) if f"dev{i}" not in used)
+
+
+def pending_keys(pending: list[dict[str, Any]]) -> list[str]:
+    """Keys with a value waiting in ``[pve:pending]`` (``GET …/pending``)."""
+    return sorted(str(item["key"]) for item in pending if "pending" in item or item.get("delete"))
+
+
+def eth0_address(interfaces: list[dict[str, Any]] | None) -> str | None:
+    """eth0's IPv4 address from ``GET …/interfaces`` (None while stopped or unassigned)."""
+    for item in interfaces or []:
+        if item.get("name") != "eth0":
+            continue
+        for addr in item.get("ip-addresses") or []:
+            ip = str(addr.get("ip-address", ""))
+            if addr.get("ip-address-type") == "inet" and ip and not ip.startswith("169.254."):
+                return ip
+        inet = item.get("inet")
+        if inet:
+            return str(inet).split("/", 1)[0]
+    return None

@@ -1,0 +1,152 @@
+"""From an empty (emulated) Proxmox node to a healthy service in one pyinfra run.
+
+The node is the PVE API emulator backed by real sandbox containers, plus an sshd standing in
+for the node's SSH (the raw TUN patch edits the emulator's conf files through it). The deploy
+runs as a user runs it (`pyinfra -y inventory.py deploys/prod.py`); assertions read
+pyinfra's JSON report, the emulator's state and the container itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sandbox import container as sandbox_container
+from tests.sandbox import pve_site, site
+from tests.sandbox.pve.sandbox_backend import SandboxBackend
+from tests.sandbox.runner import PyinfraRun, pyinfra
+
+pytestmark = pytest.mark.e2e
+
+PROXMOX_OPS = (
+    "Proxmox | Template ubuntu-24.04-standard_24.04-2_amd64.tar.zst on local",
+    "Proxmox | CT egograph-prod exists with the runbook's spec",
+    "Proxmox | CT egograph-prod running with its config in effect",
+)
+_counter = itertools.count()
+
+
+class Site:
+    def __init__(self, node: pve_site.Node, backend: SandboxBackend, env: Path, tmp: Path):
+        self.node = node
+        self.backend = backend
+        self.env = env
+        self.tmp = tmp
+
+    def hosts(self, **overrides: Any) -> Path:
+        data = {**site.settings(self.env), **pve_site.settings(self.node, **overrides)}
+        return site.write_hosts_file(self.tmp / "hosts.json", [("egograph-prod", data)])
+
+    def state(self) -> dict[str, Any]:
+        return dict(self.node.admin("state"))
+
+    def container(self, vmid: int = 100) -> sandbox_container.Container:
+        return sandbox_container.get(self.backend.name(vmid))
+
+
+@pytest.fixture
+def pve(sandbox: None, secret_env: Path, tmp_path: Path) -> Iterator[Callable[..., Site]]:
+    """Factory: an empty emulated node (no containers, no templates) and its sshd."""
+    made: list[Site] = []
+
+    def make(version: str = "9.1") -> Site:
+        prefix = f"p{os.getpid() % 1000}{next(_counter)}x"
+        node = pve_site.start_node(tmp_path / f"pve-{prefix}", version=version, prefix=prefix)
+        s = Site(node, SandboxBackend(prefix), secret_env, tmp_path)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        for conf in s.node.conf_dir.glob("*.conf"):
+            s.backend.destroy(int(conf.stem))
+        s.node.stop()
+
+
+def health(s: Site) -> dict[str, Any]:
+    out = s.container().ssh("curl -fsS http://127.0.0.1:8000/health").stdout
+    return dict(json.loads(out))
+
+
+def ok(run: PyinfraRun) -> PyinfraRun:
+    assert run.returncode == 0, run.output[-4000:]
+    return run
+
+
+def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
+    s = pve()
+    hosts = s.hosts(ct_tun_method="raw")
+
+    # --dry on the empty node: exit 0, nothing created, the plan says everything would change
+    dry = ok(pyinfra(hosts, "--dry", "--json"))
+    would = dry.changed_ops()
+    for op in (*PROXMOX_OPS, "Proxmox | CT egograph-prod /dev/net/tun (raw)"):
+        assert op in would, would
+    for op in ("System packages", "uv sync", "Services | Unit", "egograph-backend enabled"):
+        assert any(op in name for name in would), (op, would)
+    state = s.state()
+    assert state["containers"] == {} and state["tasks"] == []
+    assert list(s.node.conf_dir.glob("*.conf")) == []
+
+    # one run: template, container, TUN patch, start, the whole in-container deploy
+    first = ok(pyinfra(hosts, "-y", "--json"))
+    assert first.totals()["error"] == 0
+    assert set(PROXMOX_OPS) <= set(first.changed_ops())
+    conf = (s.node.conf_dir / "100.conf").read_text()
+    top = conf.split("\n[", 1)[0]
+    assert "lxc.cgroup2.devices.allow: c 10:200 rwm" in top
+    assert "lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file" in top
+    assert "unprivileged: 1" in conf and "features: nesting=1" in conf
+    assert s.backend.tun_present(100)
+    assert health(s)["status"] == "ok"
+    types = [t["type"] for t in s.state()["tasks"]]
+    assert types == ["download", "vzcreate", "vzstart"], types  # no restart was needed
+
+    # the second run and a dry run change nothing
+    second = ok(pyinfra(hosts, "-y", "--json"))
+    assert second.totals()["success"] == 0, second.changed_ops()
+    again = ok(pyinfra(hosts, "--dry", "--json"))
+    assert again.changed_ops() == []
+    assert [t["type"] for t in s.state()["tasks"]] == types
+    assert site.CANARY not in dry.output + first.output + second.output + again.output
+
+
+def test_no_tun_then_raw_patch_restarts_once(pve: Callable[..., Site]) -> None:
+    s = pve()
+    first = ok(pyinfra(s.hosts(ct_tun_method="none", tailscale_userspace=True), "-y", "--json"))
+    assert first.totals()["error"] == 0
+    assert not s.backend.tun_present(100)
+    assert "lxc." not in (s.node.conf_dir / "100.conf").read_text()
+
+    # switching to raw on the running container: the patch over SSH and one restart, no more
+    hosts = s.hosts(ct_tun_method="raw", tailscale_userspace=True)
+    dry = ok(pyinfra(hosts, "--dry", "--json"))
+    assert sorted(dry.changed_ops()) == sorted(
+        [
+            "Proxmox | CT egograph-prod /dev/net/tun (raw)",
+            "Proxmox | CT egograph-prod running with its config in effect",
+        ]
+    )
+    patched = ok(pyinfra(hosts, "-y", "--json"))
+    assert sorted(patched.changed_ops()) == sorted(dry.changed_ops())
+    assert s.backend.tun_present(100)
+    assert [t["type"] for t in s.state()["tasks"]].count("vzreboot") == 1
+    assert health(s)["status"] == "ok"
+    assert ok(pyinfra(hosts, "-y", "--json")).totals()["success"] == 0
+
+
+def test_dev_passthrough_with_a_root_ticket(pve: Callable[..., Site]) -> None:
+    s = pve()
+    hosts = s.hosts(ct_tun_method="dev")
+    first = ok(pyinfra(hosts, "-y", "--json"))
+    assert "Proxmox | CT egograph-prod /dev/net/tun (dev)" in first.changed_ops()
+    assert "dev0: /dev/net/tun" in (s.node.conf_dir / "100.conf").read_text()
+    assert s.backend.tun_present(100)
+    assert health(s)["status"] == "ok"
+    assert ok(pyinfra(hosts, "--dry", "--json")).changed_ops() == []

@@ -1,0 +1,147 @@
+"""The emulator's containers as real sandbox containers (systemd-nspawn, SSH, own address).
+
+- create: a new sandbox container (an overlay over the cached rootfs stands in for the
+  unpacked template); the create-time SSH keys become root's authorized_keys and the
+  conf's hostname its hostname, as PVE's setup does
+- start: boots it; ``/dev/net/tun`` exists inside only when the config it starts with
+  grants it (raw ``lxc.*`` lines or ``devN: /dev/net/tun``), so a missing patch fails
+  Tailscale as on real Proxmox
+- interfaces: the container's real addresses, in PVE's ``/interfaces`` shape
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from tests.sandbox import container as sandbox
+from tests.sandbox import paths
+from tests.sandbox.host import run
+
+from .emulator import ContainerBackend
+
+
+class _PveContainer(sandbox.Container):
+    """A sandbox container seeded the way PVE sets up a new CT."""
+
+    hostname: str = ""
+    keys: str = ""
+
+    def _seed(self) -> None:
+        super()._seed()
+        if self.hostname:
+            etc = self.root / "etc"
+            (etc / "hostname").write_text(f"{self.hostname}\n")
+            (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {self.hostname}\n")
+        # The create-time keys; the sandbox key stays too: it stands in for `pct enter`,
+        # which the sandbox itself uses to see that the container booted.
+        sandbox_key = paths.SSH_KEY.with_suffix(".pub").read_text()
+        keys = self.root / "root/.ssh/authorized_keys"
+        keys.write_text(self.keys + ("" if sandbox_key in self.keys else sandbox_key))
+        keys.chmod(0o600)
+
+
+class SandboxBackend(ContainerBackend):
+    """Containers named ``<prefix><vmid>`` in the sandbox (they survive an emulator restart)."""
+
+    def __init__(self, prefix: str = "pve") -> None:
+        self.prefix = prefix
+        self._lock = threading.Lock()
+
+    def _meta_path(self, vmid: int) -> Any:
+        return paths.CONTAINERS / self.name(vmid) / "pve.json"
+
+    def name(self, vmid: int) -> str:
+        return f"{self.prefix}{vmid}"
+
+    def _get(self, vmid: int, tun: bool = False) -> _PveContainer:
+        base = sandbox.get(self.name(vmid), tun=tun)
+        c = _PveContainer(base.name, base.index, tun)
+        meta = self._meta_path(vmid)
+        if meta.exists():
+            data = json.loads(meta.read_text())
+            c.hostname = data.get("hostname", "")
+            c.keys = data.get("keys", "")
+        return c
+
+    def exists(self, vmid: int) -> bool:
+        return self._meta_path(vmid).exists()
+
+    def create(
+        self,
+        vmid: int,
+        conf: dict[str, Any],
+        template_path: str | None,
+        *,
+        ssh_public_keys: str | None = None,
+        password: str | None = None,
+    ) -> list[str]:
+        with self._lock:
+            c = sandbox.get(self.name(vmid), tun=False)
+            keys = ssh_public_keys or ""
+            if keys and not keys.endswith("\n"):
+                keys += "\n"
+            self._meta_path(vmid).write_text(
+                json.dumps({"hostname": str(conf.get("hostname", "")), "keys": keys}) + "\n"
+            )
+            c.dir.mkdir(parents=True, exist_ok=True)
+        return []
+
+    def start(self, vmid: int, conf: dict[str, Any]) -> None:
+        c = self._get(vmid, tun=self.tun_allowed(conf))
+        hostname = str(conf.get("hostname") or "")
+        if hostname:
+            c.hostname = hostname
+        c.start()
+
+    def stop(self, vmid: int) -> None:
+        if self.exists(vmid):
+            self._get(vmid).stop()
+
+    def shutdown(self, vmid: int, timeout: int = 60) -> None:
+        if self.exists(vmid):
+            self._get(vmid).stop(timeout=min(timeout, 30))
+
+    def destroy(self, vmid: int) -> None:
+        if self.exists(vmid) or (paths.CONTAINERS / self.name(vmid)).exists():
+            self._get(vmid).destroy()
+
+    def status(self, vmid: int) -> str:
+        if not self.exists(vmid):
+            return "stopped"
+        return "running" if self._get(vmid).running() else "stopped"
+
+    def tun_present(self, vmid: int) -> bool:
+        """Test helper: whether /dev/net/tun exists inside the running container."""
+        probe = self._get(vmid).ssh("test -c /dev/net/tun && echo yes || echo no", check=False)
+        return probe.stdout.strip() == "yes"
+
+    def interfaces(self, vmid: int) -> list[dict[str, Any]] | None:
+        if self.status(vmid) != "running":
+            return None
+        c = self._get(vmid)
+        out = run("ip", "-n", c.netns, "-j", "addr", "show", check=False)
+        if out.returncode != 0:
+            return None
+        result = []
+        for link in json.loads(out.stdout or "[]"):
+            hw = str(link.get("address", "00:00:00:00:00:00"))
+            item: dict[str, Any] = {
+                "name": link.get("ifname"),
+                "hwaddr": hw,
+                "hardware-address": hw,
+                "ip-addresses": [],
+            }
+            for addr in link.get("addr_info", []):
+                family = "inet" if addr.get("family") == "inet" else "inet6"
+                item["ip-addresses"].append(
+                    {
+                        "ip-address": addr.get("local"),
+                        "ip-address-type": family,
+                        "prefix": addr.get("prefixlen"),
+                    }
+                )
+                item[family] = f"{addr.get('local')}/{addr.get('prefixlen')}"
+            result.append(item)
+        return result

@@ -1,0 +1,310 @@
+"""An emulated Proxmox node for the sandbox: the PVE API emulator backed by sandbox
+containers, and the node's SSH side.
+
+- The API: ``python -m tests.sandbox.pve_site serve`` runs :class:`PveEmulator` with
+  :class:`SandboxBackend` on 127.0.0.1 (its own CA, a least-privilege API token and a
+  root@pam password; the secrets sit in 0600 files under the state directory).
+- The node over SSH: a second sshd on the sandbox bridge (``10.213.0.1:2213``) with its own
+  host key, ``known_hosts`` and config under ``<sandbox>/node/``; root logs in with the
+  sandbox key. The conf files the TUN patch edits are the emulator's
+  ``<state>/etc/pve/lxc/<vmid>.conf`` (setting ``pve_conf_dir``).
+- :func:`settings` gives the settings that point the deploy at both, and the container
+  host's SSH data (its host key is in the sandbox known_hosts once it boots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .host import run
+
+NODE_DIR = paths.STATE / "node"
+NODE_SSH_PORT = 2213
+DEPLOY_TOKEN = "deploy@pve!egograph"
+# The least-privilege role the README documents for the deploy's token.
+DEPLOY_PRIVS = [
+    "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
+    "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "Datastore.AllocateSpace",
+    "Datastore.AllocateTemplate", "Datastore.Audit", "Sys.Audit",
+]  # fmt: skip
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------- node sshd
+
+
+def ensure_sshd_installed() -> None:
+    if Path("/usr/sbin/sshd").exists():
+        return
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    # openssh-server's postinst would start the host's own sshd: keep it stopped.
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "RUNLEVEL": "1"}  # fmt: skip
+    subprocess.run(["apt-get", "install", "-y", "-qq", "openssh-server"], check=True, env=env)
+
+
+def _listening(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_node_sshd() -> Path:
+    """Start the node's sshd (once); return its known_hosts file."""
+    ensure_sshd_installed()
+    NODE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    hostkey = NODE_DIR / "ssh_host_ed25519_key"
+    if not hostkey.exists():
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pve-node", "-f", str(hostkey))
+    auth = NODE_DIR / "authorized_keys"
+    auth.write_text(paths.SSH_KEY.with_suffix(".pub").read_text())
+    auth.chmod(0o600)
+    config = NODE_DIR / "sshd_config"
+    config.write_text(
+        f"ListenAddress {paths.HOST_IP}:{NODE_SSH_PORT}\n"
+        f"HostKey {hostkey}\n"
+        f"PidFile {NODE_DIR / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {auth}\n"
+        "PermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    known = NODE_DIR / "known_hosts"
+    kind, key = Path(f"{hostkey}.pub").read_text().split()[:2]
+    known.write_text(f"[{paths.HOST_IP}]:{NODE_SSH_PORT} {kind} {key}\n")
+    if not _listening(paths.HOST_IP, NODE_SSH_PORT):
+        Path("/run/sshd").mkdir(exist_ok=True)
+        run("/usr/sbin/sshd", "-f", str(config), "-E", str(NODE_DIR / "sshd.log"))
+        for _ in range(50):
+            if _listening(paths.HOST_IP, NODE_SSH_PORT):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"node sshd did not start; see {NODE_DIR / 'sshd.log'}")
+    return known
+
+
+def stop_node_sshd() -> None:
+    pidfile = NODE_DIR / "sshd.pid"
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    pidfile.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- API emulator
+
+
+@dataclass
+class Node:
+    """A running emulator process and what the deploy needs to reach it."""
+
+    state_dir: Path
+    info: dict[str, Any]
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.info["port"])
+
+    @property
+    def ca_path(self) -> str:
+        return str(self.info["ca_path"])
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.state_dir / "etc/pve/lxc"
+
+    def api(self, path: str, method: str = "GET", **params: Any) -> Any:
+        """Call the API as root@pam (test helper)."""
+        from deploys.proxmox.client import PveClient
+
+        root = PveClient(
+            "127.0.0.1",
+            port=self.port,
+            user="root@pam",
+            password=(self.state_dir / "root.password").read_text().strip(),
+            ca_bundle=self.ca_path,
+        )
+        return root.request(method, path, params)
+
+    def admin(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        import requests
+
+        resp = requests.request(
+            method,
+            f"https://127.0.0.1:{self.port}/_emulator/{path}",
+            json=body,
+            verify=self.ca_path,
+            timeout=10,
+        )
+        return resp.json()["data"] if resp.content else None
+
+    def stop(self) -> None:
+        pid = self.proc.pid if self.proc is not None else int(self.info.get("pid", 0))
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _credentials(state_dir: Path) -> dict[str, Any]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, str] = {}
+    for name in ("token.secret", "root.password"):
+        path = state_dir / name
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(16) + "\n")
+        out[name] = path.read_text().strip()
+    return {
+        "users": {"root@pam": {"password": out["root.password"]}},
+        "tokens": {DEPLOY_TOKEN: {"secret": out["token.secret"], "privs": {"/": DEPLOY_PRIVS}}},
+    }
+
+
+def start_node(
+    state_dir: Path,
+    *,
+    version: str = "9.1",
+    prefix: str = "pve",
+    port: int = 0,
+    daemon: bool = False,
+) -> Node:
+    """Start the emulator (empty node: no containers, no templates) and the node's sshd."""
+    ensure_node_sshd()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "tests.sandbox.pve_site", "serve", "--state-dir", str(state_dir),
+        "--version", version, "--prefix", prefix, "--port", str(port),
+    ]  # fmt: skip
+    log = open(state_dir / "emulator.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        cmd,
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=daemon,
+    )
+    assert proc.stdout is not None
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(60)
+    if not line or not line[0].strip():
+        proc.kill()
+        raise RuntimeError(f"emulator did not start; see {state_dir / 'emulator.log'}")
+    info = json.loads(line[0])
+    (state_dir / "emulator.json").write_text(json.dumps(info) + "\n")
+    return Node(state_dir, info, None if daemon else proc)
+
+
+def running_node(state_dir: Path) -> Node | None:
+    """The daemon started earlier for ``state_dir`` (make demo), if it still runs."""
+    try:
+        info = json.loads((state_dir / "emulator.json").read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return Node(state_dir, info)
+
+
+def settings(node: Node, **overrides: Any) -> dict[str, Any]:
+    """Settings pointing the deploy at ``node``, plus the container host's SSH data."""
+    key = paths.SSH_KEY
+    data: dict[str, Any] = {
+        "pve_host": "127.0.0.1",
+        "pve_port": node.port,
+        "pve_node": "pve",
+        "pve_token_id": DEPLOY_TOKEN,
+        "pve_secret_source": {"file": str(node.state_dir / "token.secret")},
+        "pve_ca_bundle": node.ca_path,
+        "pve_task_timeout": 180,
+        "pve_ssh_host": paths.HOST_IP,
+        "pve_ssh_port": NODE_SSH_PORT,
+        "pve_ssh_user": "root",
+        "pve_ssh_key": str(key),
+        "pve_ssh_known_hosts": str(NODE_DIR / "known_hosts"),
+        "pve_conf_dir": str(node.conf_dir),
+        "ct_ssh_public_keys": [str(key.with_suffix(".pub"))],
+        # the container host (@pvelxc): its key is in the sandbox known_hosts once it boots
+        "ssh_user": "root",
+        "ssh_key": str(key),
+        "ssh_known_hosts_file": str(paths.KNOWN_HOSTS),
+        "ssh_strict_host_key_checking": "yes",
+    }
+    data.update(overrides)
+    if data.get("ct_tun_method") == "dev":
+        # dev0 is root@pam's alone: a password ticket, not a token
+        data.update(
+            pve_token_id="",
+            pve_user="root@pam",
+            pve_secret_source={"file": str(node.state_dir / "root.password")},
+        )
+    return data
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def serve(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sandbox.pve_site serve")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--version", default="9.1")
+    parser.add_argument("--prefix", default="pve")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from .pve.emulator import PveEmulator
+    from .pve.sandbox_backend import SandboxBackend
+
+    state_dir = Path(args.state_dir)
+    creds = _credentials(state_dir)
+    emu = PveEmulator(
+        state_dir,
+        version=args.version,
+        users=creds["users"],
+        tokens=creds["tokens"],
+        backend=SandboxBackend(args.prefix),
+        auth_delay=0.5,
+        templates=(),
+    ).start(port=args.port, host="127.0.0.1")
+    info = {"port": emu.port, "ca_path": str(emu.ca_path), "fingerprint": emu.fingerprint,
+            "node": emu.node, "pid": os.getpid(), "version": args.version}  # fmt: skip
+    sys.stdout.write(json.dumps(info) + "\n")
+    sys.stdout.flush()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        raise SystemExit(serve(sys.argv[2:]))
+    raise SystemExit("usage: python -m tests.sandbox.pve_site serve --state-dir DIR")
