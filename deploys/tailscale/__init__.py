@@ -1,1 +1,75 @@
 """Tailscale: apt install, tailscaled, `tailscale up` and `tailscale serve` (runbook §2, §9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra.api import deploy
+
+from ..settings import Settings
+from .operations import tailscale_login, tailscale_package, tailscale_serve
+
+
+def node_name(settings: Settings) -> str:
+    """The node's tailnet name: ``tailscale_hostname``, else the container's hostname."""
+    return str(settings.tailscale_hostname or settings.ct_hostname)
+
+
+def served_services(settings: Settings) -> list[dict[str, Any]]:
+    """What ``tailscale serve`` publishes: a port for the first service, or the services a
+    mapping names, each proxied to where uvicorn listens."""
+    ports = settings.tailscale_serve_https_port
+    chosen = (
+        [(svc, ports[svc.name]) for svc in settings.services if svc.name in ports]
+        if isinstance(ports, dict)
+        else [(settings.services[0], ports)]
+    )
+    return [
+        {
+            "name": svc.name,
+            "https_port": port,
+            # serve's proxy is local; uvicorn on localhost/0.0.0.0 answers on 127.0.0.1.
+            "target": "http://{}:{}".format(
+                "127.0.0.1" if svc.host in ("localhost", "0.0.0.0") else svc.host, svc.port
+            ),
+        }
+        for svc, port in chosen
+    ]
+
+
+@deploy("Tailscale")
+def join_tailnet(settings: Settings) -> None:
+    """Install Tailscale from its signed repository and log the node in (runbook §2)."""
+    if not settings.tailscale_enabled:
+        return
+    tailscale_package(
+        name="Install tailscale from its signed apt repository, tailscaled running",
+        repo_url=settings.tailscale_repo_url,
+        keyring_url_template=settings.tailscale_keyring_url,
+        keyring_sha256=settings.tailscale_keyring_sha256,
+        version=settings.tailscale_version,
+        userspace=settings.tailscale_userspace,
+        lock_timeout=settings.apt_lock_timeout,
+    )
+    tailscale_login(
+        name=f"Logged in to the tailnet as {node_name(settings)}",
+        hostname=node_name(settings),
+        flags=list(settings.tailscale_extra_up_flags),
+        authkey_source=dict(settings.tailscale_authkey_source),
+    )
+
+
+@deploy("Tailscale serve")
+def publish_services(settings: Settings) -> None:
+    """Publish the services over HTTPS in the tailnet (runbook §2, §9)."""
+    if not settings.tailscale_enabled or not settings.tailscale_serve:
+        return
+    services = served_services(settings)
+    tailscale_serve(
+        name="Publish "
+        + ", ".join(f"{s['name']} on HTTPS {s['https_port']}" for s in services)
+        + (" (funnel)" if settings.tailscale_funnel else ""),
+        services=services,
+        funnel=settings.tailscale_funnel,
+        reset_foreign=settings.tailscale_serve_reset_foreign,
+    )

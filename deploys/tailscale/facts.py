@@ -132,6 +132,69 @@ class TailscaleServeConfig(FactBase[dict[str, Any]]):
         return data
 
 
+SECTION_MARKER = "##TAILSCALE_SECTION##"
+
+
+class TailscaleNode(FactBase[dict[str, Any]]):
+    """
+    Returns, in one round trip, what logging in and serving compare against: ``status``
+    (as ``TailscaleStatus``), ``prefs`` (``tailscale debug prefs``, the node's ``ipn.Prefs``;
+    ``{}`` when unavailable — it is a debug command) and ``serve`` (as
+    ``TailscaleServeConfig``). ``{}`` for all three when the CLI is not installed.
+
+    .. code:: python
+
+        {
+            "status": {"BackendState": "Running", "Self": {...}, "CertDomains": [...], ...},
+            "prefs": {"Hostname": "egograph-prod", "RouteAll": False, "RunSSH": False,
+                      "AdvertiseTags": ["tag:server"], "WantRunning": True, ...},
+            "serve": {"TCP": {"443": {"HTTPS": True}}, "Web": {...}},
+        }
+    """
+
+    def requires_command(self) -> str:
+        return "tailscale"
+
+    def command(self) -> str:
+        return "; ".join(
+            (
+                f'tailscale status --json --peers=false 2>/dev/null || echo "{FAILED_MARKER} $?"',
+                f"echo '{SECTION_MARKER}'",
+                f'tailscale debug prefs 2>/dev/null || echo "{FAILED_MARKER} $?"',
+                f"echo '{SECTION_MARKER}'",
+                f'tailscale serve status --json 2>/dev/null || echo "{FAILED_MARKER} $?"',
+            )
+        )
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"status": {}, "prefs": {}, "serve": {}}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        sections: list[list[str]] = [[]]
+        for line in output:
+            if line.strip() == SECTION_MARKER:
+                sections.append([])
+            else:
+                sections[-1].append(line)
+        if len(sections) != 3:
+            raise FactProcessError(f"tailscale node probe: expected 3 sections, got {output!r}")
+        status_out, prefs_out, serve_out = sections
+        prefs: dict[str, Any] = {}
+        if _failed_exit_code(prefs_out) is None:
+            try:
+                parsed = json.loads("\n".join(prefs_out))
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict):
+                prefs = parsed
+        return {
+            "status": TailscaleStatus().process(status_out),
+            "prefs": prefs,
+            "serve": TailscaleServeConfig().process(serve_out),
+        }
+
+
 class TailscaleInstallInfo(TypedDict):
     package_version: str | None
     tun_device: bool
@@ -141,10 +204,13 @@ class TailscaleInstallInfo(TypedDict):
     service_active: str | None
     keyring_sha256: str | None
     sources_list: str | None
+    os_id: str | None
+    os_codename: str | None
 
 
 # One POSIX sh + awk script (no python3 needed on the target) printing one JSON object.
 # Positional parameters: $1 keyring, $2 sources list, $3 defaults file, $4 TUN device.
+# /etc/os-release is sourced in subshells (it is a shell fragment by specification).
 # js: stdin -> JSON string (backslash, quote and control characters escaped, bytes kept).
 _INSTALL_SCRIPT = (
     'js() { awk \'BEGIN { RS = "\\001"; ORS = ""; for (i = 1; i < 32; i++) o[sprintf("%c", i)] = i }'
@@ -166,13 +232,16 @@ _INSTALL_SCRIPT = (
     ' flags=$(printf "%s" "$f" | js); fi;'
     ' sources=null; if [ -r "$2" ]; then sources=$(js < "$2"); fi;'
     ' sha=$(sha256sum "$1" 2>/dev/null | cut -d " " -f 1);'
+    ' os_id=$( [ -r /etc/os-release ] && . /etc/os-release && printf %s "$ID");'
+    " os_code=$( [ -r /etc/os-release ] && . /etc/os-release"
+    ' && printf %s "${UBUNTU_CODENAME:-$VERSION_CODENAME}");'
     " enabled=$(systemctl is-enabled tailscaled.service 2>/dev/null);"
     " active=$(systemctl is-active tailscaled.service 2>/dev/null);"
     ' printf \'{"package_version": %s, "tun_device": %s, "tun_openable": %s,'
     ' "defaults_flags": %s, "service_enabled": %s, "service_active": %s,'
-    ' "keyring_sha256": %s, "sources_list": %s}\\n\''
+    ' "keyring_sha256": %s, "sources_list": %s, "os_id": %s, "os_codename": %s}\\n\''
     ' "$(v "$ver")" "$tun" "$tun_open" "$flags" "$(v "$enabled")" "$(v "$active")"'
-    ' "$(v "$sha")" "$sources"'
+    ' "$(v "$sha")" "$sources" "$(v "$os_id")" "$(v "$os_code")"'
 )
 
 
@@ -200,6 +269,8 @@ class TailscaleInstall(FactBase[TailscaleInstallInfo]):
             "service_active": "active",
             "keyring_sha256": "3f1c...e9",
             "sources_list": "deb [signed-by=/usr/share/keyrings/...] https://... noble main\\n",
+            "os_id": "ubuntu",              # /etc/os-release ID
+            "os_codename": "noble",         # UBUNTU_CODENAME, else VERSION_CODENAME
         }
     """
 
@@ -232,6 +303,8 @@ class TailscaleInstall(FactBase[TailscaleInstallInfo]):
             "service_active": None,
             "keyring_sha256": None,
             "sources_list": None,
+            "os_id": None,
+            "os_codename": None,
         }
 
     def process(self, output: list[str]) -> TailscaleInstallInfo:
