@@ -1,11 +1,16 @@
 """Update flow (runbook §7): ``pyinfra inventory.py deploys/update.py``.
 
 Fetches ``repo_branch``, moves the checkout to it, syncs the environment when the commit
-changed, restarts the services once and waits for ``/health``. Local changes on the server
-stop the run (listed); ``--data repo_discard_local_changes=True`` discards them. ``--dry``
-shows what would happen.
+changed, restarts the services once and waits for ``/health`` (rolling back to the last good
+release if the new one fails). Local changes on the server stop the run (listed);
+``--data repo_discard_local_changes=True`` discards them. ``--dry`` shows what would happen.
+With Proxmox in the inventory the node is left alone: only the container is updated.
 """
 
-from deploys import container
+from pyinfra import host
 
-container.update()
+from deploys import container
+from deploys.inventory import NODE_ROLE, ROLE
+
+if host.data.get(ROLE) != NODE_ROLE:
+    container.update()

@@ -12,7 +12,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
 from .facts import FileStates
-from .report import change_reason
+from .report import change_reason, refuse
 
 STATE_DIR = "/var/lib/egograph-deploy"
 """Where the deploy keeps its stamps on the target (root-only)."""
@@ -103,6 +103,35 @@ def managed_file(
         QuoteString(tmp),
         QuoteString(path),
     )
+
+
+@operation()
+def kept_file(path: str, *, mode: int = 0o600, user: str = "root", group: str = "root") -> Any:
+    """
+    A file whose content is kept on the server and never written by the deploy (env files
+    when ``env_files_managed`` is off): it must exist; mode and owner are enforced.
+
+    **Example:**
+
+    .. code:: python
+
+        kept_file(name="Env file kept on the server", path="/opt/egograph/repo/backend/.env")
+    """
+    current = host.get_fact(FileStates, paths=[path]).get(path)
+    if current is None:
+        yield from refuse(
+            f"{path} does not exist on the server; with env_files_managed = False it must be "
+            "created there (mode 0600) before the deploy, or set env_files_managed = True"
+        )
+        return
+    if current["user"] != user or current["group"] != group:
+        change_reason(f"{path} is owned by {current['user']}:{current['group']}")
+        yield StringCommand("chown", QuoteString(f"{user}:{group}"), QuoteString(path))
+    if current["mode"] != mode:
+        change_reason(f"{path} has mode {current['mode']:o}, want {mode:o}")
+        yield StringCommand("chmod", f"{mode:o}", QuoteString(path))
+    if current["mode"] == mode and current["user"] == user and current["group"] == group:
+        host.noop(f"{path} exists with mode {mode:o}")
 
 
 def _log_diff(path: str, text: str, secret: bool, *, exists: bool) -> None:

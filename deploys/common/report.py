@@ -30,7 +30,12 @@ def change_reason(reason: str) -> None:
 def refuse(message: str) -> Iterator[StringCommand]:
     """Stop this host with ``message``: while preparing (a dry run, or before the prompt)
     as pyinfra's operation error; while executing, as a command that prints the message and
-    fails, so the run ends with the message rather than a Python traceback."""
-    if not host.state.is_executing:
+    fails, so the run ends with the message rather than a Python traceback.
+
+    A target that does not exist yet (a container this run creates: its connector says
+    ``target_pending``) is not refused while preparing: its facts are only defaults, so the
+    operation counts as a change and is checked again, for real, when it executes."""
+    pending = bool(getattr(host.connector, "target_pending", False))
+    if not host.state.is_executing and not pending:
         raise OperationError(message)
     yield StringCommand("echo", QuoteString(message), ">&2;", "exit", "1")

@@ -8,9 +8,9 @@ import jinja2
 from pyinfra import host
 from pyinfra.api import HiddenValue, deploy
 
-from ..common.operations import managed_file, sha256_text
+from ..common.operations import kept_file, managed_file, sha256_text
 from ..settings import Service, Settings, read_env_source
-from .operations import daemon_reload, service
+from .operations import daemon_reload, service, system_user
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FunctionLoader(
@@ -30,16 +30,26 @@ def render_unit(settings: Settings, svc: Service) -> str:
     return _TEMPLATES.get_template("unit.service.j2").render(
         service=svc,
         uv_path=settings.uv_path,
-        uv_dir=settings.uv_dir,
+        path=f"{settings.uv_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         repo_path=settings.repo_path,
         environment=sorted(env.items()),
         restart_sec=settings.service_restart_sec,
+        hardening=settings.service_hardening,
+        data_dir=settings.service_data_dir,
+        state_directory=settings.service_data_dir.removeprefix("/var/lib/"),
     )
 
 
 @deploy("Env files")
 def write_env_files(settings: Settings) -> None:
     for svc in host.loop(settings.services):
+        if not settings.env_files_managed:
+            kept_file(
+                name=f"Env file for {svc.unit} kept on the server ({svc.env_file}, 0600)",
+                path=svc.env_file,
+                mode=0o600,
+            )
+            continue
         managed_file(
             name=f"Env file for {svc.unit} ({svc.env_file}, 0600)",
             path=svc.env_file,
@@ -52,6 +62,9 @@ def write_env_files(settings: Settings) -> None:
 @deploy("Services")
 def run_services(settings: Settings, commit: str | None) -> None:
     units = {svc.unit: render_unit(settings, svc) for svc in settings.services}
+    if settings.service_hardening:
+        for user, group in host.loop(sorted({(s.user, s.group) for s in settings.services})):
+            system_user(name=f"System user {user}:{group} for the services", user=user, group=group)
     for svc in host.loop(settings.services):
         managed_file(
             name=f"Unit {svc.unit_file}",
@@ -70,12 +83,16 @@ def run_services(settings: Settings, commit: str | None) -> None:
             unit=svc.unit,
             stamp={
                 "unit": sha256_text(units[svc.unit]),
-                "env": sha256_text(read_env_source(svc.env_source)),
+                # Kept on the server: restarts follow the file as it is there.
+                "env": sha256_text(read_env_source(svc.env_source))
+                if settings.env_files_managed
+                else None,
             },
             unit_file=svc.unit_file,
             env_file=svc.env_file,
             health_url=svc.health_url,
             health_timeout=settings.service_health_timeout,
             repo_path=settings.repo_path,
+            ref=settings.repo_branch,
             commit=commit,
         )

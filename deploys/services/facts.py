@@ -25,23 +25,30 @@ class ServiceStates(FactBase[dict[str, Any]]):
                     "file_sha256": "9f2c…",
                     "stamp": {"unit": "9f2c…", "env": "41d0…", "commit": "5d1c…"},
                     "healthy": True,           # None when no health URL was given
+                    "env_sha256": "41d0…",    # given env_files; None when missing
                 },
             },
         }
     """
 
     def command(
-        self, units: list[str], repo_path: str, stamp_dir: str, health_urls: list[str] | None = None
+        self,
+        units: list[str],
+        repo_path: str,
+        stamp_dir: str,
+        health_urls: list[str] | None = None,
+        env_files: list[str] | None = None,
     ) -> StringCommand:
         urls = health_urls or ["-"] * len(units)
-        pairs = [QuoteString(f"{u} {url}") for u, url in zip(units, urls, strict=True)]
+        envs = env_files or ["-"] * len(units)
+        specs = [QuoteString(" ".join(t)) for t in zip(units, urls, envs, strict=True)]
         return StringCommand(
             "echo head $(git -C",
             QuoteString(repo_path),
             "rev-parse HEAD 2>/dev/null);",
-            "for pair in",
-            *pairs,
-            "; do set -- $pair;",
+            "for spec in",
+            *specs,
+            "; do set -- $spec;",
             'echo "unit $1";',
             "systemctl show -p LoadState -p ActiveState -p UnitFileState -p NeedDaemonReload",
             '-- "$1.service" 2>/dev/null | sed "s/^/prop /";',
@@ -49,6 +56,10 @@ class ServiceStates(FactBase[dict[str, Any]]):
             'echo "stamp $(cat',
             StringCommand(QuoteString(stamp_dir), '"/$1.started.json"', _separator=""),
             '2>/dev/null)";',
+            'echo "rollback $(cat',
+            StringCommand(QuoteString(stamp_dir), '"/$1.rolled-back.json"', _separator=""),
+            '2>/dev/null)";',
+            'if [ "$3" != - ]; then echo "env $(sha256sum "$3" 2>/dev/null | cut -c1-64)"; fi;',
             'if [ "$2" != - ]; then',
             'if curl -fsS -o /dev/null --max-time 3 "$2" 2>/dev/null;',
             "then echo health ok; else echo health fail; fi; fi; done",
@@ -75,6 +86,13 @@ class ServiceStates(FactBase[dict[str, Any]]):
                 unit[prop] = value
             elif key == "file":
                 unit["file_sha256"] = rest or None
+            elif key == "rollback":
+                try:
+                    unit["rolled_back"] = json.loads(rest) if rest else None
+                except json.JSONDecodeError:
+                    unit["rolled_back"] = None
+            elif key == "env":
+                unit["env_sha256"] = rest or None
             elif key == "health":
                 unit["healthy"] = rest == "ok"
             elif key == "stamp" and rest:
@@ -82,4 +100,45 @@ class ServiceStates(FactBase[dict[str, Any]]):
                     unit["stamp"] = json.loads(rest)
                 except json.JSONDecodeError:
                     unit["stamp"] = None
+        return result
+
+
+class SystemUser(FactBase[dict[str, Any]]):
+    """
+    Whether a user and a group exist, with the user's primary group and shell.
+
+    .. code:: python
+
+        {"user": True, "group": True, "primary_group": "egograph", "shell": "/usr/sbin/nologin"}
+    """
+
+    def command(self, user: str, group: str) -> StringCommand:
+        return StringCommand(
+            "echo user $(getent passwd",
+            QuoteString(user),
+            "| cut -d: -f4,7);",
+            "echo group $(getent group",
+            QuoteString(group),
+            "| cut -d: -f3);",
+            "echo primary $(id -gn",
+            QuoteString(user),
+            "2>/dev/null)",
+        )
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"user": False, "group": False, "primary_group": None, "shell": None}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        result = self.default()
+        for line in output:
+            key, _, rest = line.partition(" ")
+            rest = rest.strip()
+            if key == "user" and rest:
+                result["user"] = True
+                result["shell"] = rest.partition(":")[2] or None
+            elif key == "group" and rest:
+                result["group"] = True
+            elif key == "primary" and rest:
+                result["primary_group"] = rest
         return result

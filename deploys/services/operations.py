@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pyinfra import host
@@ -10,7 +9,8 @@ from pyinfra.api import QuoteString, StringCommand, operation
 
 from ..common.operations import STATE_DIR
 from ..common.report import change_reason
-from .facts import ServiceStates
+from .facts import ServiceStates, SystemUser
+from .release import release_script
 
 
 @operation()
@@ -50,12 +50,13 @@ def daemon_reload(units: dict[str, str], *, repo_path: str) -> Any:
 def service(
     unit: str,
     *,
-    stamp: dict[str, str],
+    stamp: dict[str, str | None],
     unit_file: str,
     env_file: str,
     health_url: str,
     health_timeout: int,
     repo_path: str,
+    ref: str,
     commit: str | None = None,
 ) -> Any:
     """
@@ -66,12 +67,16 @@ def service(
     restarted when any of these differ — also when an earlier run changed a file and was
     interrupted before the restart — and is never restarted otherwise. After a (re)start the
     health URL must answer 200 within ``health_timeout`` seconds, else the run fails with the
-    unit's last journal lines.
+    unit's last journal lines — and the last good release (checkout, environment, unit and
+    env files) is put back and restarted, so a broken release never leaves the service down
+    (see ``deploys.services.release``).
 
     + unit: unit name without ``.service``
-    + stamp: ``{"unit": sha, "env": sha}`` of the wanted files
+    + stamp: ``{"unit": sha, "env": sha}`` of the wanted files; ``env`` None: the env file
+      is kept on the server and its current digest there is the wanted one
     + unit_file/env_file: their paths; the stamp records the digests of the files as they
       are when the unit starts healthy (computed on the target, never passed in argv)
+    + ref: the branch (or pinned commit) the checkout follows, for a rollback
     + commit: the commit the run moves to when known (lets a dry run predict the restart)
 
     **Example:**
@@ -90,19 +95,33 @@ def service(
         repo_path=repo_path,
         stamp_dir=STATE_DIR,
         health_urls=[health_url],
+        env_files=[env_file],
     )
     current = facts["units"].get(unit, {})
     head = facts["head"]
     started = current.get("stamp") or {}
 
-    if current.get("UnitFileState") != "enabled":
-        change_reason(f"{unit} is not enabled ({current.get('UnitFileState') or 'no unit'})")
+    file_state = current.get("UnitFileState") or ""
+    if file_state.startswith("masked"):
+        # Someone masked it (e.g. `systemctl mask --runtime`): the deploy owns this unit.
+        change_reason(f"{unit} is {file_state}")
+        yield StringCommand("systemctl", "unmask", "--runtime", QuoteString(f"{unit}.service"))
+        yield StringCommand("systemctl", "unmask", QuoteString(f"{unit}.service"))
+    if file_state != "enabled":
+        change_reason(f"{unit} is not enabled ({file_state or 'no unit'})")
         yield StringCommand("systemctl", "enable", "--quiet", QuoteString(f"{unit}.service"))
 
     active = current.get("ActiveState") == "active"
-    reasons = [f"{key} file changed" for key in ("unit", "env") if started.get(key) != stamp[key]]
+    wanted = {"unit": stamp["unit"], "env": stamp["env"] or current.get("env_sha256")}
+    reasons = [f"{key} file changed" for key in ("unit", "env") if started.get(key) != wanted[key]]
     if started.get("commit") != head or (commit and started.get("commit") != commit):
         reasons.append("code or dependencies changed")
+    rolled_back = current.get("rolled_back")
+    if rolled_back:
+        reasons.append(
+            f"release {str(rolled_back.get('failed_commit'))[:12]} was rolled back at "
+            f"{rolled_back.get('at')} after failing its health check"
+        )
     if not started:
         reasons = ["never started by the deploy"]
     if active and current.get("healthy") is False:
@@ -114,50 +133,52 @@ def service(
     change_reason(f"{verb} {unit}: {', '.join(reasons) if active else 'not running'}")
 
     yield StringCommand(
-        StringCommand("systemctl", verb, QuoteString(f"{unit}.service")),
-        "&&",
-        _wait_healthy(unit, health_url, health_timeout),
-        "&&",
-        _write_stamp(unit, unit_file, env_file, repo_path),
+        release_script(
+            unit=unit,
+            verb=verb,
+            health_url=health_url,
+            health_timeout=health_timeout,
+            unit_file=unit_file,
+            env_file=env_file,
+            repo_path=repo_path,
+            ref=ref,
+            state_dir=STATE_DIR,
+        )
     )
 
 
-def _write_stamp(unit: str, unit_file: str, env_file: str, repo_path: str) -> StringCommand:
-    """Record, atomically, what the unit runs now: digests of its files as they are on the
-    target, and the checked-out commit."""
-    stamp = f"{STATE_DIR}/{unit}.started.json"
-    fmt = json.dumps({"unit": "%s", "env": "%s", "commit": "%s"})
-    digest = [
-        StringCommand('"$(sha256sum', QuoteString(path), '| cut -c1-64)"')
-        for path in (unit_file, env_file)
-    ]
-    head = StringCommand('"$(git -C', QuoteString(repo_path), 'rev-parse HEAD 2>/dev/null)"')
-    return StringCommand(
-        StringCommand("install", "-d", "-m", "700", STATE_DIR),
-        "&&",
-        StringCommand("printf", QuoteString(fmt), *digest, head),
-        ">",
-        QuoteString(f"{stamp}.tmp"),
-        "&&",
-        StringCommand("mv", "-f", QuoteString(f"{stamp}.tmp"), QuoteString(stamp)),
-    )
+@operation()
+def system_user(user: str, group: str) -> Any:
+    """
+    A system user with its own group, no home directory and no login shell, for a hardened
+    service.
 
+    **Example:**
 
-def _wait_healthy(unit: str, url: str, timeout: int) -> StringCommand:
-    """A bounded poll of the health URL; on failure print why and the unit's journal."""
-    return StringCommand(
-        "(",
-        f"deadline=$(( $(date +%s) + {int(timeout)} ));",
-        "until curl -fsS -o /dev/null --max-time 5",
-        QuoteString(url),
-        "2>/dev/null; do",
-        'if [ "$(date +%s)" -ge "$deadline" ]; then',
-        "echo",
-        QuoteString(f"{unit} did not answer 200 on {url} within {timeout}s; last journal lines:"),
-        ">&2;",
-        "journalctl -u",
-        QuoteString(f"{unit}.service"),
-        "-n 40 --no-pager >&2;",
-        "exit 1; fi; sleep 1; done",
-        ")",
-    )
+    .. code:: python
+
+        system_user(name="System user egograph", user="egograph", group="egograph")
+    """
+    current = host.get_fact(SystemUser, user=user, group=group)
+    if not current["group"]:
+        change_reason(f"group {group} does not exist")
+        yield StringCommand("groupadd", "--system", QuoteString(group))
+    if not current["user"]:
+        change_reason(f"user {user} does not exist")
+        yield StringCommand(
+            "useradd",
+            "--system",
+            "--gid",
+            QuoteString(group),
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            QuoteString(user),
+        )
+    elif current["primary_group"] != group:
+        change_reason(f"user {user}'s group is {current['primary_group']}, want {group}")
+        yield StringCommand("usermod", "--gid", QuoteString(group), QuoteString(user))
+    if current["user"] and current["group"] and current["primary_group"] == group:
+        host.noop(f"user {user}:{group} exists")

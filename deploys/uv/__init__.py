@@ -38,5 +38,6 @@ def sync_environment(settings: Settings, commit: str | None) -> None:
         uv=settings.uv_path,
         environment=settings.uv_environment,
         env_digest=env_digest(settings),
+        ref=settings.repo_branch,
         commit=commit,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from pyinfra import host
@@ -15,6 +16,7 @@ from pyinfra.api import (
 )
 
 from ..common.report import change_reason
+from ..services.release import VENV_SNAPSHOT, checkout_command
 from . import wheel
 from .facts import UvInstall, UvSyncState
 
@@ -136,6 +138,7 @@ def uv_sync(
     *,
     environment: dict[str, str],
     env_digest: str,
+    ref: str = "main",
     commit: str | None = None,
 ) -> Any:
     """
@@ -174,30 +177,43 @@ def uv_sync(
         host.noop(f"environment in {repo_path} matches commit {str(stamp.get('commit'))[:12]}")
         return
     change_reason(f"uv sync needed: {', '.join(reasons)}")
-    env = [f"{k}={v}" for k, v in sorted(environment.items())]
-    stamp_fmt = json.dumps({"commit": "%s", "lock": "%s", "env": env_digest})
-    r = QuoteString(repo_path)
-    yield StringCommand(
-        "cd",
-        r,
-        "&&",
-        "env",
-        *[QuoteString(e) for e in env],
-        QuoteString(uv),
-        "sync",
-        "--all-packages",
-        "--locked",
-        "--no-progress",
-        "&&",
-        "printf",
-        QuoteString(stamp_fmt),
-        '"$(git rev-parse HEAD)"',
-        '"$(sha256sum uv.lock | cut -c1-64)"',
-        ">",
-        QuoteString(stamp_path + ".tmp"),
-        "&&",
-        "mv",
-        "-f",
-        QuoteString(stamp_path + ".tmp"),
-        QuoteString(stamp_path),
-    )
+    yield StringCommand(sync_script(repo_path, uv, environment, env_digest, ref))
+
+
+def sync_script(
+    repo_path: str, uv: str, environment: dict[str, str], env_digest: str, ref: str
+) -> str:
+    """``uv sync`` that leaves the last good environment in place when it fails.
+
+    Before syncing, the current ``.venv`` is copied to ``.venv.rollback`` (the services'
+    release step drops it once the new release is healthy, or puts it back when it is not).
+    If the sync fails — a stale lock with ``--locked``, a build error — the environment and
+    the checkout are returned to what was last synced, so the running service is never
+    restarted onto a half-made environment, and the run fails with uv's message.
+    """
+    q = shlex.quote
+    stamp = sync_stamp_path(repo_path)
+    snapshot = f"{repo_path}/{VENV_SNAPSHOT}"
+    fmt = json.dumps({"commit": "%s", "lock": "%s", "env": env_digest})
+    env = " ".join(q(f"{k}={v}") for k, v in sorted(environment.items()))
+    return f"""\
+cd {q(repo_path)} || exit 1
+rm -rf {q(snapshot)}
+if [ -d .venv ]; then cp -a .venv {q(snapshot)} || exit 1; fi
+env {env} {q(uv)} sync --all-packages --locked --no-progress
+rc=$?
+if [ "$rc" -eq 0 ]; then
+  printf {q(fmt)} "$(git rev-parse HEAD)" "$(sha256sum uv.lock | cut -c1-64)" > {q(stamp + ".tmp")}
+  mv -f {q(stamp + ".tmp")} {q(stamp)}
+  exit 0
+fi
+synced=$(sed -n 's/.*"commit": "\\([0-9a-f]*\\)".*/\\1/p' {q(snapshot + "/.egograph-deploy-sync.json")} 2>/dev/null)
+if [ -n "$synced" ]; then
+  failed=$(git rev-parse HEAD)
+  {checkout_command(repo_path, ref, "synced")}
+  rm -rf .venv && mv {q(snapshot)} .venv
+  echo "uv sync failed for $failed; checkout and environment are back at $synced;" >&2
+  echo "the services were not restarted" >&2
+fi
+exit $rc
+"""

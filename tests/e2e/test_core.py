@@ -131,6 +131,8 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
             "Services | Unit /etc/systemd/system/egograph-backend.service",
             "Services | Reload systemd when a unit changed",
             "Services | egograph-backend enabled, running the current release, healthy",
+            # tailscale serve follows the service to its new port
+            "Tailscale serve | Publish backend on HTTPS 443",
         ]
     )
     assert health(c, 8001)["status"] == "ok"

@@ -8,6 +8,7 @@ for that container; the sandbox writes its line to a known_hosts file, so client
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -56,7 +57,15 @@ class Container:
 
     def running(self) -> bool:
         pid = self._pid()
-        return pid is not None and Path(f"/proc/{pid}").exists()
+        if pid is None:
+            return False
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if this process started it
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
     def _pid(self) -> int | None:
         try:

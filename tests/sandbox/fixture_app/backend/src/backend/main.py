@@ -1,6 +1,9 @@
-"""Fixture app: answers /health with whether DuckDB's httpfs extension loads."""
+"""Fixture app: /health says whether DuckDB's httpfs extension loads, which user runs the
+app, and whether it can write its data directory."""
 
 import os
+import pwd
+from pathlib import Path
 
 import duckdb
 from fastapi import FastAPI
@@ -23,6 +26,19 @@ def _httpfs() -> tuple[bool, str | None]:
         return False, str(exc)
 
 
+def _data_dir_writable() -> bool | None:
+    directory = os.environ.get("EGOGRAPH_DATA_DIR")
+    if not directory:
+        return None
+    try:
+        con = duckdb.connect(str(Path(directory) / "health.duckdb"))
+        con.execute("create or replace table probe as select 1 as ok")
+        con.close()
+        return True
+    except (OSError, duckdb.Error):
+        return False
+
+
 @app.get("/health")
 def health() -> dict:
     loaded, error = _httpfs()
@@ -32,4 +48,6 @@ def health() -> dict:
         "httpfs": loaded,
         "httpfs_error": error,
         "greeting": os.environ.get("EGOGRAPH_GREETING"),
+        "user": pwd.getpwuid(os.getuid()).pw_name,
+        "data_dir_writable": _data_dir_writable(),
     }

@@ -1,0 +1,163 @@
+"""Drift check and update flow on a real container (runbook §6-7, issue 'Operating it')."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sandbox import site
+from tests.sandbox.container import Container
+from tests.sandbox.runner import PROJECT, pyinfra
+
+pytestmark = pytest.mark.e2e
+
+UNIT = "Services | Unit /etc/systemd/system/egograph-backend.service"
+RELOAD = "Services | Reload systemd when a unit changed"
+SERVICE = "Services | egograph-backend enabled, running the current release, healthy"
+ENV = "Env files | Env file for egograph-backend (/opt/egograph/repo/backend/.env, 0600)"
+CHECKOUT = "App repository | Check out main at /opt/egograph/repo"
+SYNC = "uv sync | uv sync --all-packages --locked in /opt/egograph/repo"
+
+
+def drift(hosts: Path) -> tuple[int, dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploys.cli", "drift", "--json"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
+    )
+    assert site.CANARY not in proc.stdout + proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def drifted_ops(report: dict[str, Any], host: str) -> set[str]:
+    return {change["operation"] for change in report["hosts"][host]}
+
+
+def converge(hosts: Path, deploy: str = "deploys/prod.py") -> None:
+    run = pyinfra(hosts, "-y", "--json", deploy=deploy)
+    assert run.returncode == 0, run.output[-3000:]
+
+
+@pytest.fixture
+def deployed(new_container: Any, secret_env: Path, tmp_path: Path) -> tuple[Container, Path]:
+    c = new_container()
+    hosts = site.write_hosts_file(
+        tmp_path / "hosts.json", [(c.name, {**c.pyinfra_data(), **site.settings(secret_env)})]
+    )
+    converge(hosts)
+    return c, hosts
+
+
+def test_drift_names_each_kind_of_drift_and_converging_clears_it(
+    deployed: tuple[Container, Path], secret_env: Path
+) -> None:
+    c, hosts = deployed
+    code, report = drift(hosts)
+    assert (code, report["status"]) == (0, "in_sync"), report
+    assert report["hosts"] == {c.name: []}
+
+    perturbations = [
+        ("service stopped", lambda: c.ssh("systemctl stop egograph-backend"), {SERVICE}),
+        (
+            "unit file edited",
+            lambda: c.ssh(
+                "sed -i 's/RestartSec=10/RestartSec=3/' "
+                "/etc/systemd/system/egograph-backend.service"
+            ),
+            {UNIT, RELOAD},
+        ),
+        # The deploy puts the file back as the running service read it: no restart needed.
+        (
+            "env file changed on the server",
+            lambda: c.ssh("echo EXTRA=1 >> /opt/egograph/repo/backend/.env"),
+            {ENV},
+        ),
+        (
+            "new commit on the remote",
+            lambda: site.publish_app("drift release", {"backend/NEWS": f"{uuid.uuid4()}\n"}),
+            {CHECKOUT, SYNC, SERVICE},
+        ),
+    ]
+    for label, perturb, expected in perturbations:
+        perturb()
+        code, report = drift(hosts)
+        assert code == 2, (label, report)
+        assert expected <= drifted_ops(report, c.name), (label, report)
+        for change in report["hosts"][c.name]:
+            assert change["reasons"], (label, change)
+        converge(hosts)
+        code, report = drift(hosts)
+        assert code == 0, (label, report)
+
+
+def test_drift_exits_1_when_the_check_itself_fails(tmp_path: Path, secret_env: Path) -> None:
+    hosts = site.write_hosts_file(
+        tmp_path / "hosts.json",
+        [
+            (
+                "unreachable",
+                {
+                    "ssh_hostname": "127.0.0.1",
+                    "ssh_port": 1,
+                    "ssh_user": "root",
+                    **site.settings(secret_env),
+                },
+            )
+        ],
+    )
+    code, report = drift(hosts)
+    assert code == 1 and report["status"] == "failed", report
+
+
+def test_update_moves_to_a_new_commit_restarting_once_and_refuses_local_edits(
+    deployed: tuple[Container, Path],
+) -> None:
+    c, hosts = deployed
+    pid_before = c.ssh("systemctl show -p MainPID --value egograph-backend").stdout.strip()
+    new = site.publish_app("release 2", {"backend/src/backend/__init__.py": 'RELEASE = "2"\n'})
+
+    dry = pyinfra(hosts, "--dry", "--json", deploy="deploys/update.py")
+    assert dry.returncode == 0
+    assert set(dry.changed_ops()) == {CHECKOUT, SYNC, SERVICE}
+    assert c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip() != new
+
+    run = pyinfra(hosts, "-y", "--json", deploy="deploys/update.py")
+    assert run.returncode == 0, run.output[-3000:]
+    assert set(run.changed_ops()) == {CHECKOUT, SYNC, SERVICE}
+    assert c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip() == new
+    pid_after = c.ssh("systemctl show -p MainPID --value egograph-backend").stdout.strip()
+    assert pid_after != pid_before
+    restarts = c.ssh(
+        "journalctl -u egograph-backend --no-pager -o cat | "
+        "grep -c 'Started egograph-backend.service'"
+    ).stdout.strip()
+    assert restarts == "2", "first start + exactly one restart"
+    health = json.loads(c.ssh("curl -fsS http://127.0.0.1:8000/health").stdout)
+    assert health["release"] == "2"
+
+    c.ssh("echo '# hotfix' >> /opt/egograph/repo/backend/pyproject.toml")
+    site.publish_app("release 3", {"backend/src/backend/__init__.py": 'RELEASE = "3"\n'})
+    refused = pyinfra(hosts, "-y", deploy="deploys/update.py")
+    assert refused.returncode != 0
+    assert "has local changes to tracked files" in refused.output
+    assert "M backend/pyproject.toml" in refused.output
+    assert "repo_discard_local_changes = True" in refused.output
+    assert c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip() == new
+    assert json.loads(c.ssh("curl -fsS http://127.0.0.1:8000/health").stdout)["release"] == "2"
+
+    forced = pyinfra(
+        hosts, "-y", "--data", "repo_discard_local_changes=True", deploy="deploys/update.py"
+    )
+    assert forced.returncode == 0, forced.output[-3000:]
+    assert json.loads(c.ssh("curl -fsS http://127.0.0.1:8000/health").stdout)["release"] == "3"
