@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 HOSTS_FILE := /var/lib/egograph-sandbox/hosts.json
 PYTEST_ARGS ?=
 
-.PHONY: deps test test-unit test-e2e demo demo-down lint fmt docs bench
+.PHONY: deps test test-unit test-e2e demo demo-down drift lint fmt docs bench
 
 # Host packages for the sandbox, uv (from the package index when missing), the project env.
 deps:
@@ -30,19 +30,26 @@ test-unit: deps
 test-e2e: deps
 	$(UV) run pytest -m e2e $(PYTEST_ARGS)
 
-# The whole deploy against the local sandbox: a fresh systemd container reached over SSH.
+# The whole deploy from nothing: an EMPTY emulated Proxmox node (API emulator backed by
+# sandbox containers, the node's sshd); one pyinfra run creates the container, patches TUN,
+# starts it and converges everything inside.
 demo: deps
-	$(UV) run python -m tests.sandbox up --name demo
+	$(UV) run python -m tests.sandbox pve-up
 	EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/prod.py
 	@echo
-	@echo "The service answers inside the container 'demo':"
-	ssh -F /var/lib/egograph-sandbox/ssh/config demo curl -fsS http://127.0.0.1:8000/health; echo
+	@echo "The service answers inside the new container 'demo-ct100':"
+	ssh -F /var/lib/egograph-sandbox/ssh/config demo-ct100 curl -fsS http://127.0.0.1:8000/health; echo
 	@echo "Again, showing zero changes:  EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/prod.py"
-	@echo "A shell in it:                ssh -F /var/lib/egograph-sandbox/ssh/config demo"
+	@echo "Destroy the container:        EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/destroy.py"
+	@echo "A shell in it:                ssh -F /var/lib/egograph-sandbox/ssh/config demo-ct100"
 	@echo "Tear down:                    make demo-down"
 
 demo-down: deps
 	$(UV) run python -m tests.sandbox down
+
+# Drift check against the hosts file (the demo's by default): 0 in sync, 2 drift, 1 failed.
+drift: deps
+	EGOGRAPH_HOSTS_FILE=$${EGOGRAPH_HOSTS_FILE:-$(HOSTS_FILE)} $(UV) run egodeploy drift
 
 lint: deps
 	$(UV) run ruff check .

@@ -1,15 +1,19 @@
-"""The in-container deploy, in the runbook's order (§2 packages and uv, §3 checkout and
-env files, §4 `uv sync` and DuckDB httpfs, §5 systemd)."""
+"""The in-container deploy, in the runbook's order (§2 packages, Tailscale and uv, §3
+checkout and env files, §4 `uv sync` and DuckDB httpfs, §5 systemd, §2/§9 `tailscale serve`)."""
 
 from __future__ import annotations
 
-from . import duckdb, packages, repo, services, uv
+from . import duckdb, packages, repo, services, tailscale, uv
 from .hostsettings import current
 
 
 def converge() -> None:
     settings = current()
     packages.install_packages(settings=settings)
+    # Tailscale right after the packages (the runbook's order, and it needs curl): a
+    # container that cannot run it (no TUN, unsupported distro, no key) stops the run
+    # before the app is touched. Serving comes last: it publishes the running services.
+    tailscale.join_tailnet(settings=settings)
     uv.install_uv(settings=settings)
     # One commit for the whole run, resolved before anything changes, so the checkout,
     # the sync and the restart agree and a dry run can predict all three.
@@ -19,6 +23,7 @@ def converge() -> None:
     uv.sync_environment(settings=settings, commit=commit)
     duckdb.install_extensions(settings=settings)
     services.run_services(settings=settings, commit=commit)
+    tailscale.publish_services(settings=settings)
 
 
 def update() -> None:

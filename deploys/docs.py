@@ -6,6 +6,7 @@ python -m deploys.docs --check  # exit 1 when README.md is stale
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,13 @@ def _cell(value: Any) -> str:
     if not text.startswith("`"):
         text = f"`{text}`"
     return text.replace("|", "\\|")
+
+
+def _py(value: Any) -> str:
+    """A Python literal with double-quoted strings."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_py(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
 def tables() -> str:
@@ -60,10 +68,12 @@ def tables() -> str:
         "The default `services` list has one entry, the runbook's backend:",
         "",
         "```python",
-        "services = [{",
+        "services = [",
+        "    {",
     ]
-    out += [f"    {k!r}: {v!r}," for k, v in backend.items()]
-    out += ["}]", "```"]
+    # Written the way ruff formats it (the README's code blocks are format-checked).
+    out += [f"        {json.dumps(k)}: {_py(v)}," for k, v in backend.items()]
+    out += ["    },", "]", "```"]
     return "\n".join(out).strip() + "\n"
 
 

@@ -7,6 +7,7 @@ form it expects, so a typo is caught before pyinfra connects to anything.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections import Counter
@@ -30,6 +31,10 @@ _HTTP_URL = re.compile(r"^https?://[^\s'\"]+$")
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
 _APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
 _EXTENSION = re.compile(r"^[a-z0-9_]{1,64}$")
+_STORAGE_ID = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
+_NET_HOST = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
+_TOKEN_ID = re.compile(r"^[^\s!@:]+@[A-Za-z][A-Za-z0-9.\-_]*![A-Za-z][A-Za-z0-9.\-_]+$")
+_FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$")
 
 
 class SettingsError(Exception):
@@ -106,6 +111,70 @@ def _optional_abs_path(v: Any) -> bool:
     return v == "" or _is_abs_path(v)
 
 
+def _optional(pattern: re.Pattern[str]) -> Check:
+    return lambda v: v == "" or (isinstance(v, str) and bool(pattern.match(v)))
+
+
+# Flags `tailscale up` may get from tailscale_extra_up_flags; everything else (the key, the
+# hostname, --reset, --timeout ...) is the deploy's. Bool flags take an optional =true/false.
+_TS_BOOL_FLAGS = ("accept-routes", "accept-dns", "ssh", "shields-up")
+_TS_FLAG = re.compile(
+    r"^--(?:(?:" + "|".join(_TS_BOOL_FLAGS) + r")(?:=(?:true|false))?"
+    r"|advertise-tags=(?:tag:)?[A-Za-z0-9-]+(?:,(?:tag:)?[A-Za-z0-9-]+)*"
+    r"|advertise-routes=[0-9a-fA-F.:/]+(?:,[0-9a-fA-F.:/]+)*"
+    r"|login-server=https?://[A-Za-z0-9.:/_-]+"
+    r"|operator=[a-z_][a-z0-9_-]{0,31})$"
+)
+_TS_KEY_FLAG = re.compile(r"^--?auth-?key(=|$)")
+_TS_FUNNEL_PORTS = (443, 8443, 10000)
+
+
+def _tailscale_flags(v: Any) -> bool:
+    # --auth-key passes here so that validate() can refuse it without echoing the value.
+    return isinstance(v, list) and all(
+        isinstance(f, str) and (_TS_FLAG.match(f) or _TS_KEY_FLAG.match(f)) for f in v
+    )
+
+
+def _authkey_source(v: Any) -> bool:
+    if not isinstance(v, dict) or len(v) != 1:
+        return False
+    if "environ" in v:
+        return isinstance(v["environ"], str) and bool(_ENV_KEY.match(v["environ"]))
+    return isinstance(v.get("file"), str) and bool(v["file"]) and "\0" not in v["file"]
+
+
+def _https_ports(v: Any) -> bool:
+    port = _int_range(1, 65535)
+    if isinstance(v, dict):
+        return bool(v) and all(
+            isinstance(k, str) and _HOSTNAME.match(k) and port(p) for k, p in v.items()
+        )
+    return port(v)
+
+
+def _optional_text(v: Any) -> bool:
+    return isinstance(v, str) and "\n" not in v and "\0" not in v
+
+
+def _is_ipv4(v: Any) -> bool:
+    try:
+        ipaddress.IPv4Address(v)
+    except (ipaddress.AddressValueError, TypeError, ValueError):
+        return False
+    return isinstance(v, str)
+
+
+def _is_ipv4_cidr(v: Any) -> bool:
+    if not isinstance(v, str) or "/" not in v:
+        return False
+    try:
+        ipaddress.IPv4Interface(v)
+    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError):
+        return False
+    return True
+
+
 # --- the schema ---------------------------------------------------------------------------
 
 SETTINGS: tuple[Setting, ...] = (
@@ -146,6 +215,222 @@ SETTINGS: tuple[Setting, ...] = (
         "Root disk size in GiB",
         _int_range(1, 131072),
         "container",
+    ),
+    Setting(
+        "ct_vmid",
+        "0 (find the container by ct_hostname; a new one gets the next free id) or an "
+        "integer from 100 to 999999999",
+        "Container id on Proxmox",
+        lambda v: v == 0 or _int_range(100, 999999999)(v),
+        "container",
+    ),
+    Setting(
+        "ct_storage",
+        "a PVE storage id, e.g. 'local-lvm'",
+        "Storage the root disk is allocated on (content type rootdir)",
+        _matches(_STORAGE_ID),
+        "container",
+    ),
+    Setting(
+        "ct_template_storage",
+        "a PVE storage id, e.g. 'local'",
+        "Storage holding OS templates (content type vztmpl); a missing template is "
+        "downloaded there through the node's appliance index (aplinfo)",
+        _matches(_STORAGE_ID),
+        "container",
+    ),
+    Setting(
+        "ct_bridge",
+        "a bridge name, e.g. 'vmbr0'",
+        "Bridge of net0 (eth0)",
+        _matches(re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")),
+        "container",
+    ),
+    Setting(
+        "ct_ip",
+        "'dhcp' or an IPv4 address with prefix, e.g. '192.168.1.50/24'",
+        "Address of eth0; with 'dhcp' the deploy reads it from the API once the container runs",
+        lambda v: v == "dhcp" or _is_ipv4_cidr(v),
+        "container",
+    ),
+    Setting(
+        "ct_gw",
+        "'' or an IPv4 address (only with a static ct_ip)",
+        "Default gateway of eth0",
+        lambda v: v == "" or _is_ipv4(v),
+        "container",
+    ),
+    Setting(
+        "ct_nesting",
+        "True or False",
+        "features: nesting=1 (systemd 255 in Ubuntu 24.04 needs it; the one feature an API "
+        "token may set)",
+        _is_bool,
+        "container",
+    ),
+    Setting(
+        "ct_onboot",
+        "True or False",
+        "Start the container when the node boots",
+        _is_bool,
+        "container",
+    ),
+    Setting(
+        "ct_ssh_public_keys",
+        "a list of OpenSSH public key files on the controller, e.g. ['~/.ssh/id_ed25519.pub']",
+        "Keys root may log in with, installed when the container is created (the deploy "
+        "reaches the container over SSH with them)",
+        _list_of(lambda v: isinstance(v, str) and bool(v) and "\n" not in v),
+        "container",
+    ),
+    Setting(
+        "ct_tun_method",
+        "'raw', 'dev' or 'none'",
+        "How the container gets /dev/net/tun (runbook §2): raw = lxc.cgroup2/lxc.mount.entry "
+        "lines in the node's conf file over SSH; dev = dev0: /dev/net/tun through the API "
+        "(PVE >= 8.1, root@pam password login only); none = no device (Tailscale in userspace "
+        "networking)",
+        _one_of("raw", "dev", "none"),
+        "container",
+    ),
+    Setting(
+        "ct_apparmor_unconfined",
+        "True or False",
+        "raw method: also add lxc.apparmor.profile: unconfined",
+        _is_bool,
+        "container",
+    ),
+    Setting(
+        "ct_allow_restart",
+        "True or False",
+        "Restart a running container to apply settings PVE keeps pending until the next start "
+        "(e.g. features). A changed TUN config always restarts it",
+        _is_bool,
+        "container",
+    ),
+    # Proxmox (runbook §1-2). pve_host '' skips the Proxmox stage: the deploy then targets an
+    # existing container over SSH.
+    Setting(
+        "pve_host",
+        "'' (no Proxmox stage) or the API host name or IP address",
+        "Proxmox VE API host; '' = deploy into an existing container only",
+        lambda v: v == "" or (isinstance(v, str) and bool(_NET_HOST.match(v))),
+        "proxmox",
+    ),
+    Setting("pve_port", "an integer from 1 to 65535", "API port", _int_range(1, 65535), "proxmox"),
+    Setting(
+        "pve_node",
+        "'' (the cluster's only node) or a node name",
+        "Node the container lives on",
+        lambda v: v == "" or _matches(_HOSTNAME)(v),
+        "proxmox",
+    ),
+    Setting(
+        "pve_token_id",
+        "'' (password login as pve_user) or an API token id 'user@realm!name'",
+        "API token the deploy authenticates with (see the README for its role)",
+        lambda v: v == "" or _matches(_TOKEN_ID)(v),
+        "proxmox",
+    ),
+    Setting(
+        "pve_user",
+        "a user 'name@realm'",
+        "User of a password login, used when pve_token_id is '' (ct_tun_method 'dev' needs "
+        "root@pam)",
+        _matches(re.compile(r"^[^\s!@:]+@[A-Za-z][A-Za-z0-9.\-_]*$")),
+        "proxmox",
+    ),
+    Setting(
+        "pve_secret_source",
+        "{'environ': 'VARIABLE'} or {'file': 'path on the controller'}",
+        "Where the token secret (or the password) comes from; it is never stored or printed",
+        lambda v: (
+            isinstance(v, dict)
+            and len(v) == 1
+            and (
+                (isinstance(v.get("environ"), str) and bool(_ENV_KEY.match(v["environ"])))
+                or (isinstance(v.get("file"), str) and bool(v["file"]))
+            )
+        ),
+        "proxmox",
+    ),
+    Setting(
+        "pve_ca_bundle",
+        "'' (the system trust store) or a PEM file on the controller",
+        "CA the API certificate is verified against: the node's /etc/pve/pve-root-ca.pem",
+        _optional_text,
+        "proxmox",
+    ),
+    Setting(
+        "pve_fingerprint",
+        "'' or a SHA-256 certificate fingerprint (64 hex digits, ':' allowed)",
+        "Pins the API certificate (Datacenter > node > Certificates shows it)",
+        lambda v: v == "" or (isinstance(v, str) and bool(_FINGERPRINT.match(v))),
+        "proxmox",
+    ),
+    Setting(
+        "pve_insecure",
+        "True or False",
+        "Switch TLS verification off (warns on every run; anyone on the path can read the token)",
+        _is_bool,
+        "proxmox",
+    ),
+    Setting(
+        "pve_timeout",
+        "an integer number of seconds from 30 to 600",
+        "Timeout of one API request",
+        _int_range(30, 600),
+        "proxmox",
+    ),
+    Setting(
+        "pve_task_timeout",
+        "an integer number of seconds from 10 to 7200",
+        "How long a task (create, start, template download) and the wait for the container's "
+        "address and SSH may take",
+        _int_range(10, 7200),
+        "proxmox",
+    ),
+    Setting(
+        "pve_ssh_host",
+        "'' (= pve_host) or a host name or IP address",
+        "The node over SSH (ct_tun_method 'raw' edits the container's conf file there)",
+        lambda v: v == "" or (isinstance(v, str) and bool(_NET_HOST.match(v))),
+        "proxmox",
+    ),
+    Setting(
+        "pve_ssh_port",
+        "an integer from 1 to 65535",
+        "SSH port of the node",
+        _int_range(1, 65535),
+        "proxmox",
+    ),
+    Setting(
+        "pve_ssh_user",
+        "a user name",
+        "SSH user on the node (root: /etc/pve is root's)",
+        _matches(re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")),
+        "proxmox",
+    ),
+    Setting(
+        "pve_ssh_key",
+        "'' (SSH's defaults) or a private key file on the controller",
+        "Key for the node",
+        _optional_text,
+        "proxmox",
+    ),
+    Setting(
+        "pve_ssh_known_hosts",
+        "'' (~/.ssh/known_hosts) or a known_hosts file on the controller",
+        "The node's host key is checked against this file (never accepted blindly)",
+        _optional_text,
+        "proxmox",
+    ),
+    Setting(
+        "pve_conf_dir",
+        "an absolute path",
+        "Directory of the container conf files on the node",
+        _is_abs_path,
+        "proxmox",
     ),
     # apt (runbook §2)
     Setting(
@@ -286,6 +571,15 @@ SETTINGS: tuple[Setting, ...] = (
         "services",
     ),
     Setting(
+        "env_files_managed",
+        "True or False",
+        "True: the deploy writes each service's env file from its controller-side source. "
+        "False: the env files are kept on the server only (runbook §3: secrets never in CI); "
+        "the deploy checks they exist and are 0600, and restarts follow their changes",
+        _is_bool,
+        "services",
+    ),
+    Setting(
         "service_health_timeout",
         "an integer number of seconds from 1 to 600",
         "How long a (re)started service has to answer its health path with 200",
@@ -298,6 +592,131 @@ SETTINGS: tuple[Setting, ...] = (
         "RestartSec= of the units",
         _int_range(0, 3600),
         "services",
+    ),
+    Setting(
+        "service_hardening",
+        "True or False",
+        "Run the services as their own system user (each service's user/group, created by "
+        "the deploy) with systemd sandboxing: NoNewPrivileges, ProtectSystem=strict, "
+        "ProtectHome, PrivateTmp, a writable service_data_dir and nothing else",
+        _is_bool,
+        "services",
+    ),
+    Setting(
+        "service_data_dir",
+        "an absolute path under /var/lib",
+        "The services' writable data directory (StateDirectory=; EGOGRAPH_DATA_DIR in "
+        "their environment)",
+        lambda v: _is_abs_path(v) and v.startswith("/var/lib/") and v.count("/") == 3,
+        "services",
+    ),
+    # Tailscale (runbook §2, §9)
+    Setting(
+        "tailscale_enabled",
+        "True or False",
+        "Install Tailscale, log the container in and publish the services with "
+        "`tailscale serve`. False: the deploy leaves Tailscale alone",
+        _is_bool,
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_repo_url",
+        "an http(s) URL, e.g. 'https://pkgs.tailscale.com/stable'",
+        "Tailscale's apt repository (or a mirror); '/<distro>' is appended, as in "
+        "`<url>/ubuntu noble main`",
+        _template_url,
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_keyring_url",
+        "'' or an http(s) URL; '{distro}' and '{codename}' are replaced",
+        "Where the repository's signing keyring is downloaded from; '' = "
+        "<tailscale_repo_url>/<distro>/<codename>.noarmor.gpg",
+        _optional(_HTTP_URL),
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_keyring_sha256",
+        "'' or 64 hex digits",
+        "Pinned SHA-256 of that keyring; a download that differs is refused. Required while "
+        "tailscale_enabled: '' stops the deploy with how to obtain it (see Tailscale below)",
+        _optional(re.compile(r"^[0-9a-fA-F]{64}$")),
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_version",
+        "'' or a version 'X.Y.Z'",
+        "'' = whatever the repository has when Tailscale is first installed (never upgraded "
+        "by the deploy); 'X.Y.Z' = exactly that version (up- or downgraded)",
+        _optional(_VERSION),
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_hostname",
+        "'' or a DNS label",
+        "The node's name in the tailnet (`--hostname`); '' = ct_hostname. A change on a "
+        "logged-in node is applied with `tailscale set`, without logging in again",
+        _optional(_HOSTNAME),
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_extra_up_flags",
+        "a list of flags from: --advertise-tags=tag:a,tag:b, --accept-routes[=false], "
+        "--accept-dns[=false], --ssh[=false], --shields-up[=false], --advertise-routes=CIDRs, "
+        "--login-server=URL, --operator=USER",
+        "Further `tailscale up` settings. The key never goes here "
+        "(tailscale_authkey_source), nor the hostname (tailscale_hostname). Tailscale SSH "
+        "stays off unless '--ssh' is listed",
+        _tailscale_flags,
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_authkey_source",
+        "{'environ': 'VARIABLE'} or {'file': 'path on the controller'}",
+        "Where the auth key (or OAuth client secret, `tskey-client-…`: needs --advertise-tags) "
+        "is read from — only when the node has to log in",
+        _authkey_source,
+        "tailscale",
+        secret=True,
+    ),
+    Setting(
+        "tailscale_userspace",
+        "True or False",
+        "Run tailscaled with `--tun=userspace-networking` (FLAGS= in /etc/default/tailscaled): "
+        "for containers without /dev/net/tun (Proxmox TUN method 'none')",
+        _is_bool,
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_serve",
+        "True or False",
+        "Publish the services over HTTPS in the tailnet with `tailscale serve --bg`",
+        _is_bool,
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_serve_https_port",
+        "a port 1-65535, or {'service name': port, ...}",
+        "A port: the first service is published there (a second service stays private). A "
+        "mapping: each service named is published on its port",
+        _https_ports,
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_funnel",
+        "True or False",
+        "Expose the served ports to the internet (`tailscale funnel`; ports 443, 8443, 10000). "
+        "Off: funnel found on the node is switched off",
+        _is_bool,
+        "tailscale",
+    ),
+    Setting(
+        "tailscale_serve_reset_foreign",
+        "True or False",
+        "Clear serve handlers the deploy did not make (`tailscale serve reset`, then serve "
+        "again). Off: they are kept and reported",
+        _is_bool,
+        "tailscale",
     ),
 )
 
@@ -440,7 +859,9 @@ def _describe(value: Any, secret: bool) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _service_errors(index: int, raw: Any, repo_path: str) -> tuple[list[str], Service | None]:
+def _service_errors(
+    index: int, raw: Any, repo_path: str, check_sources: bool = True
+) -> tuple[list[str], Service | None]:
     where = f"services[{index}]"
     if not isinstance(raw, dict):
         return [
@@ -463,7 +884,7 @@ def _service_errors(index: int, raw: Any, repo_path: str) -> tuple[list[str], Se
         if not f.check(value):
             errors.append(f"{where}.{f.name}: got {_describe(value, False)}; expected {f.form}")
         values[f.name] = value
-    if "env_source" in values and not errors:
+    if "env_source" in values and not errors and check_sources:
         errors += [f"{where}.env_source: {e}" for e in env_source_errors(values["env_source"])]
     if errors:
         return errors, None
@@ -539,6 +960,58 @@ def parse_env_text(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
+    """Checks across the Proxmox settings, and of the controller-side files they name; only
+    when the Proxmox stage runs (pve_host set)."""
+    if not data.get("pve_host"):
+        return []
+    errors: list[str] = []
+    source = data["pve_secret_source"]
+    if "environ" in source and not os.environ.get(source["environ"]):
+        errors.append(
+            f"pve_secret_source: controller environment variable {source['environ']} is unset "
+            "or empty; expected the API token secret (or password) in it"
+        )
+    if "file" in source and not Path(source["file"]).expanduser().is_file():
+        errors.append(
+            f"pve_secret_source: file {source['file']!r} does not exist on the controller"
+        )
+    if data["pve_ca_bundle"] and not Path(data["pve_ca_bundle"]).expanduser().is_file():
+        errors.append(f"pve_ca_bundle: file {data['pve_ca_bundle']!r} does not exist")
+    if data["ct_tun_method"] == "dev" and data["pve_token_id"]:
+        errors.append(
+            "ct_tun_method: 'dev' needs a root@pam password login (PVE refuses dev0 to every "
+            "API token: 'only allowed for root@pam'); set pve_token_id to '' and pve_user to "
+            "'root@pam', or use 'raw'"
+        )
+    if (
+        data["ct_tun_method"] == "none"
+        and data.get("tailscale_enabled")
+        and not data.get("tailscale_userspace")
+    ):
+        errors.append(
+            "ct_tun_method: 'none' leaves the container without /dev/net/tun, where tailscaled "
+            "cannot start; expected tailscale_userspace = True with it (or 'raw'/'dev')"
+        )
+    if data["ct_gw"] and data["ct_ip"] == "dhcp":
+        errors.append("ct_gw: a gateway needs a static ct_ip; expected '' with 'dhcp'")
+    keys = data["ct_ssh_public_keys"]
+    if not keys:
+        errors.append(
+            "ct_ssh_public_keys: empty; expected at least one public key file (the deploy "
+            "logs into the new container with it)"
+        )
+    for path in keys:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            errors.append(f"ct_ssh_public_keys: {path!r} does not exist on the controller")
+        elif not p.read_text(encoding="utf-8", errors="replace").startswith(
+            ("ssh-", "ecdsa-", "sk-")
+        ):
+            errors.append(f"ct_ssh_public_keys: {path!r} is not an OpenSSH public key")
+    return errors
+
+
 def validate(data: Mapping[str, Any]) -> Settings:
     """Return typed settings, or raise ``SettingsError`` listing every bad setting."""
     errors: list[str] = []
@@ -552,7 +1025,12 @@ def validate(data: Mapping[str, Any]) -> Settings:
     repo_path = data.get("repo_path", "")
     if isinstance(data.get("services"), list):
         for i, raw in enumerate(data["services"]):
-            errs, svc = _service_errors(i, raw, repo_path if isinstance(repo_path, str) else "")
+            errs, svc = _service_errors(
+                i,
+                raw,
+                repo_path if isinstance(repo_path, str) else "",
+                check_sources=data.get("env_files_managed") is not False,
+            )
             errors += errs
             if svc:
                 services.append(svc)
@@ -560,9 +1038,77 @@ def validate(data: Mapping[str, Any]) -> Settings:
         errors += _duplicates("unit", [s.unit for s in services])
         errors += _duplicates("port", [s.port for s in services])
         errors += _duplicates("env_file", [s.env_file for s in services])
+    errors += _tailscale_errors(data, services)
+    errors += _hardening_errors(data, services)
+    if not any(e.startswith(("pve_", "ct_")) for e in errors):
+        errors += proxmox_errors(data)
     if errors:
         raise SettingsError(errors)
     return Settings(values=dict(data), services=tuple(services))
+
+
+def _hardening_errors(data: Mapping[str, Any], services: list[Service]) -> list[str]:
+    """Hardened services cannot reach /root (ProtectHome): what they need must live
+    elsewhere, and they must not run as root."""
+    if data.get("service_hardening") is not True:
+        return []
+    errors = [
+        f"services[{i}].user: got 'root'; expected a dedicated system user with "
+        "service_hardening = True"
+        for i, svc in enumerate(services)
+        if svc.user == "root"
+    ]
+    if data.get("duckdb_extensions") and not data.get("duckdb_extension_directory"):
+        errors.append(
+            "duckdb_extension_directory: got ''; expected an absolute path outside /root "
+            "with service_hardening = True (the service cannot read root's ~/.duckdb)"
+        )
+    env = data.get("uv_environment") or {}
+    no_downloads = str(env.get("UV_PYTHON_DOWNLOADS", "")).lower() in ("never", "0", "false")
+    install_dir = str(env.get("UV_PYTHON_INSTALL_DIR", ""))
+    if not no_downloads and (not install_dir or install_dir.startswith("/root")):
+        errors.append(
+            "uv_environment: with service_hardening = True, expected UV_PYTHON_DOWNLOADS="
+            "'never' (the distro's Python) or UV_PYTHON_INSTALL_DIR outside /root: a "
+            "uv-managed Python under /root is unreachable for the service user"
+        )
+    return errors
+
+
+def _tailscale_errors(data: Mapping[str, Any], services: list[Service]) -> list[str]:
+    """Checks across Tailscale settings (each one's own form is checked already)."""
+    errors: list[str] = []
+    flags = data.get("tailscale_extra_up_flags")
+    if isinstance(flags, list) and any(isinstance(f, str) and _TS_KEY_FLAG.match(f) for f in flags):
+        errors.append(
+            "tailscale_extra_up_flags: an auth key flag is not allowed here (value not shown); "
+            "expected the key in the place tailscale_authkey_source names"
+        )
+    ports = data.get("tailscale_serve_https_port")
+    if not data.get("tailscale_enabled") or not data.get("tailscale_serve"):
+        return errors
+    if not _https_ports(ports) or not services:
+        return errors
+    names = [s.name for s in services]
+    if isinstance(ports, dict):
+        for name in sorted(set(ports) - set(names)):
+            errors.append(
+                f"tailscale_serve_https_port: {name!r} is not a service; expected names from "
+                f"{', '.join(names)}"
+            )
+        wanted = list(ports.values())
+        if len(set(wanted)) != len(wanted):
+            errors.append("tailscale_serve_https_port: a port is used twice; expected one each")
+    else:
+        wanted = [ports]
+    if data.get("tailscale_funnel"):
+        bad = sorted({p for p in wanted if p not in _TS_FUNNEL_PORTS})
+        if bad:
+            errors.append(
+                f"tailscale_funnel: port(s) {', '.join(map(str, bad))} cannot be funneled; "
+                "expected tailscale_serve_https_port from 443, 8443, 10000"
+            )
+    return errors
 
 
 def _duplicates(key: str, values: Iterable[Any]) -> list[str]:

@@ -13,6 +13,39 @@ ct_cores = 2
 ct_memory_mb = 3072
 ct_swap_mb = 1024
 ct_disk_gb = 40
+ct_vmid = 0
+ct_storage = "local-lvm"
+ct_template_storage = "local"
+ct_bridge = "vmbr0"
+ct_ip = "dhcp"
+ct_gw = ""
+ct_nesting = True
+ct_onboot = True
+ct_ssh_public_keys = ["~/.ssh/id_ed25519.pub"]
+ct_tun_method = "raw"
+ct_apparmor_unconfined = False
+ct_allow_restart = False
+
+# --- Proxmox (runbook §1-2) ---
+# pve_host = "" skips the Proxmox stage: the deploy then targets an existing container.
+# The token secret comes from the controller (pve_secret_source), never from here.
+pve_host = ""
+pve_port = 8006
+pve_node = ""
+pve_token_id = "deploy@pve!egograph"
+pve_user = "root@pam"
+pve_secret_source = {"environ": "PVE_TOKEN_SECRET"}
+pve_ca_bundle = ""
+pve_fingerprint = ""
+pve_insecure = False
+pve_timeout = 30
+pve_task_timeout = 600
+pve_ssh_host = ""
+pve_ssh_port = 22
+pve_ssh_user = "root"
+pve_ssh_key = ""
+pve_ssh_known_hosts = ""
+pve_conf_dir = "/etc/pve/lxc"
 
 # --- System packages (runbook §2) ---
 apt_packages = ["git", "curl", "ca-certificates"]
@@ -56,5 +89,25 @@ services = [
         "group": "root",
     },
 ]
+env_files_managed = True
 service_health_timeout = 60
 service_restart_sec = 10
+service_hardening = False
+service_data_dir = "/var/lib/egograph"
+
+# --- Tailscale (runbook §2, §9) ---
+tailscale_enabled = True
+tailscale_repo_url = "https://pkgs.tailscale.com/stable"
+tailscale_keyring_url = ""
+# Pin this to the keyring you verified (see README "Tailscale"); '' makes the deploy stop and
+# say how to get it, it never installs from an unverified key.
+tailscale_keyring_sha256 = ""
+tailscale_version = ""
+tailscale_hostname = ""
+tailscale_extra_up_flags: list[str] = []
+tailscale_authkey_source = {"environ": "TS_AUTHKEY"}
+tailscale_userspace = False
+tailscale_serve = True
+tailscale_serve_https_port = 443
+tailscale_funnel = False
+tailscale_serve_reset_foreign = False

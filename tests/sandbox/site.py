@@ -3,6 +3,7 @@
 - the app repository: the fixture app, committed into a bare repo served by git daemon
 - DuckDB's extension repository: httpfs from the `duckdb-ext-httpfs` wheel, over HTTP
 - the env file's source: a 0600 file on the controller holding a recognisable canary
+- Tailscale: the stand-in package in a signed apt repository over HTTP (tailscale_site.py)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from deploys.uv.wheel import install_wheel, verify_record
 
-from . import paths
+from . import paths, tailscale_site
 
 FIXTURE_APP = Path(__file__).parent / "fixture_app"
 APP_REPO = "egograph.git"
@@ -37,7 +38,9 @@ def work_tree() -> Path:
 
 
 def publish_app(message: str = "fixture app", changes: dict[str, str] | None = None) -> str:
-    """Commit the fixture app (plus ``changes``: path → content) and push it; return the sha."""
+    """Commit the fixture app as shipped (plus ``changes``: path → content, on top) and push
+    it; return the sha. Each call starts again from the pristine fixture, so a broken release
+    published by one test does not leak into the next."""
     bare = paths.GIT_ROOT / APP_REPO
     tree = work_tree()
     if not bare.exists():
@@ -50,13 +53,16 @@ def publish_app(message: str = "fixture app", changes: dict[str, str] | None = N
         _git("config", "user.email", "sandbox@egograph.invalid", cwd=tree)
         _git("config", "user.name", "egograph sandbox", cwd=tree)
         _git("remote", "add", "origin", str(bare), cwd=tree)
-        shutil.copytree(
-            FIXTURE_APP,
-            tree,
-            dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns("__pycache__", ".venv"),
-        )
-        (tree / ".gitignore").write_text(".venv/\n__pycache__/\n*.env\n.env\n")
+    for entry in tree.iterdir():  # the tree becomes exactly the fixture, plus changes
+        if entry.name != ".git":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    shutil.copytree(
+        FIXTURE_APP,
+        tree,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", ".venv"),
+    )
+    (tree / ".gitignore").write_text(".venv/\n__pycache__/\n*.env\n.env\n")
     for rel, content in (changes or {}).items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         (tree / rel).write_text(content)
@@ -129,6 +135,8 @@ def settings(env_file: Path) -> dict[str, Any]:
                 "health_path": "/health",
             }
         ],
+        # Tailscale: the stand-in from its signed repository on the host, a fake key file.
+        **tailscale_site.settings(),
     }
 
 
