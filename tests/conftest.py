@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+
+# This session's own app repository in the sandbox (see tests.sandbox.site.APP_REPO); set
+# before tests.sandbox.site is imported.
+os.environ.setdefault("EGOGRAPH_SANDBOX_APP", f"egograph-tests-{os.getpid()}")
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.sandbox import container as sandbox_container
-from tests.sandbox import host, site
+from tests.sandbox import host, paths, site
 from tests.sandbox.container import Container
 
 
@@ -25,6 +30,8 @@ def sandbox() -> Iterator[None]:
     host.ensure_services()
     site.publish_app()
     yield
+    shutil.rmtree(paths.GIT_ROOT / site.APP_REPO, ignore_errors=True)
+    shutil.rmtree(site.work_tree(), ignore_errors=True)
 
 
 _counter = itertools.count()

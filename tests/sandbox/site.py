@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +22,9 @@ from deploys.uv.wheel import install_wheel, verify_record
 from . import paths, tailscale_site
 
 FIXTURE_APP = Path(__file__).parent / "fixture_app"
-APP_REPO = "egograph.git"
+APP_REPO = os.environ.get("EGOGRAPH_SANDBOX_APP", "egograph") + ".git"
+"""The app repository's name under git daemon. Each test session sets its own (see
+tests/conftest.py), so sessions running side by side never deploy each other's releases."""
 DUCKDB_VERSION = "1.4.4"
 CANARY = "canary-sandbox-secret-5f3a9c"
 """A fake secret in the env file; tests look for it where it must never appear."""
@@ -34,7 +37,7 @@ def _git(*args: str, cwd: Path) -> str:
 
 
 def work_tree() -> Path:
-    return paths.STATE / "work" / "egograph"
+    return paths.STATE / "work" / APP_REPO.removesuffix(".git")
 
 
 def publish_app(message: str = "fixture app", changes: dict[str, str] | None = None) -> str:
