@@ -9,6 +9,11 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
 
+def as_list(value: str | list[str]) -> list[str]:
+    """A fact's list argument; from the command line (``fact X paths=a,b``) it is a string."""
+    return [v for v in value.split(",") if v] if isinstance(value, str) else list(value)
+
+
 class FileStates(FactBase[dict[str, dict[str, Any] | None]]):
     """
     Content digest, mode and owner of several files, in one round trip.
@@ -25,7 +30,7 @@ class FileStates(FactBase[dict[str, dict[str, Any] | None]]):
 
     def command(self, paths: list[str]) -> StringCommand:
         bits: list[Any] = ["for p in"]
-        bits += [QuoteString(p) for p in paths]
+        bits += [QuoteString(p) for p in as_list(paths)]
         bits.append(
             '; do if [ -f "$p" ]; then '
             'printf \'%s\\t%s\\t%s\\n\' "$p" "$(stat -c \'%a %U %G\' -- "$p")" '

@@ -6,6 +6,8 @@ from typing import Any
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from ..common.facts import as_list
+
 UPDATE_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 
 
@@ -25,7 +27,7 @@ class AptState(FactBase[dict[str, Any]]):
         return "dpkg-query"
 
     def command(self, packages: list[str]) -> StringCommand:
-        names = [QuoteString(p.split("=", 1)[0]) for p in packages]
+        names = [QuoteString(p.split("=", 1)[0]) for p in as_list(packages)]
         return StringCommand(
             f"if [ -e {UPDATE_STAMP} ]; then "
             f"echo age $(( $(date +%s) - $(stat -c %Y {UPDATE_STAMP}) )); "

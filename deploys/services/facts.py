@@ -7,6 +7,8 @@ from typing import Any
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from ..common.facts import as_list
+
 
 class ServiceStates(FactBase[dict[str, Any]]):
     """
@@ -39,8 +41,9 @@ class ServiceStates(FactBase[dict[str, Any]]):
         health_urls: list[str] | None = None,
         env_files: list[str] | None = None,
     ) -> StringCommand:
-        urls = health_urls or ["-"] * len(units)
-        envs = env_files or ["-"] * len(units)
+        units = as_list(units)
+        urls = as_list(health_urls) if health_urls else ["-"] * len(units)
+        envs = as_list(env_files) if env_files else ["-"] * len(units)
         specs = [QuoteString(" ".join(t)) for t in zip(units, urls, envs, strict=True)]
         return StringCommand(
             "echo head $(git -C",

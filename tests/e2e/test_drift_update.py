@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -24,6 +25,8 @@ SERVICE = "Services | egograph-backend enabled, running the current release, hea
 ENV = "Env files | Env file for egograph-backend (/opt/egograph/repo/backend/.env, 0600)"
 CHECKOUT = "App repository | Check out main at /opt/egograph/repo"
 SYNC = "uv sync | uv sync --all-packages --locked in /opt/egograph/repo"
+LOGIN = "Tailscale | Logged in to the tailnet as egograph-prod"
+SERVE = "Tailscale serve | Publish backend on HTTPS 443"
 
 
 def drift(hosts: Path) -> tuple[int, dict[str, Any]]:
@@ -83,6 +86,8 @@ def test_drift_names_each_kind_of_drift_and_converging_clears_it(
             lambda: c.ssh("echo EXTRA=1 >> /opt/egograph/repo/backend/.env"),
             {ENV},
         ),
+        ("Tailscale logged out", lambda: c.ssh("tailscale logout"), {LOGIN}),
+        ("serve config reset", lambda: c.ssh("tailscale serve reset"), {SERVE}),
         (
             "new commit on the remote",
             lambda: site.publish_app("drift release", {"backend/NEWS": f"{uuid.uuid4()}\n"}),
@@ -161,3 +166,59 @@ def test_update_moves_to_a_new_commit_restarting_once_and_refuses_local_edits(
     )
     assert forced.returncode == 0, forced.output[-3000:]
     assert json.loads(c.ssh("curl -fsS http://127.0.0.1:8000/health").stdout)["release"] == "3"
+
+
+def readme_fact_commands() -> list[list[str]]:
+    """Every ``pyinfra inventory.py fact ...`` command the README shows."""
+    commands = []
+    for line in (PROJECT / "README.md").read_text().splitlines():
+        if line.startswith("pyinfra inventory.py fact "):
+            words = shlex.split(line.split("#", 1)[0])
+            commands.append(words[3:])
+    return commands
+
+
+def test_every_fact_the_readme_shows_works_ad_hoc(deployed: tuple[Container, Path]) -> None:
+    c, hosts = deployed
+    commands = readme_fact_commands()
+    assert len(commands) >= 10
+    for args in commands:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pyinfra", "inventory.py", "fact", *args, "--json"],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
+        )
+        assert proc.returncode == 0, (args, proc.stderr[-2000:])
+        (value,) = json.loads(proc.stdout).values()
+        assert value[c.name], (args, value)  # not null, not empty
+        assert site.CANARY not in proc.stdout + proc.stderr
+    deployment = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pyinfra",
+                "inventory.py",
+                "fact",
+                "deploys.facts.Deployment",
+                "--json",
+            ],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
+        ).stdout
+    )["deploys.facts.Deployment"][c.name]
+    assert deployment["commit"] == site.app_head()
+    assert (deployment["uv"], deployment["duckdb"], deployment["httpfs"]) == (
+        "0.13.9",
+        "1.4.4",
+        True,
+    )
+    assert deployment["units"]["egograph-backend"]["active"] == "active"

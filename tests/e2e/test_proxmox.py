@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 from tests.sandbox import container as sandbox_container
 from tests.sandbox import pve_site, site
 from tests.sandbox.pve.sandbox_backend import SandboxBackend
-from tests.sandbox.runner import PyinfraRun, pyinfra
+from tests.sandbox.runner import PROJECT, PyinfraRun, pyinfra
 
 pytestmark = pytest.mark.e2e
 
@@ -115,6 +117,44 @@ def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
     assert again.changed_ops() == []
     assert [t["type"] for t in s.state()["tasks"]] == types
     assert site.CANARY not in dry.output + first.output + second.output + again.output
+
+    # drift on the node side: config changed behind the deploy's back, TUN lines gone
+    assert drift(hosts)[0] == 0
+    conf_file = s.node.conf_dir / "100.conf"
+    conf_file.write_text(conf_file.read_text().replace("memory: 3072", "memory: 2048", 1))
+    code, report = drift(hosts)
+    assert code == 2 and PROXMOX_OPS[1] in drifted(report), report
+    ok(pyinfra(hosts, "-y", "--json"))
+    assert "memory: 3072" in conf_file.read_text()
+    conf_file.write_text(
+        "".join(
+            line
+            for line in conf_file.read_text().splitlines(keepends=True)
+            if not line.startswith("lxc.mount.entry:")
+        )
+    )
+    code, report = drift(hosts)
+    assert code == 2 and "Proxmox | CT egograph-prod /dev/net/tun (raw)" in drifted(report), report
+    ok(pyinfra(hosts, "-y", "--json"))
+    assert drift(hosts)[0] == 0
+    assert s.backend.tun_present(100) and health(s)["status"] == "ok"
+
+
+def drift(hosts: Path) -> tuple[int, dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploys.cli", "drift", "--json"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def drifted(report: dict[str, Any]) -> set[str]:
+    return {c["operation"] for changes in report["hosts"].values() for c in changes}
 
 
 def test_no_tun_then_raw_patch_restarts_once(pve: Callable[..., Site]) -> None:
