@@ -11,7 +11,7 @@ from ..common.report import change_reason
 from .facts import UPDATE_STAMP, AptState
 
 
-def _apt_get(lock_timeout: int, *args: Any) -> StringCommand:
+def apt_get(lock_timeout: int, *args: Any) -> StringCommand:
     return StringCommand(
         "DEBIAN_FRONTEND=noninteractive",
         "apt-get",
@@ -24,6 +24,20 @@ def _apt_get(lock_timeout: int, *args: Any) -> StringCommand:
         "-o",
         'Dpkg::Options::="--force-confold"',
         *args,
+    )
+
+
+def apt_update(lock_timeout: int) -> StringCommand:
+    """``apt-get update``, then the stamp :class:`AptState` reads the lists' age from."""
+    return StringCommand(
+        apt_get(lock_timeout, "update"),
+        "&&",
+        "mkdir",
+        "-p",
+        "/var/lib/apt/periodic",
+        "&&",
+        "touch",
+        UPDATE_STAMP,
     )
 
 
@@ -57,16 +71,7 @@ def apt_packages(packages: list[str], *, cache_time: int = 86400, lock_timeout: 
     change_reason(f"not installed: {', '.join(missing)}")
     age = current["lists_age"]
     if age is None or age > cache_time:
-        yield StringCommand(
-            _apt_get(lock_timeout, "update"),
-            "&&",
-            "mkdir",
-            "-p",
-            "/var/lib/apt/periodic",
-            "&&",
-            "touch",
-            UPDATE_STAMP,
-        )
-    yield _apt_get(
+        yield apt_update(lock_timeout)
+    yield apt_get(
         lock_timeout, "install", "--no-install-recommends", *[QuoteString(p) for p in missing]
     )

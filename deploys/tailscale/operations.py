@@ -19,8 +19,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from ..common.report import change_reason, refuse
-from ..packages.facts import UPDATE_STAMP
-from ..packages.operations import _apt_get
+from ..packages.operations import apt_get, apt_update
 from .facts import (
     DAEMON_DOWN,
     DEFAULTS_PATH,
@@ -336,15 +335,15 @@ def tailscale_package(
             f"tailscale {installed or 'not installed'}" + (f", want {version}" if version else "")
         )
         spec = f"tailscale={version}" if version else "tailscale"
-        commands.append(_apt_update(lock_timeout))
+        commands.append(apt_update(lock_timeout))
         # The keyring is the deploy's (pinned), so tailscale-archive-keyring (a
         # Recommends that would rewrite it) stays out.
         extra = ["--allow-downgrades"] if version else []
         commands.append(
-            _apt_get(lock_timeout, "install", "--no-install-recommends", *extra, QuoteString(spec))
+            apt_get(lock_timeout, "install", "--no-install-recommends", *extra, QuoteString(spec))
         )
     elif source_changed:
-        commands.append(_apt_update(lock_timeout))
+        commands.append(apt_update(lock_timeout))
 
     if info["service_enabled"] != "enabled":
         change_reason(f"tailscaled is {info['service_enabled'] or 'not installed'}")
@@ -596,19 +595,6 @@ def _set_defaults_flags(flags: str) -> StringCommand:
         ">>",
         path,
         "; fi",
-    )
-
-
-def _apt_update(lock_timeout: int) -> StringCommand:
-    return StringCommand(
-        _apt_get(lock_timeout, "update"),
-        "&&",
-        "mkdir",
-        "-p",
-        "/var/lib/apt/periodic",
-        "&&",
-        "touch",
-        UPDATE_STAMP,
     )
 
 
