@@ -16,6 +16,7 @@ import pytest
 from tests.sandbox import site
 from tests.sandbox.container import Container
 from tests.sandbox.runner import PROJECT, pyinfra
+from tests.sandbox.runner import drift as run_drift
 
 pytestmark = pytest.mark.e2e
 
@@ -30,17 +31,9 @@ SERVE = "Tailscale serve | Publish backend on HTTPS 443"
 
 
 def drift(hosts: Path) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "deploys.cli", "drift", "--json"],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
-    )
-    assert site.CANARY not in proc.stdout + proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+    code, report, output = run_drift(hosts)
+    assert site.CANARY not in output
+    return code, report
 
 
 def drifted_ops(report: dict[str, Any], host: str) -> set[str]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,8 @@ import pytest
 from tests.sandbox import container as sandbox_container
 from tests.sandbox import pve_site, site
 from tests.sandbox.pve.sandbox_backend import SandboxBackend
-from tests.sandbox.runner import PROJECT, PyinfraRun, pyinfra
+from tests.sandbox.runner import PyinfraRun, pyinfra
+from tests.sandbox.runner import drift as run_drift
 
 pytestmark = pytest.mark.e2e
 
@@ -141,16 +140,8 @@ def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
 
 
 def drift(hosts: Path) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "deploys.cli", "drift", "--json"],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
-    )
-    return proc.returncode, json.loads(proc.stdout)
+    code, report, _ = run_drift(hosts)
+    return code, report
 
 
 def drifted(report: dict[str, Any]) -> set[str]:

@@ -57,3 +57,17 @@ def pyinfra(
         env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts_file), **(env or {})},
     )
     return PyinfraRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def drift(hosts_file: Path, timeout: float = 300) -> tuple[int, dict[str, Any], str]:
+    """``egodeploy drift --json``: (exit code, report, all output)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploys.cli", "drift", "--json"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts_file)},
+    )
+    return proc.returncode, json.loads(proc.stdout), proc.stdout + proc.stderr
