@@ -1,0 +1,128 @@
+"""The app as a Docker container on a VM (runbook §8): engine, checkout, image, container,
+`tailscale serve` on the VM host."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pyinfra.api import HiddenValue, deploy
+
+from .. import packages, repo, tailscale
+from ..common.operations import managed_file, sha256_text
+from ..hostsettings import current
+from ..packages.operations import apt_packages
+from ..settings import Settings, read_env_source
+from .operations import docker_container, docker_engine, docker_image, docker_repository
+
+DOCKER_REPO_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin")
+
+
+def env_text(source: Mapping[str, Any]) -> str:
+    """The ``--env-file`` text. A file source is taken as it is; values from environment
+    variables are written raw, because ``docker run --env-file`` keeps quotes literally
+    (unlike systemd's EnvironmentFile=) and cannot hold a newline."""
+    if "file" in source:
+        return read_env_source(source)
+    names = source["environ"]
+    mapping = {n: n for n in names} if isinstance(names, list) else dict(names)
+    lines = []
+    for key, var in mapping.items():
+        value = os.environ[var]
+        if "\n" in value:
+            raise ValueError(f"{var}: a value with a newline cannot go in a Docker env file")
+        lines.append(f"{key}={value}\n")
+    return "".join(lines)
+
+
+def served_settings(settings: Settings) -> Settings:
+    """The settings ``tailscale serve`` publishes from: the first service, reached where
+    the container is published on the host."""
+    first = dataclasses.replace(
+        settings.services[0], host="127.0.0.1", port=settings.docker_host_port
+    )
+    return dataclasses.replace(settings, services=(first, *settings.services[1:]))
+
+
+def health_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.docker_host_port}{settings.services[0].health_path}"
+
+
+@deploy("Docker engine")
+def install_engine(settings: Settings) -> None:
+    if settings.docker_install_method == "docker-repo":
+        docker_repository(
+            name=f"Docker's apt repository {settings.docker_repo_url}",
+            repo_url=settings.docker_repo_url,
+            keyring_sha256=settings.docker_repo_keyring_sha256,
+            lock_timeout=settings.apt_lock_timeout,
+        )
+        packages = list(DOCKER_REPO_PACKAGES)
+    else:
+        packages = ["docker.io"]
+    apt_packages(
+        name=f"Install {', '.join(packages)}",
+        packages=packages,
+        cache_time=settings.apt_cache_time,
+        lock_timeout=settings.apt_lock_timeout,
+    )
+    docker_engine(name="docker.service running and enabled", lock_timeout=settings.apt_lock_timeout)
+
+
+@deploy("Docker env file")
+def write_env_file(settings: Settings) -> None:
+    managed_file(
+        name=f"Env file for the container ({settings.docker_env_file}, 0600)",
+        path=settings.docker_env_file,
+        content=HiddenValue(env_text(settings.services[0].env_source)),
+        mode=0o600,
+        create_parent=True,
+    )
+
+
+@deploy("Docker image")
+def build_image(settings: Settings, commit: str | None) -> None:
+    docker_image(
+        name=f"Image {settings.docker_image_name} built from the checkout",
+        repo_path=settings.repo_path,
+        image=settings.docker_image_name,
+        dockerfile=settings.docker_dockerfile,
+        base_image=settings.docker_base_image,
+        commit=commit,
+    )
+
+
+@deploy("Docker container")
+def run_container(settings: Settings, commit: str | None) -> None:
+    docker_container(
+        name=f"Container {settings.docker_image_name} running the current image, healthy",
+        container_name=settings.docker_image_name,
+        image=settings.docker_image_name,
+        repo_path=settings.repo_path,
+        env_file=settings.docker_env_file,
+        env_sha256=sha256_text(env_text(settings.services[0].env_source)),
+        restart=settings.docker_restart_policy,
+        host_port=settings.docker_host_port,
+        container_port=settings.docker_container_port,
+        health_url=health_url(settings),
+        health_timeout=settings.service_health_timeout,
+        commit=commit,
+    )
+
+
+def converge() -> None:
+    """The Docker variant in the runbook's order (§2 packages and Tailscale, §8 engine,
+    §3 checkout and env file, §8 build and run, §2/§9 ``tailscale serve``)."""
+    settings = current()
+    packages.install_packages(settings=settings)
+    tailscale.join_tailnet(settings=settings)
+    install_engine(settings=settings)
+    # One commit for the whole run, resolved before anything changes (as the LXC deploy).
+    commit = repo.wanted_commit(settings)
+    repo.checkout_repo(settings=settings, commit=commit)
+    write_env_file(settings=settings)
+    build_image(settings=settings, commit=commit)
+    run_container(settings=settings, commit=commit)
+    tailscale.publish_services(settings=served_settings(settings))
