@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from .common.report import REASONS_FILE_ENV
+from .common.envvars import REASONS_FILE_ENV
 
 IN_SYNC, FAILED, DRIFT = 0, 1, 2
 

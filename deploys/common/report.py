@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand
 
-REASONS_FILE_ENV = "EGOGRAPH_REASONS_FILE"
+from .envvars import REASONS_FILE_ENV
 
 
 def change_reason(reason: str) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
+
+from ..common.facts import as_list
 
 # Runs with the venv's python. Autoinstall is off so that reading the fact never installs.
 _READ = """
@@ -46,17 +49,43 @@ class DuckdbExtensions(FactBase[dict[str, Any]]):
         }
     """
 
-    def command(self, python: str, directory: str) -> StringCommand:
-        return StringCommand(
-            "if [ -x",
-            QuoteString(python),
-            "]; then",
-            QuoteString(python),
-            "-c",
-            QuoteString(_READ),
-            QuoteString(directory),
-            "; fi",
+    def command(self, python: str, directory: str, expect: str | list[str] = "") -> StringCommand:
+        py = QuoteString(python)
+        query = StringCommand(
+            "if [ -x", py, "]; then", py, "-c", QuoteString(_READ), QuoteString(directory), "; fi"
         )
+        wanted = as_list(expect)
+        if not wanted:
+            return query
+        # Fast path for the no-op run: when every expected extension file is where DuckDB
+        # keeps it (<dir>/v<version>/<platform>/<name>.duckdb_extension, the version read from
+        # the venv's duckdb dist-info), report them without starting Python; otherwise ask
+        # duckdb_extensions() itself.
+        venv = python.rsplit("/bin/", 1)[0]
+        q = shlex.quote
+        ext_dir = q(directory) if directory else '"$HOME/.duckdb/extensions"'
+        names = " ".join(q(n) for n in wanted)
+        script = f"""\
+v=$(ls -d {q(venv)}/lib/python3*/site-packages/duckdb-*.dist-info \
+    2>/dev/null | sed -n 's|.*/duckdb-\\(.*\\)\\.dist-info$|\\1|p' | head -n 1)
+case "$(uname -m)" in x86_64) p=linux_amd64 ;; aarch64) p=linux_arm64 ;; *) p= ;; esac
+fast=${{v:+${{p:+yes}}}}
+for n in {names}; do
+  [ -f {ext_dir}/"v$v/$p/$n.duckdb_extension" ] || fast=
+done
+if [ -n "$fast" ]; then
+  printf '{{"duckdb": "%s", "platform": "%s", "extensions": {{' "$v" "$p"
+  sep=
+  for n in {names}; do
+    printf '%s"%s": {{"installed": true, "path": "%s"}}' "$sep" "$n" \
+      {ext_dir}/"v$v/$p/$n.duckdb_extension"
+    sep=", "
+  done
+  printf '}}}}\n'
+else
+  {query.get_raw_value()}
+fi"""
+        return StringCommand(script)
 
     @staticmethod
     def default() -> dict[str, Any]:

@@ -45,7 +45,7 @@ def duckdb_extensions(
         duckdb_extensions(name="DuckDB httpfs", python="/opt/egograph/repo/.venv/bin/python",
                           extensions=["httpfs"])
     """
-    current = host.get_fact(DuckdbExtensions, python=python, directory=directory)
+    current = host.get_fact(DuckdbExtensions, python=python, directory=directory, expect=extensions)
     listed = current.get("extensions", {})
     missing = [e for e in extensions if not listed.get(e, {}).get("installed")]
     if not missing:

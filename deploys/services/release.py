@@ -57,7 +57,7 @@ wait_healthy() {{
   deadline=$(( $(date +%s) + {int(health_timeout)} ))
   until curl -fsS -o /dev/null --max-time 5 {q(health_url)} 2>/dev/null; do
     [ "$(date +%s)" -ge "$deadline" ] && return 1
-    sleep 1
+    sleep 0.2
   done
 }}
 digest() {{ sha256sum "$1" 2>/dev/null | cut -c1-64; }}

@@ -1,0 +1,5 @@
+"""Environment variables the deploy reads, kept free of imports so that command-line tools
+can name them without loading pyinfra."""
+
+REASONS_FILE_ENV = "EGOGRAPH_REASONS_FILE"
+"""Set by ``egodeploy drift``: operations append why they would change to this file."""
