@@ -1,85 +1,431 @@
-"""``make bench``: first converge, no-op re-run and dry run on a fresh sandbox container.
+"""``make bench``: the deploy's speed on the sandbox, side by side with a shell script and an
+Ansible playbook doing the same in-container work (issue 8).
 
-Prints a table and writes ``bench/results/<date>.json``. Medians of ``--runs`` runs; the
-number of remote commands of a no-op run is counted from pyinfra's own ``-vv`` output
-(one ``>>>`` line per command sent), which does not vary with machine noise.
+Measured, each as the median of ``--runs`` runs (every run is recorded):
+
+1. first converge from an empty container (a fresh container per run) — pyinfra, shell, Ansible;
+2. no-op re-run of the full deploy, ``pyinfra -y inventory.py deploys/prod.py`` — and of the
+   shell script and the playbook;
+3. ``egodeploy drift`` on an in-sync host;
+4. remote commands per no-op run (pyinfra's ``>>>`` lines at ``-vv``) and the time of each
+   phase and operation of the no-op run (arrival times of pyinfra's ``-vv`` lines);
+5. fleet: 1, 2, 4, 8 containers in ONE pyinfra run (one hosts file), no-op and first
+   converge, and the same with Ansible.
+
+Runs of the different tools are interleaved, so machine noise hits them alike and the ratios
+are taken in the same run. Writes ``bench/results/<date>.json`` (raw runs, medians, ratios,
+targets), ``<date>.md``, ``<date>-fleet.png``, ``<date>-noop-steps.png`` and
+``README-performance.md``. Containers are ``bench-…`` and are destroyed at the end, also on
+failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import json
-import statistics
+import os
+import platform
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from tests.sandbox import container, host, site
-from tests.sandbox.runner import pyinfra
+from deploys.inventory import group_data
+from deploys.services import render_unit
+from deploys.settings import Settings, read_env_source, validate
+from deploys.tailscale import node_name, served_services
+from deploys.uv import wheel
+from tests.sandbox import container, host, paths, site
+from tests.sandbox.runner import PROJECT
+
+from . import containers, measure, report
+from .measure import Run
 
 RESULTS = Path(__file__).parent / "results"
+UV_WWW = "bench-uv"
+"""Where the shell baseline downloads uv from (the sandbox's HTTP server on the bridge)."""
 
 
-def timed(hosts: Path, *args: str) -> tuple[float, str]:
-    start = time.monotonic()
-    run = pyinfra(hosts, *args)
-    elapsed = time.monotonic() - start
-    if run.returncode != 0:
-        sys.exit(f"bench: pyinfra {' '.join(args)} failed:\n{run.output[-3000:]}")
-    return elapsed, run.output
+def log(message: str) -> None:
+    print(f"bench [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+class BenchError(Exception):
+    pass
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, data: dict[str, Any], settings: Settings) -> None:
+        self.args = args
+        self.data = data
+        self.settings = settings
+        self.runs: list[Run] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="egograph-bench-"))
+        self.seed = not args.cold
+        self.ansible: measure.Ansible | None = None
+        if not args.skip_ansible:
+            log("starting the Ansible driver (uv run --with ansible-core)")
+            self.ansible = measure.Ansible(ansible_vars(settings))
+        self.shell_vars = shell_vars(settings)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def hosts_file(self, cs: list[container.Container]) -> Path:
+        tag = f"{cs[0].name}-{len(cs)}"
+        return site.write_hosts_file(
+            self.tmp / f"hosts-{tag}.json",
+            [(c.name, {**c.pyinfra_data(), **self.data}) for c in cs],
+        )
+
+    def record(self, run: Run, *, noop: bool = False) -> Run:
+        if run.ok and noop and run.changed:
+            run.ok = False
+            steps = ", ".join(run.changed_steps or [])
+            run.note = f"not a no-op: {run.changed} change(s) {steps}".strip()
+        self.runs.append(run)
+        status = "ok" if run.ok else f"FAILED {run.note}"
+        extra = f", {run.commands} commands" if run.commands is not None else ""
+        log(
+            f"{run.tool:<15} {run.scenario:<15} {run.hosts} host(s) {run.seconds:7.2f}s "
+            f"changed={run.changed}{extra} {status}"
+        )
+        return run
+
+    def attempt(self, fn: Callable[[], Run], *, noop: bool = False) -> Run:
+        """Run once; when it fails (an infrastructure hiccup: a mirror, a known_hosts file
+        rewritten under us), record the failure and try once more."""
+        run = self.record(fn(), noop=noop)
+        if run.ok:
+            return run
+        log(f"output tail:\n{run.tail[-1500:]}")
+        run.note = (run.note + "; retried").lstrip("; ")
+        again = self.record(fn(), noop=noop)
+        if not again.ok:
+            raise BenchError(f"{run.tool} {run.scenario} failed twice:\n{again.tail[-3000:]}")
+        return again
+
+    def converge(self, tool: str, names: list[str], scenario: str) -> list[container.Container]:
+        holder: dict[str, list[container.Container]] = {}
+
+        def once() -> Run:
+            cs = containers.fresh(names, seed=self.seed and scenario != "converge-cold")
+            holder["cs"] = cs
+            return self.one(tool, cs, scenario)
+
+        self.attempt(once)
+        return holder["cs"]
+
+    def one(self, tool: str, cs: list[container.Container], scenario: str) -> Run:
+        if tool == "pyinfra":
+            flags = ("-y",) if scenario.endswith("noop") else ("-y", "-vv")
+            return measure.pyinfra(self.hosts_file(cs), scenario, len(cs), *flags)
+        if tool == "pyinfra-vv":
+            return measure.pyinfra(self.hosts_file(cs), scenario, len(cs), "-y", "-vv")
+        if tool == "drift":
+            return measure.drift(self.hosts_file(cs), len(cs))
+        if tool == "shell":
+            assert len(cs) == 1
+            return measure.shell(cs[0].name, scenario, self.shell_vars)
+        assert tool == "ansible" and self.ansible is not None
+        return self.ansible.run([(c.name, c.ip) for c in cs], scenario)
+
+    # --- phases ----------------------------------------------------------------------------
+
+    def single(self) -> None:
+        tools = ["pyinfra", "shell"] + (["ansible"] if self.ansible else [])
+        if self.seed:
+            log("cold first converge (pristine container; its package caches seed the rest)")
+            (c,) = self.converge("pyinfra", ["bench-cold"], "converge-cold")
+            containers.capture_seed(c)
+            containers.destroy(["bench-cold"])
+        kept: dict[str, list[container.Container]] = {}
+        for i in range(self.args.runs):
+            for tool in tools[i % len(tools) :] + tools[: i % len(tools)]:
+                kept[tool] = self.converge(tool, [f"bench-{tool}"], "converge")
+        for _ in range(self.args.runs):
+            self.attempt(partial(self.one, "pyinfra", kept["pyinfra"], "noop"), noop=True)
+            self.attempt(partial(self.one, "pyinfra-vv", kept["pyinfra"], "noop-vv"), noop=True)
+            self.attempt(partial(self.one, "drift", kept["pyinfra"], "drift"), noop=True)
+            for tool in tools[1:]:
+                self.attempt(partial(self.one, tool, kept[tool], "noop"), noop=True)
+        containers.destroy(f"bench-{t}" for t in tools)
+
+    def fleet(self) -> None:
+        sizes = sorted(set(self.args.fleet))
+        largest = sizes[-1]
+        tools = ["pyinfra"] + (
+            ["ansible"] if self.ansible and not self.args.skip_ansible_fleet else []
+        )
+        names = {t: [f"bench-f{t[0]}{i}" for i in range(1, largest + 1)] for t in tools}
+        kept: dict[str, list[container.Container]] = {}
+        # First converge: N fresh containers, one run over all of them. N = 1 is the
+        # single-container phase's figure unless it is the only size.
+        converge_sizes = [n for n in sizes if n > 1 or len(sizes) == 1]
+        for n in converge_sizes:
+            for _ in range(self.args.fleet_converge_runs):
+                for tool in tools:
+                    kept[tool] = self.converge(tool, names[tool][:n], "fleet-converge")
+        # The largest set stays converged; no-op runs take its first N containers.
+        for tool in tools:
+            if len(kept.get(tool, [])) != largest:
+                kept[tool] = self.converge(tool, names[tool], "fleet-converge")
+        for n in sizes:
+            vv = partial(self.one, "pyinfra-vv", kept["pyinfra"][:n], "fleet-noop-vv")
+            self.attempt(vv, noop=True)
+        for _ in range(self.args.runs):
+            for n in sizes:
+                for tool in tools:
+                    run = partial(self.one, tool, kept[tool][:n], "fleet-noop")
+                    self.attempt(run, noop=True)
+        for tool in tools:
+            containers.destroy(names[tool])
+
+    def close(self) -> None:
+        if self.ansible:
+            self.ansible.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --- what the baselines need, from the deploy's own settings ---------------------------------
+
+
+def tailscale_key(settings: Settings) -> str:
+    source = dict(settings.tailscale_authkey_source)
+    if "file" in source:
+        return Path(source["file"]).expanduser().read_text().strip()
+    return os.environ.get(source["environ"], "")
+
+
+def uv_binaries(settings: Settings) -> tuple[Path, Path]:
+    return wheel.ensure_binaries(settings.uv_wheel_index, settings.uv_version, "x86_64")
+
+
+def publish_uv(settings: Settings) -> str:
+    """Serve the uv and uvx binaries (from the uv wheel) on the sandbox's HTTP server."""
+    uv, uvx = uv_binaries(settings)
+    dest = paths.WWW_ROOT / UV_WWW / f"{settings.uv_version}-x86_64"
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in (uv, uvx):
+        target = dest / src.name
+        if not target.exists() or target.stat().st_size != src.stat().st_size:
+            shutil.copyfile(src, target)
+    return f"http://{paths.HOST_IP}:{paths.HTTP_PORT}/{UV_WWW}/{settings.uv_version}-x86_64"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def shell_vars(settings: Settings) -> dict[str, str]:
+    svc = settings.services[0]
+    uv, uvx = uv_binaries(settings)
+    served = served_services(settings)[0] if settings.tailscale_enabled else {}
+    unit = render_unit(settings, svc)
+    return {
+        "APT_PACKAGES": " ".join(
+            dict.fromkeys(["git", "curl", "ca-certificates", *list(settings.apt_packages)])
+        ),
+        "TS_ENABLED": "1" if settings.tailscale_enabled else "0",
+        "TS_REPO_URL": str(settings.tailscale_repo_url).rstrip("/"),
+        "TS_KEYRING_SHA256": str(settings.tailscale_keyring_sha256).lower(),
+        "TS_HOSTNAME": node_name(settings),
+        "TS_AUTHKEY_B64": base64.b64encode(tailscale_key(settings).encode()).decode()
+        if settings.tailscale_enabled
+        else "",
+        "TS_SERVE_PORT": str(served.get("https_port", "")),
+        "TS_SERVE_TARGET": str(served.get("target", "")),
+        "UV_VERSION": settings.uv_version,
+        "UV_PATH": settings.uv_path,
+        "UV_URL": publish_uv(settings),
+        "UV_SHA256": _sha256(uv),
+        "UVX_SHA256": _sha256(uvx),
+        "UV_ENV": " ".join(f"{k}={v}" for k, v in sorted(settings.uv_environment.items())),
+        "PROFILE": settings.uv_profile,
+        "REPO_URL": settings.repo_url,
+        "REPO_BRANCH": settings.repo_branch,
+        "REPO_PATH": settings.repo_path,
+        "ENV_FILE": svc.env_file,
+        "ENV_B64": base64.b64encode(read_env_source(svc.env_source).encode()).decode(),
+        "DUCKDB_EXTENSIONS": " ".join(settings.duckdb_extensions),
+        "DUCKDB_REPOSITORY": settings.duckdb_extension_repository,
+        "UNIT": svc.unit,
+        "UNIT_B64": base64.b64encode(unit.encode()).decode(),
+        "HEALTH_URL": svc.health_url,
+        "HEALTH_TIMEOUT": str(settings.service_health_timeout),
+    }
+
+
+def ansible_vars(settings: Settings) -> dict[str, Any]:
+    svc = settings.services[0]
+    uv, uvx = uv_binaries(settings)
+    served = served_services(settings)[0] if settings.tailscale_enabled else {}
+    return {
+        "apt_packages": list(
+            dict.fromkeys(["git", "curl", "ca-certificates", *settings.apt_packages])
+        ),
+        "ts_enabled": bool(settings.tailscale_enabled),
+        "ts_repo_url": str(settings.tailscale_repo_url).rstrip("/"),
+        "ts_keyring_sha256": str(settings.tailscale_keyring_sha256).lower(),
+        "ts_hostname": node_name(settings),
+        "ts_authkey": tailscale_key(settings) if settings.tailscale_enabled else "",
+        "ts_serve_port": served.get("https_port", 443),
+        "ts_serve_target": served.get("target", ""),
+        "uv_local": str(uv),
+        "uvx_local": str(uvx),
+        "uv_path": settings.uv_path,
+        "uv_profile": settings.uv_profile,
+        "uv_environment": dict(settings.uv_environment),
+        "repo_url": settings.repo_url,
+        "repo_branch": settings.repo_branch,
+        "repo_path": settings.repo_path,
+        "env_file": svc.env_file,
+        "env_text": read_env_source(svc.env_source),
+        "duckdb_extensions": list(settings.duckdb_extensions),
+        "duckdb_repository": settings.duckdb_extension_repository,
+        "unit": svc.unit,
+        "unit_text": render_unit(settings, svc),
+        "health_url": svc.health_url,
+        "health_timeout": settings.service_health_timeout,
+    }
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
+    parser.add_argument(
+        "--fleet",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[1, 2, 4, 8],
+        help="fleet sizes, comma-separated ('' skips the fleet phase)",
+    )
+    parser.add_argument(
+        "--fleet-converge-runs",
+        type=int,
+        default=1,
+        help="first converges per fleet size (each needs N fresh containers)",
+    )
+    parser.add_argument("--skip-ansible", action="store_true", help="no Ansible baseline")
+    parser.add_argument(
+        "--skip-ansible-fleet", action="store_true", help="Ansible on one container only"
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="no package-cache seeding: every converge downloads from the registries",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 2 runs, fleet 1,2, results under /tmp (not bench/results)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="results directory")
+    parser.add_argument(
+        "--rebuild",
+        type=Path,
+        default=None,
+        metavar="RESULT.json",
+        help="measure nothing: redraw the Markdown, charts and README section from a result",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = min(args.runs, 2)
+        args.fleet = [n for n in args.fleet if n <= 2]
+    if args.out is None:
+        args.out = Path(tempfile.gettempdir()) / "egograph-bench-quick" if args.quick else RESULTS
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.rebuild:
+        result = json.loads(args.rebuild.read_text())
+        for path in report.write(result, args.rebuild.parent):
+            log(f"wrote {path}")
+        return
     reason = host.require_root_linux()
     if reason:
         sys.exit(f"bench: {reason}")
+    started = time.monotonic()
+    started_at = datetime.datetime.now(datetime.UTC)
+    load = os.getloadavg()
+    log("preparing the sandbox (host packages, network, git and HTTP servers, fixture app)")
     host.ensure_packages()
     host.ensure_network()
     host.ensure_services()
-    site.publish_app()
     env = site.write_secret_env("bench")
-    c = container.get("bench-1")
-    c.destroy()
-    c = container.get("bench-1")
-    boot_start = time.monotonic()
-    c.start()
-    boot = time.monotonic() - boot_start
+    data = {**site.settings(env), "repo_url": containers.publish_app()}
+    settings = validate({**group_data(PROJECT / "group_data"), **data})
+    containers.destroy_all()
+    bench: Bench | None = None
+    error: str | None = None
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            hosts = site.write_hosts_file(
-                Path(tmp) / "hosts.json", [(c.name, {**c.pyinfra_data(), **site.settings(env)})]
-            )
-            first, _ = timed(hosts, "-y")
-            noop = [timed(hosts, "-y")[0] for _ in range(args.runs)]
-            dry = [timed(hosts, "--dry")[0] for _ in range(args.runs)]
-            _, verbose = timed(hosts, "-y", "-vv")
-            commands = sum(1 for line in verbose.splitlines() if ">>> " in line)
-            changes = [line for line in verbose.splitlines() if "] Success" in line]
+        bench = Bench(args, data, settings)
+        bench.single()
+        if args.fleet:
+            bench.fleet()
+    except (BenchError, RuntimeError, OSError) as exc:
+        error = str(exc)
+        log(f"FAILED: {error[-2000:]}")
+    except KeyboardInterrupt:
+        error = "interrupted"
     finally:
-        c.destroy()
-    result = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "runs": args.runs,
-        "container_boot_s": round(boot, 2),
-        "first_converge_s": round(first, 2),
-        "noop_median_s": round(statistics.median(noop), 2),
-        "noop_runs_s": [round(x, 2) for x in noop],
-        "dry_run_median_s": round(statistics.median(dry), 2),
-        "noop_remote_commands": commands,
-        "noop_changed_operations": len(changes),
+        log("destroying the benchmark's containers")
+        containers.destroy_all()
+        if bench is not None:
+            bench.close()
+    runs = bench.runs if bench else []
+    meta = {
+        "date": started_at.isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - started, 1),
+        "complete": error is None,
+        "error": error,
+        "options": {
+            "runs": args.runs,
+            "fleet": args.fleet,
+            "fleet_converge_runs": args.fleet_converge_runs,
+            "ansible": not args.skip_ansible,
+            "package_caches_seeded": not args.cold,
+            "quick": args.quick,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_at_start": [round(x, 2) for x in load],
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
+        "versions": {
+            "pyinfra": metadata.version("pyinfra"),
+            "ansible-core": bench.ansible.version if bench and bench.ansible else None,
+            "uv (target)": settings.uv_version,
+        },
+        "deploy": {
+            "tailscale": bool(settings.tailscale_enabled),
+            "proxmox": bool(settings.pve_host),
+            "services": [s.unit for s in settings.services],
+        },
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{result['date'][:10]}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    print(f"written to {out}")
+    result = report.build(meta, [r.record() for r in runs])
+    written = report.write(result, args.out)
+    for path in written:
+        log(f"wrote {path}")
+    print(report.markdown_table(result))
+    if error:
+        sys.exit(f"bench: incomplete: {error[-500:]}")
 
 
 if __name__ == "__main__":

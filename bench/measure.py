@@ -1,0 +1,353 @@
+"""Timed runs: the real pyinfra CLI, ``egodeploy drift``, the shell script, the playbook.
+
+pyinfra's output is read line by line as it is printed and each line is stamped on arrival,
+so a ``-vv`` run also yields the time of each phase (start-up, inventory, connecting, loading
+the deploy) and of each operation (from its ``--> Starting operation`` line to the next),
+without touching the deploy's code. The number of remote commands is the number of ``>>>``
+lines pyinfra prints at ``-vv`` (one per command it sends).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tests.sandbox import paths
+from tests.sandbox.runner import PROJECT
+
+BASELINE = Path(__file__).parent / "baseline"
+TIMEOUT = 900.0
+
+
+@dataclass
+class Run:
+    """One timed command."""
+
+    tool: str
+    scenario: str
+    hosts: int
+    seconds: float
+    ok: bool
+    changed: int | None = None
+    """Operations (pyinfra), tasks (Ansible) or steps (shell) that changed something."""
+    changed_steps: list[str] | None = None
+    commands: int | None = None
+    """Remote commands pyinfra sent (``-vv`` runs only)."""
+    steps: dict[str, float] | None = None
+    flags: str = ""
+    note: str = ""
+    tail: str = ""
+
+    def record(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        if self.steps is not None:
+            data["steps"] = {k: round(v, 3) for k, v in self.steps.items()}
+        return {k: v for k, v in data.items() if v not in (None, "", {}, [])}
+
+
+@dataclass
+class Output:
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    returncode: int = 0
+    seconds: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+
+def stream(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path = PROJECT,
+    stdin: str | None = None,
+    timeout: float = TIMEOUT,
+) -> Output:
+    """Run ``cmd`` (stdout and stderr together), stamping each output line on arrival."""
+    out = Output()
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        if stdin is not None:
+            feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
+            feeder.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.lines.append((time.monotonic() - start, line.rstrip("\n")))
+        out.returncode = proc.wait()
+    finally:
+        killer.cancel()
+    out.seconds = time.monotonic() - start
+    return out
+
+
+def _feed(pipe: IO[str] | None, text: str) -> None:
+    assert pipe is not None
+    try:
+        pipe.write(text)
+        pipe.close()
+    except BrokenPipeError:
+        pass
+
+
+# --- pyinfra -------------------------------------------------------------------------------
+
+PHASES = {
+    "--> Loading config": "config + inventory",
+    "--> Connecting to hosts": "connect (SSH)",
+    "--> Preparing operation files": "load deploy (+ facts it reads)",
+    "--> Beginning operation run": "load deploy (+ facts it reads)",
+    "--> Results:": "results + disconnect + exit",
+}
+"""pyinfra's phase lines, each naming the span that starts with it."""
+
+
+def steps_of(out: Output) -> dict[str, float]:
+    """Seconds per phase and per operation, from the arrival times of pyinfra's lines.
+
+    Each span runs from one mark to the next (the last one to the exit), so the spans add
+    up to the whole run: "start-up" is process start to pyinfra's first line, an operation
+    runs from its ``--> Starting operation`` line to the next mark."""
+    marks: list[tuple[float, str]] = [(0.0, "start-up (python, imports)")]
+    for t, line in out.lines:
+        text = line.strip()
+        if text.startswith("--> Starting operation:"):
+            marks.append((t, "op: " + text.removeprefix("--> Starting operation:").strip()))
+            continue
+        for prefix, label in PHASES.items():
+            if text.startswith(prefix):
+                marks.append((t, label))
+    steps: dict[str, float] = {}
+    ends = [t for t, _ in marks[1:]] + [out.seconds]
+    for (start, label), end in zip(marks, ends, strict=True):
+        steps[label] = steps.get(label, 0.0) + (end - start)
+    return steps
+
+
+def results_table(out: Output) -> list[list[str]]:
+    """Rows of pyinfra's results table: operation, hosts, success, error, no change."""
+    rows: list[list[str]] = []
+    inside = False
+    for _, line in out.lines:
+        text = line.strip()
+        if text.startswith("Operation") and "No Change" in text:
+            inside = True
+            continue
+        if inside:
+            cells = re.split(r"\s{2,}", text)
+            if len(cells) < 5:
+                break
+            rows.append(cells)
+    return rows
+
+
+def changed_ops(out: Output) -> tuple[int | None, list[str]]:
+    """Operations x hosts that changed something (the "Grand total" row), and which."""
+    total, names = None, []
+    for row in results_table(out):
+        success = 0 if row[-3] == "-" else int(row[-3])
+        if row[0] == "Grand total":
+            total = success
+        elif success:
+            names.append(row[0])
+    return total, names
+
+
+def remote_commands(out: Output) -> int:
+    return sum(1 for _, line in out.lines if ">>> " in line)
+
+
+def pyinfra(
+    hosts_file: Path, scenario: str, hosts: int, *args: str, deploy: str = "deploys/prod.py"
+) -> Run:
+    cmd = [sys.executable, "-m", "pyinfra", *args, "inventory.py", deploy]
+    out = stream(cmd, env={"EGOGRAPH_HOSTS_FILE": str(hosts_file)})
+    verbose = "-vv" in args
+    changed, changed_steps = changed_ops(out)
+    return Run(
+        tool="pyinfra",
+        scenario=scenario,
+        hosts=hosts,
+        seconds=out.seconds,
+        ok=out.returncode == 0,
+        changed=changed,
+        changed_steps=changed_steps,
+        commands=remote_commands(out) if verbose else None,
+        steps=steps_of(out) if verbose else None,
+        flags=" ".join(args),
+        tail="" if out.returncode == 0 else out.text[-3000:],
+    )
+
+
+def drift(hosts_file: Path, hosts: int) -> Run:
+    """``egodeploy drift --json``: exit 0 means in sync."""
+    exe = Path(sys.executable).parent / "egodeploy"
+    cmd = [str(exe), "drift", "--json"] if exe.exists() else [sys.executable, "-m", "deploys.cli"]
+    out = stream(cmd, env={"EGOGRAPH_HOSTS_FILE": str(hosts_file)})
+    drifted = None
+    try:
+        report = json.loads(out.text[out.text.index("{") :])
+        drifted = sum(len(v) for v in report.get("hosts", {}).values())
+    except ValueError:
+        pass
+    return Run(
+        tool="egodeploy drift",
+        scenario="drift",
+        hosts=hosts,
+        seconds=out.seconds,
+        ok=out.returncode == 0,
+        changed=drifted,
+        tail="" if out.returncode == 0 else out.text[-3000:],
+    )
+
+
+# --- shell baseline --------------------------------------------------------------------------
+
+
+def shell(name: str, scenario: str, variables: dict[str, str]) -> Run:
+    """The runbook script over one SSH session: ``ssh -F <config> <name> bash -s``."""
+    script = "".join(f"{k}={_sh_quote(v)}\n" for k, v in variables.items())
+    script += (BASELINE / "runbook.sh").read_text()
+    cmd = ["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", name, "bash", "-s"]
+    out = stream(cmd, stdin=script)
+    changed = [line for _, line in out.lines if line.startswith("CHANGED ")]
+    done = any(line == "DONE" for _, line in out.lines)
+    # Each step prints CHANGED when it ends: the time since the previous mark is its time.
+    steps: dict[str, float] = {}
+    previous = 0.0
+    for t, line in out.lines:
+        if line.startswith("CHANGED ") or line == "DONE":
+            label = line.removeprefix("CHANGED ") if line != "DONE" else "checks, health, exit"
+            steps[label] = steps.get(label, 0.0) + t - previous
+            previous = t
+    steps["exit"] = out.seconds - previous
+    return Run(
+        tool="shell",
+        scenario=scenario,
+        hosts=1,
+        seconds=out.seconds,
+        ok=out.returncode == 0 and done,
+        changed=len(changed),
+        changed_steps=[line.removeprefix("CHANGED ") for line in changed],
+        steps=steps if changed else None,
+        tail="" if out.returncode == 0 and done else out.text[-3000:],
+    )
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+# --- Ansible baseline --------------------------------------------------------------------------
+
+
+class Ansible:
+    """ansible-playbook, run by a co-process in ``uv run --with ansible-core`` (see
+    ``bench/ansible_driver.py``), so that uv's environment set-up is not timed."""
+
+    def __init__(self, extra_vars: dict[str, Any]) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="egograph-bench-ansible-"))
+        self.vars_file = self.tmp / "vars.json"
+        self.vars_file.touch(mode=0o600)
+        self.vars_file.write_text(json.dumps(extra_vars))
+        uv = os.environ.get("UV") or "uv"
+        self.proc = subprocess.Popen(
+            [
+                uv,
+                "run",
+                "--no-project",
+                "--quiet",
+                "--with",
+                "ansible-core",
+                "python",
+                "-m",
+                "bench.ansible_driver",
+            ],
+            cwd=PROJECT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.version = self._ask({"cmd": "version"})["version"]
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the Ansible driver exited (see its output above)")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def run(self, hosts: list[tuple[str, str]], scenario: str) -> Run:
+        """Run the playbook on ``[(name, ip)]``; time only ansible-playbook itself."""
+        inventory = self.tmp / "inventory.ini"
+        inventory.write_text(
+            "[all]\n"
+            + "".join(
+                f"{name} ansible_host={ip} ansible_user=root "
+                f"ansible_ssh_private_key_file={paths.SSH_KEY} "
+                f"ansible_ssh_common_args='-o UserKnownHostsFile={paths.KNOWN_HOSTS} "
+                "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes' "
+                "ansible_python_interpreter=/usr/bin/python3\n"
+                for name, ip in hosts
+            )
+        )
+        reply = self._ask(
+            {
+                "cmd": "run",
+                "dir": str(self.tmp),
+                "playbook": str(BASELINE / "playbook.yml"),
+                "inventory": str(inventory),
+                "vars": str(self.vars_file),
+                "forks": max(10, len(hosts)),
+            }
+        )
+        recap: dict[str, dict[str, int]] = reply["recap"]
+        ok = reply["rc"] == 0 and len(recap) == len(hosts)
+        return Run(
+            tool="ansible",
+            scenario=scenario,
+            hosts=len(hosts),
+            seconds=reply["seconds"],
+            ok=ok,
+            changed=sum(h.get("changed", 0) for h in recap.values()),
+            changed_steps=reply.get("changed_tasks", []),
+            tail="" if ok else reply["tail"],
+        )
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)

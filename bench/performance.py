@@ -1,0 +1,85 @@
+"""``bench/results/README-performance.md``: the README's "Performance" section, from a result.
+
+The figures, tables and the data-driven notes are generated; ``bench/analysis.md`` (the
+profile of the misses, written by a person from ``-vv`` timestamps and py-spy) is appended
+verbatim when it exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import report
+
+ANALYSIS = Path(__file__).parent / "analysis.md"
+
+
+def _fixed_vs_ops(steps: dict[str, float]) -> tuple[float, float, list[tuple[str, float]]]:
+    ops = [(k.removeprefix("op: "), v) for k, v in steps.items() if k.startswith("op: ")]
+    fixed = sum(v for k, v in steps.items() if not k.startswith("op: "))
+    return fixed, sum(v for _, v in ops), sorted(ops, key=lambda kv: -kv[1])
+
+
+def section(result: dict[str, Any], stem: str) -> str:
+    opts = result["options"]
+    m = result["medians_s"]
+    steps = result["noop_steps_median_s"]
+    fixed, ops_total, slowest = _fixed_vs_ops(steps)
+    failed = [t for t in result["targets"] if t["status"] == "FAIL"]
+    out = [
+        "## Performance",
+        "",
+        f"Measured with `make bench` on the sandbox ({result['machine']['cpus']} CPUs, shared "
+        f"with other work; {result['date'][:10]}). Medians of {opts['runs']} runs, every run "
+        f"in `bench/results/{stem}.json`; the tools' runs are interleaved, so the ratios "
+        "come from the same conditions. The deploy measured is `deploys/prod.py` as it is "
+        f"(Tailscale {'on' if result['deploy']['tailscale'] else 'off'}, Proxmox stage "
+        f"{'on' if result['deploy']['proxmox'] else 'off — the container exists'}). The "
+        "baselines do the same in-container work: `bench/baseline/runbook.sh` (the runbook "
+        "as one guarded shell script over one SSH session) and `bench/baseline/playbook.yml` "
+        f"(ansible-core {result['versions']['ansible-core'] or '-'}, pipelining and "
+        "ControlPersist on).",
+        "",
+        report.markdown_table(result),
+    ]
+    if opts["package_caches_seeded"]:
+        cold = m.get("pyinfra", {}).get("converge-cold", {}).get("1")
+        out += [
+            "First converges run with the container's package caches (apt lists and `.deb`s, "
+            "uv's wheel cache) copied from one cold converge, so they measure the deploy "
+            "rather than the Debian mirror and the package index; every step still runs. "
+            + (f"The one cold first converge took {cold:.1f} s." if cold else ""),
+            "",
+        ]
+    if steps:
+        out += [
+            f"Where a no-op run's {sum(steps.values()):.2f} s go: {fixed:.2f} s are fixed costs "
+            "(Python start-up and imports, inventory and settings, the SSH connection, "
+            f"results) and {ops_total:.2f} s the {len(slowest)} operations, each reading one "
+            "fact in one remote command. Slowest operations: "
+            + "; ".join(f"{name} {sec:.2f} s" for name, sec in slowest[:3])
+            + f". Chart: `bench/results/{stem}-noop-steps.png`.",
+            "",
+            report.steps_table(steps, "No-op step"),
+        ]
+    out += [
+        f"![Fleet scaling](bench/results/{stem}-fleet.png)",
+        "",
+        f"![No-op run, step by step](bench/results/{stem}-noop-steps.png)",
+        "",
+    ]
+    if failed:
+        out += [
+            "Missed targets: " + ", ".join(f"**{t['target']}**" for t in failed) + ".",
+            "",
+        ]
+    if ANALYSIS.exists():
+        out += [ANALYSIS.read_text().strip(), ""]
+    out += [
+        f"Run it: `make bench` (this run: {result['duration_s'] / 60:.0f} minutes; "
+        "`python -m bench --help` for `--runs`, `--fleet 1,2,4,8`, `--fleet-converge-runs`, "
+        "`--skip-ansible`, `--cold`, `--quick`, `--rebuild`).",
+        "",
+    ]
+    return "\n".join(out)

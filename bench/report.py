@@ -1,0 +1,298 @@
+"""Medians, ratios and targets from the recorded runs; the JSON, Markdown and chart files."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tests.sandbox.runner import PROJECT
+
+Record = dict[str, Any]
+
+TOOLS = ("pyinfra", "shell", "ansible")
+LABEL = {
+    "pyinfra": "pyinfra (this deploy)",
+    "shell": "shell script, 1 SSH session",
+    "ansible": "Ansible playbook",
+}
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def medians(runs: list[Record]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``{tool: {scenario: {hosts: median seconds}}}`` over the successful runs."""
+    found: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    for r in runs:
+        if r["ok"]:
+            found[(r["tool"], r["scenario"], r["hosts"])].append(r["seconds"])
+    out: dict[str, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
+    for (tool, scenario, hosts), values in sorted(found.items()):
+        out[tool][scenario][str(hosts)] = _median(values)
+    return {t: dict(s) for t, s in out.items()}
+
+
+def _get(m: dict[str, Any], tool: str, scenario: str, hosts: int = 1) -> float | None:
+    value = m.get(tool, {}).get(scenario, {}).get(str(hosts))
+    return float(value) if value is not None else None
+
+
+def step_medians(runs: list[Record], tool: str, scenario: str) -> dict[str, float]:
+    """Median seconds of each step, in the order the steps ran."""
+    values: dict[str, list[float]] = {}
+    for r in runs:
+        if r["ok"] and r["tool"] == tool and r["scenario"] == scenario and r.get("steps"):
+            for step, seconds in r["steps"].items():
+                values.setdefault(step, []).append(seconds)
+    return {k: round(statistics.median(v), 3) for k, v in values.items()}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def fleet_series(m: dict[str, Any], tool: str) -> dict[str, dict[int, float]]:
+    series: dict[str, dict[int, float]] = {"noop": {}, "converge": {}}
+    for kind in series:
+        for hosts, value in m.get(tool, {}).get(f"fleet-{kind}", {}).items():
+            if value is not None:
+                series[kind][int(hosts)] = value
+    # One container's first converge is the single-container phase's (5-run) figure.
+    single = _get(m, tool, "converge")
+    if single is not None and 1 not in series["converge"] and series["converge"]:
+        series["converge"][1] = single
+    return series
+
+
+def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
+    m = medians(runs)
+    commands = [
+        r["commands"] / r["hosts"]
+        for r in runs
+        if r["ok"] and r["tool"] == "pyinfra" and r["scenario"] == "noop-vv" and "commands" in r
+    ]
+    fleet_commands = {
+        str(r["hosts"]): r["commands"]
+        for r in runs
+        if r["ok"] and r["scenario"] == "fleet-noop-vv" and "commands" in r
+    }
+    noop = _get(m, "pyinfra", "noop")
+    fleet = {t: fleet_series(m, t) for t in ("pyinfra", "ansible")}
+    sizes = sorted(fleet["pyinfra"]["noop"])
+    largest = sizes[-1] if sizes else None
+    ratios = {
+        "converge pyinfra / shell": _ratio(
+            _get(m, "pyinfra", "converge"), _get(m, "shell", "converge")
+        ),
+        "converge ansible / shell": _ratio(
+            _get(m, "ansible", "converge"), _get(m, "shell", "converge")
+        ),
+        "converge ansible / pyinfra": _ratio(
+            _get(m, "ansible", "converge"), _get(m, "pyinfra", "converge")
+        ),
+        "noop ansible / pyinfra": _ratio(_get(m, "ansible", "noop"), noop),
+        "noop pyinfra / shell": _ratio(noop, _get(m, "shell", "noop")),
+        "noop -vv / noop (output overhead)": _ratio(_get(m, "pyinfra", "noop-vv"), noop),
+    }
+    if largest and 1 in fleet["pyinfra"]["noop"]:
+        for tool in ("pyinfra", "ansible"):
+            for kind in ("noop", "converge"):
+                s = fleet[tool][kind]
+                if largest in s and 1 in s:
+                    ratios[f"fleet {kind} {tool} {largest} / 1"] = _ratio(s[largest], s[1])
+    command_median = statistics.median(commands) if commands else None
+    targets = [
+        _target("no-op ≤ 2 s (one container)", noop, "s", 2.0, "<="),
+        _target("no-op ≤ 25 remote commands", command_median, "commands", 25, "<="),
+        _target("drift check ≤ 2 s", _get(m, "egodeploy drift", "drift"), "s", 2.0, "<="),
+        _target(
+            f"{largest or 8}-container no-op ≤ 1.5x one container",
+            ratios.get(f"fleet noop pyinfra {largest} / 1"),
+            "x",
+            1.5,
+            "<=",
+        ),
+        _target(
+            "first converge ≤ 1.2x the shell baseline",
+            ratios["converge pyinfra / shell"],
+            "x",
+            1.2,
+            "<=",
+        ),
+        _target("no-op ≥ 6x faster than Ansible", ratios["noop ansible / pyinfra"], "x", 6.0, ">="),
+    ]
+    return {
+        **meta,
+        "medians_s": m,
+        "noop_remote_commands": command_median,
+        "noop_remote_commands_by_fleet_size": fleet_commands,
+        "noop_steps_median_s": step_medians(runs, "pyinfra", "noop-vv"),
+        "converge_steps_median_s": step_medians(runs, "pyinfra", "converge"),
+        "shell_converge_steps_median_s": step_medians(runs, "shell", "converge"),
+        "fleet_median_s": {
+            t: {k: {str(n): v for n, v in s.items()} for k, s in fleet[t].items()} for t in fleet
+        },
+        "ratios": ratios,
+        "targets": targets,
+        "runs": runs,
+    }
+
+
+def _target(name: str, value: float | None, unit: str, limit: float, op: str) -> dict[str, Any]:
+    if value is None:
+        status = "not measured"
+    elif op == "<=":
+        status = "pass" if value <= limit else "FAIL"
+    else:
+        status = "pass" if value >= limit else "FAIL"
+    return {
+        "target": name,
+        "value": value,
+        "unit": unit,
+        "limit": limit,
+        "op": op,
+        "status": status,
+    }
+
+
+# --- Markdown ------------------------------------------------------------------------------------
+
+
+def _s(value: float | None, unit: str = " s") -> str:
+    return "-" if value is None else f"{value:.2f}{unit}"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    m = result["medians_s"]
+    runs = result["options"]["runs"]
+    rows = [
+        "| Scenario (median of {} runs) | {} |".format(runs, " | ".join(LABEL[t] for t in TOOLS)),
+        "|---|" + "---:|" * len(TOOLS),
+    ]
+    for scenario, title in (
+        ("converge", "First converge, empty container"),
+        ("noop", "No-op re-run"),
+    ):
+        rows.append(f"| {title} | " + " | ".join(_s(_get(m, t, scenario)) for t in TOOLS) + " |")
+    cold = _get(m, "pyinfra", "converge-cold")
+    if cold is not None:
+        rows.append(f"| First converge, cold package caches (1 run) | {_s(cold)} | - | - |")
+    rows.append(
+        f"| Drift check (`egodeploy drift`) | {_s(_get(m, 'egodeploy drift', 'drift'))} | - | - |"
+    )
+    cmds = result["noop_remote_commands"]
+    rows.append(f"| Remote commands per no-op run | {cmds if cmds is not None else '-'} | - | - |")
+    out = ["\n".join(rows), ""]
+    fleet = result["fleet_median_s"]
+    sizes = sorted({int(n) for t in fleet.values() for s in t.values() for n in s})
+    if sizes:
+        out += [
+            "| Containers in one run | pyinfra no-op | pyinfra first converge "
+            "| Ansible no-op | Ansible first converge |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for n in sizes:
+            cells = [
+                _s(fleet.get(t, {}).get(k, {}).get(str(n)))
+                for t in ("pyinfra", "ansible")
+                for k in ("noop", "converge")
+            ]
+            out.append(f"| {n} | " + " | ".join(cells) + " |")
+        out.append("")
+    out += ["| Target | Measured | Result |", "|---|---:|---|"]
+    for t in result["targets"]:
+        value = t["value"]
+        shown = (
+            "-"
+            if value is None
+            else (f"{value:g} {t['unit']}" if t["unit"] != "x" else f"{value:.2f}x")
+        )
+        out.append(f"| {t['target']} | {shown} | {t['status']} |")
+    return "\n".join(out) + "\n"
+
+
+def steps_table(steps: dict[str, float], title: str) -> str:
+    if not steps:
+        return ""
+    total = sum(steps.values())
+    lines = [f"| {title} | median s | share |", "|---|---:|---:|"]
+    for step, seconds in steps.items():
+        name = step.removeprefix("op: ").replace("|", "\\|")
+        lines.append(f"| {name} | {seconds:.3f} | {seconds / total:.0%} |")
+    lines.append(f"| **total** | **{total:.2f}** | |")
+    return "\n".join(lines) + "\n"
+
+
+def document(result: dict[str, Any], stem: str) -> str:
+    """``<date>.md``: everything measured, for humans."""
+    opts = result["options"]
+    machine = result["machine"]
+    head = [
+        f"# `make bench` — {result['date']}",
+        "",
+        f"{machine['cpus']} CPUs, load average {machine['loadavg_at_start']} at the start "
+        f"(the machine is shared: other sandboxes run beside the benchmark), kernel "
+        f"{machine['kernel']}; pyinfra {result['versions']['pyinfra']}, ansible-core "
+        f"{result['versions']['ansible-core'] or '-'}. Medians of {opts['runs']} runs; fleet "
+        f"first converges: {opts['fleet_converge_runs']} run(s) per size. Package caches "
+        f"{'seeded from the cold run' if opts['package_caches_seeded'] else 'cold every run'}. "
+        f"Whole benchmark: {result['duration_s'] / 60:.1f} min"
+        + ("" if result["complete"] else f" — INCOMPLETE: {result['error']}")
+        + ".",
+        "",
+        markdown_table(result),
+        "## The no-op run, step by step (pyinfra `-vv`, arrival time of its lines)",
+        "",
+        steps_table(result["noop_steps_median_s"], "Step"),
+        "## The first converge, step by step",
+        "",
+        steps_table(result["converge_steps_median_s"], "Step"),
+        "## The shell baseline's first converge, step by step",
+        "",
+        "(each step's end is the arrival of its `CHANGED` line)",
+        "",
+        steps_table(result.get("shell_converge_steps_median_s", {}), "Step"),
+        "## Ratios (medians, same run)",
+        "",
+        "\n".join(f"- {k}: {v}" for k, v in result["ratios"].items()),
+        "",
+        f"Charts: `{stem}-fleet.png`, `{stem}-noop-steps.png`; raw runs: `{stem}.json`.",
+        "",
+    ]
+    return "\n".join(head)
+
+
+def write(result: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = result["date"][:10]
+    json_path = out / f"{stem}.json"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    md_path = out / f"{stem}.md"
+    md_path.write_text(document(result, stem))
+    written = [json_path, md_path]
+    written += charts(json_path, out / f"{stem}-fleet.png", out / f"{stem}-noop-steps.png")
+    readme = out / "README-performance.md"
+    from . import performance
+
+    readme.write_text(performance.section(result, stem))
+    written.append(readme)
+    return written
+
+
+def charts(json_path: Path, fleet_png: Path, steps_png: Path) -> list[Path]:
+    """Draw with matplotlib in ``uv run --with matplotlib`` (not a project dependency)."""
+    uv = os.environ.get("UV") or "uv"
+    cmd = [uv, "run", "--no-project", "--quiet", "--with", "matplotlib", "python", "-m"]
+    cmd += ["bench.charts", str(json_path), str(fleet_png), str(steps_png)]
+    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"bench: charts failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return []
+    return [p for p in (fleet_png, steps_png) if p.exists()]
