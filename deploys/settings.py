@@ -34,6 +34,8 @@ _EXTENSION = re.compile(r"^[a-z0-9_]{1,64}$")
 _STORAGE_ID = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
 _NET_HOST = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$")
 _TOKEN_ID = re.compile(r"^[^\s!@:]+@[A-Za-z][A-Za-z0-9.\-_]*![A-Za-z][A-Za-z0-9.\-_]+$")
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$", re.IGNORECASE)
+_IMAGE_NAME = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
 _FINGERPRINT = re.compile(r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$")
 
 
@@ -718,6 +720,84 @@ SETTINGS: tuple[Setting, ...] = (
         _is_bool,
         "tailscale",
     ),
+    # Docker (runbook §8)
+    Setting(
+        "docker_install_method",
+        "'distro' or 'docker-repo'",
+        "distro: the distribution's `docker.io` package. docker-repo: Docker's own apt "
+        "repository (docker_repo_url, keyring pinned by docker_repo_keyring_sha256)",
+        _one_of("distro", "docker-repo"),
+        "docker",
+    ),
+    Setting(
+        "docker_repo_url",
+        "an http(s) URL",
+        "Docker's apt repository for the target's distribution (docker-repo only); its "
+        "keyring is `<url>/gpg`",
+        _matches(_HTTP_URL),
+        "docker",
+    ),
+    Setting(
+        "docker_repo_keyring_sha256",
+        "'' or 64 hex digits",
+        "Pinned SHA-256 of `<docker_repo_url>/gpg`; required with docker-repo (a download "
+        "that differs is refused)",
+        _optional(re.compile(r"^[0-9a-fA-F]{64}$")),
+        "docker",
+    ),
+    Setting(
+        "docker_base_image",
+        "an image reference, e.g. 'python:3.12-slim'",
+        "Passed to the build as `--build-arg BASE_IMAGE=…`: point it at a mirror or a local "
+        "image. It must provide python3, and uv or pip",
+        _matches(_IMAGE_REF),
+        "docker",
+    ),
+    Setting(
+        "docker_image_name",
+        "an image name (lowercase, no tag)",
+        "Name of the built image (tagged with the commit) and of the container",
+        _matches(_IMAGE_NAME),
+        "docker",
+    ),
+    Setting(
+        "docker_dockerfile",
+        "a path relative to repo_path",
+        "The Dockerfile; the build context is always the whole repository (uv workspace)",
+        lambda v: (
+            isinstance(v, str) and bool(v) and not v.startswith("/") and _is_abs_path("/" + v)
+        ),
+        "docker",
+    ),
+    Setting(
+        "docker_host_port",
+        "an integer from 1 to 65535",
+        "Port published on the host, on 127.0.0.1 only (Tailscale serve is the way in)",
+        _int_range(1, 65535),
+        "docker",
+    ),
+    Setting(
+        "docker_container_port",
+        "an integer from 1 to 65535",
+        "Port uvicorn listens on inside the container (the Dockerfile's, runbook §8: 8000)",
+        _int_range(1, 65535),
+        "docker",
+    ),
+    Setting(
+        "docker_env_file",
+        "an absolute path outside repo_path",
+        "The container's `--env-file` on the host (0600, root), written from the first "
+        "service's env_source; outside the checkout so it never enters the build context",
+        _is_abs_path,
+        "docker",
+    ),
+    Setting(
+        "docker_restart_policy",
+        "'no', 'always', 'unless-stopped' or 'on-failure'",
+        "`docker run --restart`",
+        _one_of("no", "always", "unless-stopped", "on-failure"),
+        "docker",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -917,6 +997,9 @@ def env_source_errors(source: Mapping[str, Any]) -> list[str]:
         p = Path(path).expanduser()
         if not p.is_file():
             return [f"file {path!r} does not exist on the controller; expected a KEY=VALUE file"]
+        exposed = open_to_others(path)
+        if exposed:
+            return [exposed]
         try:
             parse_env_text(p.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -941,6 +1024,21 @@ def env_source_errors(source: Mapping[str, Any]) -> list[str]:
     if missing:
         return [f"controller environment variable(s) {', '.join(missing)} unset or empty"]
     return []
+
+
+def open_to_others(path: str) -> str | None:
+    """A secret file on the controller must be its owner's alone (mode 0600 or stricter):
+    the problem, or None (also when it does not exist: that is reported elsewhere)."""
+    try:
+        mode = Path(path).expanduser().stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"file {path!r} is open to group or others (mode {mode:04o}); expected a secret file "
+        f"only its owner can read: chmod 600 {path}"
+    )
 
 
 def parse_env_text(text: str) -> list[tuple[str, str]]:
@@ -976,6 +1074,8 @@ def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
         errors.append(
             f"pve_secret_source: file {source['file']!r} does not exist on the controller"
         )
+    elif "file" in source and (exposed := open_to_others(source["file"])):
+        errors.append(f"pve_secret_source: {exposed}")
     if data["pve_ca_bundle"] and not Path(data["pve_ca_bundle"]).expanduser().is_file():
         errors.append(f"pve_ca_bundle: file {data['pve_ca_bundle']!r} does not exist")
     if data["ct_tun_method"] == "dev" and data["pve_token_id"]:
@@ -1040,11 +1140,38 @@ def validate(data: Mapping[str, Any]) -> Settings:
         errors += _duplicates("env_file", [s.env_file for s in services])
     errors += _tailscale_errors(data, services)
     errors += _hardening_errors(data, services)
+    errors += _docker_errors(data)
     if not any(e.startswith(("pve_", "ct_")) for e in errors):
         errors += proxmox_errors(data)
     if errors:
         raise SettingsError(errors)
     return Settings(values=dict(data), services=tuple(services))
+
+
+def _docker_errors(data: Mapping[str, Any]) -> list[str]:
+    """Checks across Docker settings (each one's own form is checked already)."""
+    errors: list[str] = []
+    if data.get("docker_install_method") == "docker-repo" and not data.get(
+        "docker_repo_keyring_sha256"
+    ):
+        errors.append(
+            "docker_repo_keyring_sha256: got ''; expected the SHA-256 of "
+            "<docker_repo_url>/gpg with docker_install_method = 'docker-repo' (download it, "
+            "verify its fingerprint, then pin `sha256sum` of it)"
+        )
+    env_file, repo = data.get("docker_env_file"), data.get("repo_path")
+    inside = (
+        isinstance(env_file, str)
+        and isinstance(repo, str)
+        and bool(repo)
+        and (env_file + "/").startswith(repo.rstrip("/") + "/")
+    )
+    if inside:
+        errors.append(
+            f"docker_env_file: got {env_file!r}; expected a path outside repo_path "
+            "(the whole checkout is the build context)"
+        )
+    return errors
 
 
 def _hardening_errors(data: Mapping[str, Any], services: list[Service]) -> list[str]:
@@ -1084,6 +1211,11 @@ def _tailscale_errors(data: Mapping[str, Any], services: list[Service]) -> list[
             "tailscale_extra_up_flags: an auth key flag is not allowed here (value not shown); "
             "expected the key in the place tailscale_authkey_source names"
         )
+    source = data.get("tailscale_authkey_source")
+    if data.get("tailscale_enabled") and isinstance(source, dict) and _authkey_source(source):
+        exposed = open_to_others(source["file"]) if "file" in source else None
+        if exposed:
+            errors.append(f"tailscale_authkey_source: {exposed}")
     ports = data.get("tailscale_serve_https_port")
     if not data.get("tailscale_enabled") or not data.get("tailscale_serve"):
         return errors

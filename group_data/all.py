@@ -111,3 +111,16 @@ tailscale_serve = True
 tailscale_serve_https_port = 443
 tailscale_funnel = False
 tailscale_serve_reset_foreign = False
+
+# --- Docker (runbook §8) ---
+# deploys/docker.py: the app as a container on a VM, instead of the LXC deploy.
+docker_install_method = "distro"
+docker_repo_url = "https://download.docker.com/linux/debian"
+docker_repo_keyring_sha256 = ""
+docker_base_image = "python:3.12-slim"
+docker_image_name = "egograph-backend"
+docker_dockerfile = "Dockerfile"
+docker_host_port = 8000
+docker_container_port = 8000
+docker_env_file = "/etc/egograph/backend.env"
+docker_restart_policy = "unless-stopped"

@@ -42,8 +42,8 @@ def new_container(sandbox: None) -> Iterator[Callable[..., Container]]:
     """Factory for fresh, booted containers; all destroyed after the test."""
     made: list[Container] = []
 
-    def make(*, tun: bool = True) -> Container:
-        c = sandbox_container.get(f"t{os.getpid() % 1000}-{next(_counter)}", tun=tun)
+    def make(*, tun: bool = True, docker: bool = False) -> Container:
+        c = sandbox_container.get(f"t{os.getpid() % 1000}-{next(_counter)}", tun=tun, docker=docker)
         made.append(c)
         c.start()
         return c

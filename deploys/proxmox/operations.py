@@ -83,6 +83,13 @@ def _fn(what: str, func: Callable[..., Any]) -> FunctionCommand:
     return FunctionCommand(_step(what, func), (), {})
 
 
+def _wait(pve: Pve, upid: str, what: str) -> None:
+    """Wait for a task; a task ending ``WARNINGS: n`` succeeds and its warnings are shown."""
+    result = client(pve).wait_task(upid, timeout=pve.task_timeout)
+    for line in result.warnings:
+        logger.warning(f"{what}: {line}")
+
+
 def _elsewhere() -> bool:
     """True on the container host: the node's operations run there too, as no-ops, so that
     pyinfra orders every container operation after them (one operation graph per run)."""
@@ -96,7 +103,10 @@ def _require(pve: Pve) -> ContainerRef | None:
     """The container; at execute time its absence is an error (the create failed)."""
     ref = find(pve)
     if ref is None and _executing():
-        raise OperationError(f"CT {pve.hostname} not found on {pve.host} (was it created?)")
+        raise OperationError(
+            f"CT {pve.hostname} not found on {pve.host} (was it created? the API lists only "
+            "containers the token has VM.Audit on)"
+        )
     return ref
 
 
@@ -137,7 +147,7 @@ def ct_template(pve: Pve, storage: str, template: str) -> Any:
 
     def download() -> None:
         upid = api.download_template(node, storage, template)
-        api.wait_task(upid, timeout=pve.task_timeout)
+        _wait(pve, upid, f"download {template}")
 
     yield _fn(f"download {template} to {storage}", download)
 
@@ -157,9 +167,14 @@ def _create(pve: Pve, settings: Settings) -> None:
             if not pve.vmid and "already exists" in exc.reason and attempt < 4:
                 continue
             raise
-        result = api.wait_task(upid, timeout=pve.task_timeout)
-        for line in result.warnings:
-            logger.warning(f"CT {vmid} create: {line}")
+        _wait(pve, upid, f"CT {vmid} create")
+        if api.find_container(vmid=vmid) is None:
+            # /cluster/resources lists only what the token may audit: without VM.Audit every
+            # later step (and the next run) would not find the container it just made
+            raise ProxmoxError(
+                f"CT {vmid} was created, but the API does not list it to {api.auth_id}: the "
+                f"token lacks VM.Audit on /vms/{vmid} (add it to the token's role)"
+            )
         return
 
 
@@ -372,7 +387,7 @@ def ct_running(
 
         def start() -> None:
             _take_restart(pve, ref.vmid)
-            api.wait_task(api.start(ref.node, ref.vmid), timeout=pve.task_timeout)
+            _wait(pve, api.start(ref.node, ref.vmid), f"CT {ref.vmid} start")
             wait_reachable(pve, ref, ssh_port)
 
         yield _fn(f"start CT {ref.vmid}", start)
@@ -397,7 +412,7 @@ def ct_running(
 
     def restart() -> None:
         _take_restart(pve, ref.vmid)
-        api.wait_task(api.reboot(ref.node, ref.vmid), timeout=pve.task_timeout)
+        _wait(pve, api.reboot(ref.node, ref.vmid), f"CT {ref.vmid} restart")
         wait_reachable(pve, ref, ssh_port)
 
     yield _fn(f"restart CT {ref.vmid} ({'; '.join(reasons)})", restart)

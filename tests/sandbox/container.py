@@ -23,6 +23,7 @@ from .host import run
 from .rootfs import ensure_rootfs
 
 FIRST_INDEX = 10
+CGROUP_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "blkio", "pids")
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Container:
     tun: bool = True
     """Whether /dev/net/tun exists inside. systemd-nspawn always provides it; a container
     without it models an LXC container whose config does not grant the device."""
+    docker: bool = False
+    """Whether the container can run a Docker engine (a VM stand-in, see ``nspawn_args``)."""
 
     @property
     def dir(self) -> Path:
@@ -154,8 +157,10 @@ class Container:
                 "--resolv-conf=copy-host",
                 "--timezone=off",
                 "--console=read-only",
+                *self.nspawn_args(),
             ],
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.nspawn_env()},
             stdout=log,
             stderr=log,
             start_new_session=True,
@@ -163,6 +168,36 @@ class Container:
         self.pidfile.write_text(f"{proc.pid}\n")
         write_ssh_files()
         self.wait_ready(timeout)
+
+    def nspawn_args(self) -> list[str]:
+        """Extra systemd-nspawn options. A Docker host (a VM stand-in) needs every
+        capability (dockerd creates iptables chains, mounts, namespaces), and its
+        ``/var/lib/docker`` on the host's own disk: overlay2 cannot use an overlay upper
+        layer (the container's root) as its own upper layer ("failed to mount overlay:
+        invalid argument")."""
+        if not self.docker:
+            return []
+        data = self.dir / "docker"
+        data.mkdir(exist_ok=True)
+        return [
+            "--capability=all",
+            "--system-call-filter=@keyring @mount @privileged",
+            f"--bind={data}:/var/lib/docker",
+        ]
+
+    def nspawn_env(self) -> dict[str, str]:
+        # On this cgroup v1 host nspawn mounts the controllers read-only; dockerd must
+        # create cgroups for its containers.
+        return {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "1"} if self.docker else {}
+
+    def _writable_cgroups(self) -> None:
+        """nspawn mounts the cgroup v1 controllers read-only (the API VFS variable above
+        does not change that for them); runc must create a cgroup per container, so the
+        VM stand-in gets each controller mounted again, writable, on top."""
+        self.ssh(
+            "for c in " + " ".join(CGROUP_CONTROLLERS) + "; do "
+            'mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"; done'
+        )
 
     def wait_ready(self, timeout: float = 90) -> None:
         """Wait until sshd answers and systemd has finished booting."""
@@ -174,6 +209,8 @@ class Container:
             if probe.stdout.strip() in ("running", "degraded"):
                 if not self.tun:
                     self.ssh("rm -f /dev/net/tun")
+                if self.docker:
+                    self._writable_cgroups()
                 return
             time.sleep(0.5)
         raise TimeoutError(f"{self.name} did not boot within {timeout}s")
@@ -247,7 +284,9 @@ def all_containers() -> list[Container]:
     found = []
     for meta in sorted(paths.CONTAINERS.glob("*/meta.json")):
         data = json.loads(meta.read_text())
-        found.append(Container(data["name"], data["index"], data.get("tun", True)))
+        found.append(
+            Container(data["name"], data["index"], data.get("tun", True), data.get("docker", False))
+        )
     return found
 
 
@@ -268,15 +307,17 @@ def write_ssh_files() -> None:
     paths.SSH_CONFIG.write_text("".join(config))
 
 
-def get(name: str, *, tun: bool = True) -> Container:
+def get(name: str, *, tun: bool = True, docker: bool = False) -> Container:
     """The container called ``name``, created (not started) when new."""
     _ensure_client_key()
     meta = paths.CONTAINERS / name / "meta.json"
     if meta.exists():
         data = json.loads(meta.read_text())
-        return Container(data["name"], data["index"], data.get("tun", True))
+        return Container(
+            data["name"], data["index"], data.get("tun", True), data.get("docker", False)
+        )
     used = {c.index for c in all_containers()}
     index = next(i for i in range(FIRST_INDEX, 250) if i not in used)
     meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"name": name, "index": index, "tun": tun}) + "\n")
-    return Container(name, index, tun)
+    meta.write_text(json.dumps({"name": name, "index": index, "tun": tun, "docker": docker}) + "\n")
+    return Container(name, index, tun, docker)

@@ -59,10 +59,12 @@ def pyinfra(
     return PyinfraRun(proc.returncode, proc.stdout, proc.stderr)
 
 
-def drift(hosts_file: Path, timeout: float = 300) -> tuple[int, dict[str, Any], str]:
-    """``egodeploy drift --json``: (exit code, report, all output)."""
+def drift(
+    hosts_file: Path, timeout: float = 300, deploy: str = "deploys/prod.py"
+) -> tuple[int, dict[str, Any], str]:
+    """``egodeploy drift --json --deploy <deploy>``: (exit code, report, all output)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "deploys.cli", "drift", "--json"],
+        [sys.executable, "-m", "deploys.cli", "drift", "--json", "--deploy", deploy],
         cwd=PROJECT,
         capture_output=True,
         text=True,

@@ -287,3 +287,82 @@ def test_hardened_services_need_a_user_and_reachable_python_and_extensions(
     assert "services[0].user: got 'root'; expected a dedicated system user" in text
     assert "duckdb_extension_directory: got ''; expected an absolute path outside /root" in text
     assert "UV_PYTHON_DOWNLOADS='never'" in text
+
+
+# --- controller-side secret files must be 0600 ---------------------------------------------
+
+
+def _secret_file(tmp_path: Path, name: str, text: str, mode: int) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def _pve(data: dict[str, Any], tmp_path: Path, secret: Path) -> dict[str, Any]:
+    key = _secret_file(tmp_path, "id.pub", "ssh-ed25519 AAAAC3Nza test\n", 0o644)
+    data.update(
+        pve_host="pve.example",
+        pve_secret_source={"file": str(secret)},
+        ct_ssh_public_keys=[str(key)],  # a public key may be world-readable
+    )
+    return data
+
+
+OPEN_MODES = [0o644, 0o640, 0o604, 0o660, 0o606, 0o620, 0o602, 0o666]
+
+
+@pytest.mark.parametrize("mode", OPEN_MODES, ids=[f"{m:04o}" for m in OPEN_MODES])
+@pytest.mark.parametrize("which", ["services[0].env_source", "tailscale_authkey_source",
+                                   "pve_secret_source"])  # fmt: skip
+def test_a_secret_file_open_to_group_or_others_is_refused(
+    tmp_path: Path, which: str, mode: int
+) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    env = Path(data["services"][0]["env_source"]["file"])
+    env.chmod(0o600)
+    authkey = _secret_file(tmp_path, "ts.authkey", "tskey-auth-x-y\n", 0o600)
+    data["tailscale_authkey_source"] = {"file": str(authkey)}
+    secret = _secret_file(tmp_path, "pve.secret", "s3cret\n", 0o600)
+    data = _pve(data, tmp_path, secret)
+    exposed = {"services[0].env_source": env, "tailscale_authkey_source": authkey,
+               "pve_secret_source": secret}[which]  # fmt: skip
+    exposed.chmod(mode)
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    (line,) = err.value.errors
+    assert line.startswith(f"{which}: file '{exposed}'"), line
+    assert f"(mode {mode:04o})" in line and line.endswith(f"chmod 600 {exposed}"), line
+    assert "s3cret" not in line and "tskey" not in line and "GREETING" not in line
+    # the same settings with the file owner-only validate
+    exposed.chmod(0o600)
+    validate(data)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o700])
+def test_owner_only_secret_files_validate(tmp_path: Path, mode: int) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    Path(data["services"][0]["env_source"]["file"]).chmod(mode)
+    authkey = _secret_file(tmp_path, "ts.authkey", "tskey-auth-x-y\n", mode)
+    data["tailscale_authkey_source"] = {"file": str(authkey)}
+    validate(_pve(data, tmp_path, _secret_file(tmp_path, "pve.secret", "s\n", mode)))
+
+
+def test_an_open_authkey_file_is_not_checked_with_tailscale_off(tmp_path: Path) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    authkey = _secret_file(tmp_path, "ts.authkey", "tskey-auth-x-y\n", 0o644)
+    data.update(tailscale_enabled=False, tailscale_authkey_source={"file": str(authkey)})
+    validate(data)
+
+
+def test_every_open_secret_file_is_reported_at_once(tmp_path: Path) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    Path(data["services"][0]["env_source"]["file"]).chmod(0o644)
+    authkey = _secret_file(tmp_path, "ts.authkey", "tskey-auth-x-y\n", 0o644)
+    data["tailscale_authkey_source"] = {"file": str(authkey)}
+    data = _pve(data, tmp_path, _secret_file(tmp_path, "pve.secret", "s\n", 0o640))
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert sorted(e.split(":", 1)[0] for e in err.value.errors) == [
+        "pve_secret_source", "services[0].env_source", "tailscale_authkey_source",
+    ]  # fmt: skip
