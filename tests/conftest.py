@@ -39,7 +39,10 @@ _counter = itertools.count()
 
 @pytest.fixture
 def new_container(sandbox: None) -> Iterator[Callable[..., Container]]:
-    """Factory for fresh, booted containers; all destroyed after the test."""
+    """Factory for fresh, booted containers; all destroyed after the test. The app
+    repository is reset to the pristine fixture first: an earlier test may have left a
+    broken release on it."""
+    site.publish_app("fixture")
     made: list[Container] = []
 
     def make(*, tun: bool = True, docker: bool = False) -> Container:

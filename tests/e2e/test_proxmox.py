@@ -54,6 +54,7 @@ class Site:
 @pytest.fixture
 def pve(sandbox: None, secret_env: Path, tmp_path: Path) -> Iterator[Callable[..., Site]]:
     """Factory: an empty emulated node (no containers, no templates) and its sshd."""
+    site.publish_app("fixture")  # an earlier test may have left a broken release
     made: list[Site] = []
 
     def make(version: str = "9.1") -> Site:
