@@ -4,41 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from deploys.uv import operations as uv_ops
+from deploys.uv.facts import UvInstall, UvSyncState
+from tests.unit.fakes import FakeHost, run_op
 
 
-class FakeHost:
-    def __init__(self, facts: dict[str, Any]) -> None:
-        self.facts = facts
-        self.noops: list[str] = []
-        self.logs: list[str] = []
-        self.name = "fake"
-        self.current_op_hash = "op"
-
-    def get_fact(self, fact: type, **kwargs: Any) -> Any:
-        return self.facts[fact.__name__]
-
-    def noop(self, text: str) -> None:
-        self.noops.append(text)
-
-    def log(self, text: str, *args: Any) -> None:
-        self.logs.append(text)
+def commands(op: Any, facts: dict[type, Any], **kwargs: Any) -> tuple[list[str], FakeHost]:
+    fake = run_op(op, facts, **kwargs)
+    return [c.get_raw_value() for c in fake.commands], fake
 
 
-def commands(op: Any, fake: FakeHost, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> list[str]:
-    monkeypatch.setattr(uv_ops, "host", fake)
-    monkeypatch.setattr("deploys.common.report.host", fake)
-    return [str(getattr(c, "get_raw_value", lambda c=c: c)()) for c in op._inner(**kwargs)]
-
-
-def test_installer_method_runs_the_pinned_official_script(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeHost({"UvInstall": {"version": None, "machine": "x86_64", "profile_line": False}})
-    cmds = commands(
+def test_installer_method_runs_the_pinned_official_script() -> None:
+    cmds, fake = commands(
         uv_ops.uv_binary,
-        fake,
-        monkeypatch,
+        {UvInstall: {"version": None, "machine": "x86_64", "profile_line": False}},
         version="0.13.9",
         path="/root/.local/bin/uv",
         profile="/root/.profile",
@@ -52,12 +31,10 @@ def test_installer_method_runs_the_pinned_official_script(monkeypatch: pytest.Mo
     assert "uv at /root/.local/bin/uv is missing, want 0.13.9" in fake.logs
 
 
-def test_uv_at_the_pinned_version_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeHost({"UvInstall": {"version": "0.13.9", "machine": "x86_64", "profile_line": True}})
-    cmds = commands(
+def test_uv_at_the_pinned_version_is_left_alone() -> None:
+    cmds, fake = commands(
         uv_ops.uv_binary,
-        fake,
-        monkeypatch,
+        {UvInstall: {"version": "0.13.9", "machine": "x86_64", "profile_line": True}},
         version="0.13.9",
         path="/root/.local/bin/uv",
         profile="/root/.profile",
@@ -67,20 +44,18 @@ def test_uv_at_the_pinned_version_is_left_alone(monkeypatch: pytest.MonkeyPatch)
     assert fake.noops == ["uv 0.13.9 is installed at /root/.local/bin/uv"]
 
 
-def test_sync_runs_only_when_commit_lock_or_environment_changed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_sync_runs_only_when_commit_lock_or_environment_changed() -> None:
     stamp = {"commit": "a" * 40, "lock": "l" * 64, "env": "e"}
-    same = {"UvSyncState": {"head": "a" * 40, "lock": "l" * 64, "stamp": stamp}}
+    same = {UvSyncState: {"head": "a" * 40, "lock": "l" * 64, "stamp": stamp}}
     kwargs = {
         "repo_path": "/opt/egograph/repo",
         "uv": "/root/.local/bin/uv",
         "environment": {},
         "env_digest": "e",
     }
-    fake = FakeHost(same)
-    assert commands(uv_ops.uv_sync, fake, monkeypatch, **kwargs) == []
-    moved = FakeHost({"UvSyncState": {**same["UvSyncState"], "lock": "m" * 64}})
-    (script,) = commands(uv_ops.uv_sync, moved, monkeypatch, **kwargs)
+    assert commands(uv_ops.uv_sync, same, **kwargs)[0] == []
+    (script,), moved = commands(
+        uv_ops.uv_sync, {UvSyncState: {**same[UvSyncState], "lock": "m" * 64}}, **kwargs
+    )
     assert "sync --all-packages --locked" in script
     assert "uv sync needed: uv.lock changed" in moved.logs

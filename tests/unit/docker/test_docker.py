@@ -3,54 +3,29 @@ target): each branch's decision and the commands it yields."""
 
 from __future__ import annotations
 
-import copy
 import subprocess
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pyinfra.api import StringCommand
-from pyinfra.context import ctx_host
 
 from deploys.common.facts import FileStates
 from deploys.docker import env_text
 from deploys.docker import operations as ops
 from deploys.docker.facts import BUILD_LABEL, RUN_LABEL, DockerState
 from deploys.docker.release import release_script
+from tests.unit.fakes import FakeHost, run_op
 
 SHA = "5d1c" + "0" * 36
 OTHER = "9e0b" + "0" * 36
 
 
-class FakeHost:
-    def __init__(self, facts: dict[type, Any]) -> None:
-        self.facts = facts
-        self.state = SimpleNamespace(is_executing=True)
-        self.name = "fake"
-        self.connector = SimpleNamespace()
-        self.current_op_hash = None
-        self.noops: list[str] = []
-        self.logs: list[str] = []
-        self.commands: list[str] = []
-
-    def get_fact(self, cls: type, *args: Any, **kwargs: Any) -> Any:
-        return copy.deepcopy(self.facts[cls])
-
-    def noop(self, message: str) -> None:
-        self.noops.append(message)
-
-    def log(self, message: str, *args: Any, **kwargs: Any) -> None:
-        self.logs.append(message)
-
-
 def run(op: Any, facts: dict[type, Any], **kwargs: Any) -> FakeHost:
-    fake = FakeHost(facts)
-    with ctx_host.use(fake):
-        fake.commands = [
-            c.get_raw_value() if isinstance(c, StringCommand) else repr(c)
-            for c in op._inner(**kwargs)
-        ]
+    fake = run_op(op, facts, **kwargs)
+    fake.commands = [
+        c.get_raw_value() if isinstance(c, StringCommand) else repr(c) for c in fake.commands
+    ]
     return fake
 
 

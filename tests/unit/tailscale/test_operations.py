@@ -3,15 +3,12 @@ commands each branch yields (run against a fake host, no target)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pyinfra.api import FileUploadCommand, OperationError, StringCommand
-from pyinfra.context import ctx_host
 
 from deploys.tailscale import operations as ops
 from deploys.tailscale.facts import (
@@ -21,6 +18,7 @@ from deploys.tailscale.facts import (
     TailscaleServeConfig,
     TailscaleStatus,
 )
+from tests.unit.fakes import FakeHost, run_op
 
 SAMPLES = Path(__file__).parent / "samples"
 PIN = "ab" * 32
@@ -68,31 +66,8 @@ def installed(**changes: Any) -> dict[str, Any]:
     return info
 
 
-class FakeHost:
-    def __init__(self, facts: dict[type, Any], *, executing: bool = True) -> None:
-        self.facts = facts
-        self.state = SimpleNamespace(is_executing=executing)
-        self.name = "fake"
-        self.connector = SimpleNamespace()
-        self.current_op_hash = None
-        self.noops: list[str] = []
-        self.logs: list[str] = []
-
-    def get_fact(self, cls: type, *args: Any, **kwargs: Any) -> Any:
-        return copy.deepcopy(self.facts[cls])
-
-    def noop(self, message: str) -> None:
-        self.noops.append(message)
-
-    def log(self, message: str, *args: Any, **kwargs: Any) -> None:
-        self.logs.append(message)
-
-
 def run(op: Any, facts: dict[type, Any], *, executing: bool = True, **kwargs: Any) -> FakeHost:
-    fake = FakeHost(facts, executing=executing)
-    with ctx_host.use(fake):
-        fake.commands = list(op._inner(**kwargs))  # type: ignore[attr-defined]
-    return fake
+    return run_op(op, facts, executing=executing, **kwargs)
 
 
 def texts(fake: FakeHost) -> list[str]:
