@@ -1256,14 +1256,21 @@ def _duplicates(key: str, values: Iterable[Any]) -> list[str]:
     )
 
 
+def environ_mapping(source: Mapping[str, Any]) -> dict[str, str]:
+    """An ``{'environ': ...}`` env source as env-file key -> controller variable (a list
+    names variables that keep their names)."""
+    names = source["environ"]
+    return {n: n for n in names} if isinstance(names, list) else dict(names)
+
+
 def read_env_source(source: Mapping[str, Any]) -> str:
     """Render the env file text for a service from its controller-side source."""
     if "file" in source:
         text = Path(source["file"]).expanduser().read_text(encoding="utf-8")
         return text if text.endswith("\n") else text + "\n"
-    names = source["environ"]
-    mapping = {n: n for n in names} if isinstance(names, list) else dict(names)
-    return "".join(f"{key}={_systemd_quote(os.environ[var])}\n" for key, var in mapping.items())
+    return "".join(
+        f"{key}={_systemd_quote(os.environ[var])}\n" for key, var in environ_mapping(source).items()
+    )
 
 
 def _systemd_quote(value: str) -> str:

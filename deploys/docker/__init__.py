@@ -14,7 +14,7 @@ from .. import packages, repo, tailscale
 from ..common.operations import managed_file, sha256_text
 from ..hostsettings import current
 from ..packages.operations import apt_packages
-from ..settings import Settings, read_env_source
+from ..settings import Settings, environ_mapping, read_env_source
 from .operations import docker_container, docker_engine, docker_image, docker_repository
 
 DOCKER_REPO_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin")
@@ -26,10 +26,8 @@ def env_text(source: Mapping[str, Any]) -> str:
     (unlike systemd's EnvironmentFile=) and cannot hold a newline."""
     if "file" in source:
         return read_env_source(source)
-    names = source["environ"]
-    mapping = {n: n for n in names} if isinstance(names, list) else dict(names)
     lines = []
-    for key, var in mapping.items():
+    for key, var in environ_mapping(source).items():
         value = os.environ[var]
         if "\n" in value:
             raise ValueError(f"{var}: a value with a newline cannot go in a Docker env file")
