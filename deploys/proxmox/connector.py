@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from io import IOBase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinfra.api.exceptions import ConnectError
 from pyinfra.connectors.base import BaseConnector
@@ -33,8 +33,9 @@ from pyinfra.connectors.util import CommandOutput
 
 from ..hostsettings import data_of
 from ..settings import SettingsError, validate
-from .access import ProxmoxError, Pve, address, client, find, wait_reachable
-from .client import PveError
+
+if TYPE_CHECKING:
+    from .access import Pve
 
 logger = logging.getLogger("pyinfra")
 
@@ -75,6 +76,11 @@ class PveContainerConnector(BaseConnector):
             self._ssh = None
 
     def _pve(self) -> Pve:
+        # Imported on first use: pyinfra loads every installed connector when it starts,
+        # and the API client (requests, proxmoxer) costs 0.1 s that a run without this
+        # connector should not pay.
+        from .access import Pve
+
         return Pve.from_settings(validate(data_of(self.host.data)))
 
     def _target(self) -> SSHConnector | None:
@@ -82,6 +88,9 @@ class PveContainerConnector(BaseConnector):
         if self._ssh is not None and (self._ssh_for_execute or not executing):
             return self._ssh
         self.disconnect()
+        from .access import ProxmoxError, address, client, find, wait_reachable
+        from .client import PveError
+
         pve = self._pve()
         try:
             ref = find(pve)
