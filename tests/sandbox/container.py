@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,8 +291,18 @@ def all_containers() -> list[Container]:
     return found
 
 
+_SSH_FILES_LOCK = threading.Lock()
+
+
 def write_ssh_files() -> None:
-    """known_hosts and an ssh_config naming every container (for ssh, testinfra, people)."""
+    """known_hosts and an ssh_config naming every container (for ssh, testinfra, people).
+    Containers may boot in parallel threads: each rewrite reads and writes under one lock,
+    so the last one names every container whose key existed before it."""
+    with _SSH_FILES_LOCK:
+        _write_ssh_files()
+
+
+def _write_ssh_files() -> None:
     known, config = [], []
     for c in all_containers():
         pub = c.dir / "ssh_host_ed25519_key.pub"
