@@ -15,9 +15,9 @@ def converge() -> None:
     # before the app is touched. Serving comes last: it publishes the running services.
     tailscale.join_tailnet(settings=settings)
     uv.install_uv(settings=settings)
-    # One commit for the whole run, resolved before anything changes, so the checkout,
-    # the sync and the restart agree and a dry run can predict all three.
-    commit = repo.wanted_commit(settings)
+    # One commit for the whole run, so the checkout, the sync and the restart agree and a
+    # dry run can predict all three.
+    commit = repo.run_commit(settings)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)
@@ -32,7 +32,7 @@ def update() -> None:
     and the restart waits for ``/health``. Env files are kept current too, because the
     restart's stamp compares them with the controller's."""
     settings = current()
-    commit = repo.wanted_commit(settings)
+    commit = repo.run_commit(settings)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)

@@ -7,12 +7,13 @@ from io import StringIO
 from typing import Any
 
 from pyinfra import host, logger, state
-from pyinfra.api import FileUploadCommand, HiddenValue, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, HiddenValue, QuoteString, StringCommand
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
 from .facts import FileStates
 from .report import change_reason, refuse
+from .snapshot import FactRead, fact_read, operation, read_fact
 
 STATE_DIR = "/var/lib/egograph-deploy"
 """Where the deploy keeps its stamps on the target (root-only)."""
@@ -26,7 +27,11 @@ def _unmask(content: str | HiddenValue) -> str:
     return content.unmask() if isinstance(content, HiddenValue) else content
 
 
-@operation()
+def _file_reads(path: str, **_: Any) -> list[FactRead[Any]]:
+    return [fact_read(FileStates, paths=[path])]
+
+
+@operation(reads=_file_reads)
 def managed_file(
     path: str,
     content: str | HiddenValue,
@@ -60,7 +65,7 @@ def managed_file(
     secret = isinstance(content, HiddenValue)
     text = _unmask(content)
     wanted = sha256_text(text)
-    current = host.get_fact(FileStates, paths=[path]).get(path)
+    current = read_fact(FileStates, paths=[path]).get(path)
 
     if current and current["sha256"] == wanted:
         fixes: list[StringCommand] = []
@@ -87,7 +92,9 @@ def managed_file(
     # Create the temporary file empty and private first: the upload then writes into a file
     # nobody else can read, whatever the SFTP server's umask.
     prepare += ["rm", "-f", QuoteString(tmp), "&&", ":", ">", QuoteString(tmp)]
-    yield StringCommand(*prepare)
+    if secret or create_parent:
+        # (A file anyone may read, in a directory that exists, skips this round trip.)
+        yield StringCommand(*prepare)
     yield FileUploadCommand(StringIO(text), tmp)
     yield StringCommand(
         "chown",
@@ -105,7 +112,7 @@ def managed_file(
     )
 
 
-@operation()
+@operation(reads=_file_reads)
 def kept_file(path: str, *, mode: int = 0o600, user: str = "root", group: str = "root") -> Any:
     """
     A file whose content is kept on the server and never written by the deploy (env files
@@ -117,7 +124,7 @@ def kept_file(path: str, *, mode: int = 0o600, user: str = "root", group: str = 
 
         kept_file(name="Env file kept on the server", path="/opt/egograph/repo/backend/.env")
     """
-    current = host.get_fact(FileStates, paths=[path]).get(path)
+    current = read_fact(FileStates, paths=[path]).get(path)
     if current is None:
         yield from refuse(
             f"{path} does not exist on the server; with env_files_managed = False it must be "

@@ -14,6 +14,7 @@ from .. import packages, repo, tailscale
 from ..common.operations import managed_file, sha256_text
 from ..hostsettings import current
 from ..packages.operations import apt_packages
+from ..repo.commit import Commit
 from ..settings import Settings, environ_mapping, read_env_source
 from .operations import docker_container, docker_engine, docker_image, docker_repository
 
@@ -81,7 +82,7 @@ def write_env_file(settings: Settings) -> None:
 
 
 @deploy("Docker image")
-def build_image(settings: Settings, commit: str | None) -> None:
+def build_image(settings: Settings, commit: Commit) -> None:
     docker_image(
         name=f"Image {settings.docker_image_name} built from the checkout",
         repo_path=settings.repo_path,
@@ -93,7 +94,7 @@ def build_image(settings: Settings, commit: str | None) -> None:
 
 
 @deploy("Docker container")
-def run_container(settings: Settings, commit: str | None) -> None:
+def run_container(settings: Settings, commit: Commit) -> None:
     docker_container(
         name=f"Container {settings.docker_image_name} running the current image, healthy",
         container_name=settings.docker_image_name,
@@ -117,8 +118,8 @@ def converge() -> None:
     packages.install_packages(settings=settings)
     tailscale.join_tailnet(settings=settings)
     install_engine(settings=settings)
-    # One commit for the whole run, resolved before anything changes (as the LXC deploy).
-    commit = repo.wanted_commit(settings)
+    # One commit for the whole run (as the LXC deploy).
+    commit = repo.run_commit(settings)
     repo.checkout_repo(settings=settings, commit=commit)
     write_env_file(settings=settings)
     build_image(settings=settings, commit=commit)

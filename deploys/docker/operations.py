@@ -12,6 +12,7 @@ from pyinfra.facts.server import LinuxDistribution
 from ..common.facts import FileStates
 from ..common.operations import sha256_text
 from ..common.report import change_reason, refuse
+from ..repo.commit import Commit, commit_of
 from .facts import BUILD_LABEL, COMMIT_LABEL, RUN_LABEL, DockerState
 from .release import release_script
 
@@ -165,7 +166,7 @@ def docker_image(
     dockerfile: str,
     base_image: str,
     *,
-    commit: str | None = None,
+    commit: Commit = None,
 ) -> Any:
     """
     Build the app's image from the checkout, tagged with its commit; only when no image of
@@ -187,6 +188,7 @@ def docker_image(
                      base_image="python:3.12-slim", commit="5d1c…")
     """
     digest = build_digest(dockerfile, base_image)
+    commit = commit_of(commit)
     if commit is not None:
         state = host.get_fact(DockerState, image=image, container="none", tag=commit)
         ref = f"{image}:{commit}"
@@ -232,7 +234,7 @@ def docker_container(
     container_port: int,
     health_url: str,
     health_timeout: int = 60,
-    commit: str | None = None,
+    commit: Commit = None,
 ) -> Any:
     """
     Run the app's container from ``<image>:<commit>``; recreate it only when the image, the
@@ -264,6 +266,7 @@ def docker_container(
     """
     options = {"restart": restart, "ports": f"127.0.0.1:{host_port}:{container_port}"}
     digest = run_digest(env_sha256, options)
+    commit = commit_of(commit)
     if commit is not None:
         state = host.get_fact(DockerState, image=image, container=container_name, tag=commit)
         current = state["container"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand
 
+from ..common.commands import chain
 from ..common.report import change_reason
+from ..common.snapshot import FactRead, fact_read, operation, read_fact
 from .facts import DuckdbExtensions
 
 _INSTALL = """
@@ -25,7 +27,13 @@ for name in names:
 """
 
 
-@operation()
+def _extension_reads(
+    python: str, extensions: list[str], directory: str, **_: Any
+) -> list[FactRead[Any]]:
+    return [fact_read(DuckdbExtensions, python=python, directory=directory, expect=extensions)]
+
+
+@operation(reads=_extension_reads)
 def duckdb_extensions(
     python: str, extensions: list[str], *, directory: str = "", repository: str = ""
 ) -> Any:
@@ -45,21 +53,25 @@ def duckdb_extensions(
         duckdb_extensions(name="DuckDB httpfs", python="/opt/egograph/repo/.venv/bin/python",
                           extensions=["httpfs"])
     """
-    current = host.get_fact(DuckdbExtensions, python=python, directory=directory, expect=extensions)
+    current = read_fact(DuckdbExtensions, python=python, directory=directory, expect=extensions)
     listed = current.get("extensions", {})
     missing = [e for e in extensions if not listed.get(e, {}).get("installed")]
     if not missing:
         host.noop(f"DuckDB {current.get('duckdb')}: {', '.join(extensions)} installed")
         return
     change_reason(f"DuckDB extensions not installed: {', '.join(missing)}")
+    commands = []
     if directory:
         # The service may run as another user: the directory must be readable by it.
-        yield StringCommand("install", "-d", "-m", "755", QuoteString(directory))
-    yield StringCommand(
-        QuoteString(python),
-        "-c",
-        QuoteString(_INSTALL),
-        QuoteString(directory),
-        QuoteString(repository),
-        *[QuoteString(e) for e in missing],
+        commands.append(StringCommand("install", "-d", "-m", "755", QuoteString(directory)))
+    commands.append(
+        StringCommand(
+            QuoteString(python),
+            "-c",
+            QuoteString(_INSTALL),
+            QuoteString(directory),
+            QuoteString(repository),
+            *[QuoteString(e) for e in missing],
+        )
     )
+    yield chain(commands)

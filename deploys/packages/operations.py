@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand
 
 from ..common.report import change_reason
+from ..common.snapshot import fact_read, operation, read_fact
 from .facts import UPDATE_STAMP, AptState
 
 
@@ -41,7 +42,7 @@ def apt_update(lock_timeout: int) -> StringCommand:
     )
 
 
-@operation()
+@operation(reads=lambda packages, **_: [fact_read(AptState, packages=packages)])
 def apt_packages(packages: list[str], *, cache_time: int = 86400, lock_timeout: int = 300) -> Any:
     """
     Install missing apt packages, refreshing the lists first only when they are older than
@@ -58,7 +59,7 @@ def apt_packages(packages: list[str], *, cache_time: int = 86400, lock_timeout: 
 
         apt_packages(name="Install git, curl", packages=["git", "curl"], cache_time=86400)
     """
-    current = host.get_fact(AptState, packages=packages)
+    current = read_fact(AptState, packages=packages)
     installed = current["installed"]
     missing = []
     for spec in packages:
@@ -70,8 +71,10 @@ def apt_packages(packages: list[str], *, cache_time: int = 86400, lock_timeout: 
         return
     change_reason(f"not installed: {', '.join(missing)}")
     age = current["lists_age"]
-    if age is None or age > cache_time:
-        yield apt_update(lock_timeout)
-    yield apt_get(
+    install = apt_get(
         lock_timeout, "install", "--no-install-recommends", *[QuoteString(p) for p in missing]
     )
+    # One command (one round trip) for both steps.
+    if age is None or age > cache_time:
+        install = StringCommand(apt_update(lock_timeout), "&&", install)
+    yield install

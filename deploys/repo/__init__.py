@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from pyinfra import host
 from pyinfra.api import deploy
 
 from ..settings import Settings
-from .facts import GitCheckout
+from .commit import Commit, RunCommit
 from .operations import checkout
 
 
-def wanted_commit(settings: Settings) -> str | None:
-    """The commit the run moves to, resolved once before any change (None if unknown yet,
-    e.g. git is not installed on a fresh target; the checkout then resolves it itself)."""
-    state = host.get_fact(
-        GitCheckout, path=settings.repo_path, url=settings.repo_url, ref=settings.repo_branch
-    )
-    remote: str | None = state.get("remote")
-    return remote
+def run_commit(settings: Settings) -> RunCommit:
+    """The commit this run moves the checkout to (looked up when first needed)."""
+    return RunCommit(settings.repo_path, settings.repo_url, settings.repo_branch)
 
 
 @deploy("App repository")
-def checkout_repo(settings: Settings, commit: str | None) -> None:
+def checkout_repo(settings: Settings, commit: Commit) -> None:
     checkout(
         name=f"Check out {settings.repo_branch} at {settings.repo_path}",
         url=settings.repo_url,

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand
 
+from ..common.commands import chain
 from ..common.report import change_reason, refuse
+from ..common.snapshot import FactRead, fact_read, operation, read_fact
+from .commit import Commit, RunCommit
 from .facts import SHA_RE, GitCheckout
 
 
-@operation()
+def _checkout_reads(url: str, path: str, ref: str, **_: Any) -> list[FactRead[Any]]:
+    return [fact_read(GitCheckout, path=path, url=url, ref=ref)]
+
+
+@operation(reads=_checkout_reads)
 def checkout(
     url: str,
     path: str,
     ref: str,
     *,
-    commit: str | None = None,
+    commit: Commit = None,
     discard_local_changes: bool = False,
 ) -> Any:
     """
@@ -31,8 +39,8 @@ def checkout(
     + url: the repository
     + path: checkout directory (its parent is created)
     + ref: branch, tag or 40-hex commit to follow
-    + commit: the commit resolved before the run (keeps every operation of one run on the
-      same commit); resolved here when None
+    + commit: the run's commit (a :class:`~deploys.repo.commit.RunCommit`, which keeps every
+      operation of one run on the same commit) or a known one; None: what ``ref`` is now
     + discard_local_changes: allow resetting local modifications
 
     **Example:**
@@ -42,15 +50,18 @@ def checkout(
         checkout(name="Check out main", url="https://github.com/endo-ava/ego-graph",
                  path="/opt/egograph/repo", ref="main")
     """
-    current = host.get_fact(GitCheckout, path=path, url=url, ref=commit or ref)
-    want = commit or current["remote"]
+    current = read_fact(GitCheckout, path=path, url=url, ref=ref)
+    if isinstance(commit, RunCommit):
+        want = commit.resolve(current["remote"])
+    else:
+        want = commit or current["remote"]
     p = QuoteString(path)
     is_branch = not SHA_RE.match(ref)
 
     if not current["exists"]:
         change_reason(f"{path} is not a checkout yet")
         parent = path.rsplit("/", 1)[0] or "/"
-        yield StringCommand(
+        clone = StringCommand(
             "mkdir",
             "-p",
             QuoteString(parent),
@@ -63,7 +74,7 @@ def checkout(
             QuoteString(url),
             p,
         )
-        yield from _move(path, ref, want, is_branch, force=False, fetch=want is None)
+        yield chain([clone, *_move(path, ref, want, is_branch, force=False, fetch=want is None)])
         return
 
     if current["dirty"]:
@@ -77,23 +88,30 @@ def checkout(
             return
         host.log(f"Discarding local changes in {path}:\n  {files}")
 
+    commands = []
     if current["origin"] != url:
         change_reason(f"origin is {current['origin']}, want {url}")
-        yield StringCommand("git", "-C", p, "remote", "set-url", "origin", QuoteString(url))
+        commands.append(
+            StringCommand("git", "-C", p, "remote", "set-url", "origin", QuoteString(url))
+        )
 
     on_branch = current["branch"] == ref if is_branch else current["branch"] is None
     if want is not None and current["head"] == want and on_branch and not current["dirty"]:
-        host.noop(f"{path} is at {want[:12]} ({ref})")
+        if commands:
+            yield chain(commands)
+        else:
+            host.noop(f"{path} is at {want[:12]} ({ref})")
         return
     change_reason(
         f"checkout at {(current['head'] or 'nothing')[:12]}, {ref} is at {(want or 'unknown')[:12]}"
     )
-    yield from _move(path, ref, want, is_branch, force=bool(current["dirty"]), fetch=True)
+    force = bool(current["dirty"])
+    yield chain([*commands, *_move(path, ref, want, is_branch, force=force, fetch=True)])
 
 
 def _move(
     path: str, ref: str, want: str | None, is_branch: bool, *, force: bool, fetch: bool
-) -> Any:
+) -> Iterator[StringCommand]:
     p = QuoteString(path)
     if fetch or want is not None:
         refspec = (

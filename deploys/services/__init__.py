@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import HiddenValue, deploy
 
 from ..common.operations import kept_file, managed_file, sha256_text
+from ..repo.commit import Commit
 from ..settings import Service, Settings, read_env_source
 from .operations import daemon_reload, service, system_user
 
@@ -60,7 +61,7 @@ def write_env_files(settings: Settings) -> None:
 
 
 @deploy("Services")
-def run_services(settings: Settings, commit: str | None) -> None:
+def run_services(settings: Settings, commit: Commit) -> None:
     units = {svc.unit: render_unit(settings, svc) for svc in settings.services}
     if settings.service_hardening:
         for user, group in host.loop(sorted({(s.user, s.group) for s in settings.services})):

@@ -5,15 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand
 
+from ..common.commands import chain
 from ..common.operations import STATE_DIR
 from ..common.report import change_reason
+from ..common.snapshot import FactRead, fact_read, operation, read, read_fact
+from ..repo.commit import Commit, commit_of
 from .facts import ServiceStates, SystemUser
 from .release import release_script
 
 
-@operation()
+def _reload_reads(units: dict[str, str], repo_path: str, **_: Any) -> list[FactRead[Any]]:
+    return [fact_read(ServiceStates, units=list(units), repo_path=repo_path, stamp_dir=STATE_DIR)]
+
+
+@operation(reads=_reload_reads)
 def daemon_reload(units: dict[str, str], *, repo_path: str) -> Any:
     """
     ``systemctl daemon-reload`` only when systemd's copy of a unit is stale: the unit file
@@ -29,9 +36,9 @@ def daemon_reload(units: dict[str, str], *, repo_path: str) -> Any:
         daemon_reload(name="Reload systemd", units={"egograph-backend": "9f2c…"},
                       repo_path="/opt/egograph/repo")
     """
-    current = host.get_fact(
-        ServiceStates, units=list(units), repo_path=repo_path, stamp_dir=STATE_DIR
-    )["units"]
+    current = read_fact(ServiceStates, units=list(units), repo_path=repo_path, stamp_dir=STATE_DIR)[
+        "units"
+    ]
     stale = sorted(
         u
         for u, sha in units.items()
@@ -46,7 +53,24 @@ def daemon_reload(units: dict[str, str], *, repo_path: str) -> Any:
     yield "systemctl daemon-reload"
 
 
-@operation()
+def _service_state(
+    unit: str, health_url: str, env_file: str, repo_path: str, **_: Any
+) -> FactRead[dict[str, Any]]:
+    return fact_read(
+        ServiceStates,
+        units=[unit],
+        repo_path=repo_path,
+        stamp_dir=STATE_DIR,
+        health_urls=[health_url],
+        env_files=[env_file],
+    )
+
+
+def _service_reads(**arguments: Any) -> list[FactRead[Any]]:
+    return [_service_state(**arguments)]
+
+
+@operation(reads=_service_reads)
 def service(
     unit: str,
     *,
@@ -57,7 +81,7 @@ def service(
     health_timeout: int,
     repo_path: str,
     ref: str,
-    commit: str | None = None,
+    commit: Commit = None,
 ) -> Any:
     """
     Keep ``unit`` enabled and running the wanted release, and healthy.
@@ -89,27 +113,26 @@ def service(
                 env_file="/opt/egograph/repo/backend/.env", health_url="http://127.0.0.1:8000/health",
                 health_timeout=60, repo_path="/opt/egograph/repo")
     """
-    facts = host.get_fact(
-        ServiceStates,
-        units=[unit],
-        repo_path=repo_path,
-        stamp_dir=STATE_DIR,
-        health_urls=[health_url],
-        env_files=[env_file],
-    )
+    commit = commit_of(commit)
+    facts = read(_service_state(unit, health_url, env_file, repo_path))
     current = facts["units"].get(unit, {})
     head = facts["head"]
     started = current.get("stamp") or {}
 
+    commands: list[StringCommand] = []
     file_state = current.get("UnitFileState") or ""
     if file_state.startswith("masked"):
         # Someone masked it (e.g. `systemctl mask --runtime`): the deploy owns this unit.
         change_reason(f"{unit} is {file_state}")
-        yield StringCommand("systemctl", "unmask", "--runtime", QuoteString(f"{unit}.service"))
-        yield StringCommand("systemctl", "unmask", QuoteString(f"{unit}.service"))
+        commands.append(
+            StringCommand("systemctl", "unmask", "--runtime", QuoteString(f"{unit}.service"))
+        )
+        commands.append(StringCommand("systemctl", "unmask", QuoteString(f"{unit}.service")))
     if file_state != "enabled":
         change_reason(f"{unit} is not enabled ({file_state or 'no unit'})")
-        yield StringCommand("systemctl", "enable", "--quiet", QuoteString(f"{unit}.service"))
+        commands.append(
+            StringCommand("systemctl", "enable", "--quiet", QuoteString(f"{unit}.service"))
+        )
 
     active = current.get("ActiveState") == "active"
     wanted = {"unit": stamp["unit"], "env": stamp["env"] or current.get("env_sha256")}
@@ -127,12 +150,15 @@ def service(
     if active and current.get("healthy") is False:
         reasons.append(f"not answering {health_url}")
     if active and not reasons:
-        host.noop(f"{unit} is running, current and healthy")
+        if commands:
+            yield chain(commands)
+        else:
+            host.noop(f"{unit} is running, current and healthy")
         return
     verb = "restart" if active else "start"
     change_reason(f"{verb} {unit}: {', '.join(reasons) if active else 'not running'}")
 
-    yield StringCommand(
+    release = StringCommand(
         release_script(
             unit=unit,
             verb=verb,
@@ -145,9 +171,10 @@ def service(
             state_dir=STATE_DIR,
         )
     )
+    yield chain([*commands, release])
 
 
-@operation()
+@operation(reads=lambda user, group, **_: [fact_read(SystemUser, user=user, group=group)])
 def system_user(user: str, group: str) -> Any:
     """
     A system user with its own group, no home directory and no login shell, for a hardened
@@ -159,7 +186,7 @@ def system_user(user: str, group: str) -> Any:
 
         system_user(name="System user egograph", user="egograph", group="egograph")
     """
-    current = host.get_fact(SystemUser, user=user, group=group)
+    current = read_fact(SystemUser, user=user, group=group)
     if not current["group"]:
         change_reason(f"group {group} does not exist")
         yield StringCommand("groupadd", "--system", QuoteString(group))

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
 
+from ..common.commands import chain
 from ..common.report import change_reason, refuse
+from ..common.snapshot import fact_read, operation, read_fact
 from ..packages.operations import apt_get, apt_update
 from .facts import (
     DAEMON_DOWN,
@@ -261,7 +263,7 @@ def service_url(dns: str, port: int) -> str:
 
 
 # -- operations --------------------------------------------------------------------------
-@operation()
+@operation(reads=lambda **_: [fact_read(TailscaleInstall)])
 def tailscale_package(
     *,
     repo_url: str,
@@ -292,7 +294,7 @@ def tailscale_package(
                           keyring_url_template="", keyring_sha256="…", version="",
                           userspace=False)
     """
-    info = host.get_fact(TailscaleInstall)
+    info = read_fact(TailscaleInstall)
     problem = install_problem(info, userspace)
     found = distro_of(info)
     if problem or found is None:
@@ -357,10 +359,10 @@ def tailscale_package(
     if not commands:
         host.noop(f"tailscale {installed} from {repo_url}/{distro} is installed and running")
         return
-    yield from commands
+    yield chain(commands)
 
 
-@operation()
+@operation(reads=lambda **_: [fact_read(TailscaleNode)])
 def tailscale_login(
     *,
     hostname: str,
@@ -389,7 +391,7 @@ def tailscale_login(
         tailscale_login(name="Log in to the tailnet", hostname="egograph-prod", flags=[],
                         authkey_source={"environ": "TS_AUTHKEY"})
     """
-    node = host.get_fact(TailscaleNode)
+    node = read_fact(TailscaleNode)
     status, prefs = node["status"], node["prefs"]
     state = backend_state(status)
     executing = host.state.is_executing
@@ -436,10 +438,10 @@ def tailscale_login(
     if not commands:
         host.noop(f"logged in as {self_hostname(status)} ({dns_name(status) or 'no DNS name'})")
         return
-    yield from commands
+    yield chain(commands)
 
 
-@operation()
+@operation(reads=lambda **_: [fact_read(TailscaleNode)])
 def tailscale_serve(
     *,
     services: list[dict[str, Any]],
@@ -467,7 +469,7 @@ def tailscale_serve(
                         services=[{"name": "backend", "https_port": 443,
                                    "target": "http://127.0.0.1:8000"}])
     """
-    node = host.get_fact(TailscaleNode)
+    node = read_fact(TailscaleNode)
     status, config = node["status"], node["serve"]
     state = backend_state(status)
     executing = host.state.is_executing
@@ -510,10 +512,10 @@ def tailscale_serve(
         )
         if funnel_on and foreign and not reset_foreign:
             host.log("the reset also drops: " + ", ".join(f"{t} on {p}" for p, t in foreign))
-        yield StringCommand("tailscale", "serve", "reset")
     else:
         change_reason("not served: " + ", ".join(f"{t} on {p}" for p, t in missing))
-    yield from _serve_commands(missing, funnel)
+    reset_command = [StringCommand("tailscale", "serve", "reset")] if reset else []
+    yield chain([*reset_command, *_serve_commands(missing, funnel)])
 
 
 # -- command builders --------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 
 from pyinfra.api import deploy
 
+from ..repo.commit import Commit
 from ..settings import Settings
 from .operations import uv_binary, uv_sync
 
@@ -31,7 +32,7 @@ def install_uv(settings: Settings) -> None:
 
 
 @deploy("uv sync")
-def sync_environment(settings: Settings, commit: str | None) -> None:
+def sync_environment(settings: Settings, commit: Commit) -> None:
     uv_sync(
         name=f"uv sync --all-packages --locked in {settings.repo_path}",
         repo_path=settings.repo_path,

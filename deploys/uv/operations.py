@@ -7,15 +7,12 @@ import shlex
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import (
-    FileUploadCommand,
-    FunctionCommand,
-    QuoteString,
-    StringCommand,
-    operation,
-)
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand
 
+from ..common.commands import chain
 from ..common.report import change_reason
+from ..common.snapshot import FactRead, fact_read, operation, read_fact
+from ..repo.commit import Commit, commit_of
 from ..services.release import VENV_SNAPSHOT, checkout_command
 from . import wheel
 from .facts import UvInstall, UvSyncState
@@ -25,7 +22,15 @@ def profile_line(uv_dir: str) -> str:
     return f'export PATH="{uv_dir}:$PATH"'
 
 
-@operation()
+def _uv_reads(path: str, profile: str, **_: Any) -> list[FactRead[Any]]:
+    return [fact_read(UvInstall, path=path, profile=profile, line=profile_line(_dir(path)))]
+
+
+def _dir(path: str) -> str:
+    return path.rsplit("/", 1)[0]
+
+
+@operation(reads=_uv_reads)
 def uv_binary(
     version: str,
     path: str,
@@ -52,9 +57,9 @@ def uv_binary(
         uv_binary(name="Install uv 0.13.9", version="0.13.9",
                   path="/root/.local/bin/uv", profile="/root/.profile")
     """
-    uv_dir = path.rsplit("/", 1)[0]
+    uv_dir = _dir(path)
     line = profile_line(uv_dir)
-    current = host.get_fact(UvInstall, path=path, profile=profile, line=line)
+    current = read_fact(UvInstall, path=path, profile=profile, line=line)
 
     if current["version"] == version:
         host.noop(f"uv {version} is installed at {path}")
@@ -76,12 +81,7 @@ def uv_binary(
             "UV_NO_MODIFY_PATH=1",
             "sh",
             "&&",
-            QuoteString(path),
-            "--version",
-            "|",
-            "grep",
-            "-qF",
-            QuoteString(f"uv {version}"),
+            _version_check(path, version),
         )
     else:
         change_reason(f"uv at {path} is {current['version'] or 'missing'}, want {version}")
@@ -94,44 +94,54 @@ def uv_binary(
         )
         targets = ((local_uv, path), (local_uvx, f"{uv_dir}/uvx"))
         yield StringCommand("mkdir", "-p", QuoteString(uv_dir))
+        finish = []
         for local, remote in targets:
             tmp = f"{remote}.egograph-deploy.tmp"
             yield FileUploadCommand(str(local), tmp)
-            yield StringCommand(
-                "chmod",
-                "755",
-                QuoteString(tmp),
-                "&&",
-                "mv",
-                "-f",
-                QuoteString(tmp),
-                QuoteString(remote),
+            finish.append(
+                StringCommand(
+                    "chmod",
+                    "755",
+                    QuoteString(tmp),
+                    "&&",
+                    "mv",
+                    "-f",
+                    QuoteString(tmp),
+                    QuoteString(remote),
+                )
             )
-        yield StringCommand(
-            QuoteString(path),
-            "--version",
-            "|",
-            "grep",
-            "-qF",
-            QuoteString(f"uv {version}"),
-        )
+        finish.append(_version_check(path, version))
+        # The moves, the check and the PATH line below go over as one command.
+        if not current["profile_line"]:
+            change_reason(f"{profile} does not put {uv_dir} on PATH")
+            finish.append(_profile_command(line, profile))
+        yield chain(finish)
+        return
 
     if not current["profile_line"]:
         change_reason(f"{profile} does not put {uv_dir} on PATH")
-        yield StringCommand(
-            "printf",
-            "'%s\\n'",
-            QuoteString(line),
-            ">>",
-            QuoteString(profile),
-        )
+        yield _profile_command(line, profile)
+
+
+def _version_check(path: str, version: str) -> StringCommand:
+    return StringCommand(
+        QuoteString(path), "--version", "|", "grep", "-qF", QuoteString(f"uv {version}")
+    )
+
+
+def _profile_command(line: str, profile: str) -> StringCommand:
+    return StringCommand("printf", "'%s\\n'", QuoteString(line), ">>", QuoteString(profile))
 
 
 def sync_stamp_path(repo_path: str) -> str:
     return f"{repo_path}/.venv/.egograph-deploy-sync.json"
 
 
-@operation()
+def _sync_reads(repo_path: str, **_: Any) -> list[FactRead[Any]]:
+    return [fact_read(UvSyncState, repo_path=repo_path, stamp=sync_stamp_path(repo_path))]
+
+
+@operation(reads=_sync_reads)
 def uv_sync(
     repo_path: str,
     uv: str,
@@ -139,7 +149,7 @@ def uv_sync(
     environment: dict[str, str],
     env_digest: str,
     ref: str = "main",
-    commit: str | None = None,
+    commit: Commit = None,
 ) -> Any:
     """
     ``uv sync --all-packages --locked`` in the workspace, only when the checkout, its
@@ -161,7 +171,8 @@ def uv_sync(
                 environment={}, env_digest="…")
     """
     stamp_path = sync_stamp_path(repo_path)
-    current = host.get_fact(UvSyncState, repo_path=repo_path, stamp=stamp_path)
+    current = read_fact(UvSyncState, repo_path=repo_path, stamp=stamp_path)
+    commit = commit_of(commit)
     stamp = current["stamp"] or {}
     reasons = []
     if not stamp:

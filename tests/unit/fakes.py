@@ -9,6 +9,8 @@ from typing import Any
 
 from pyinfra.context import ctx_host
 
+from deploys.common.commands import Chain
+
 
 class FakeHost:
     def __init__(self, facts: dict[type, Any], *, executing: bool = True) -> None:
@@ -20,6 +22,7 @@ class FakeHost:
         self.noops: list[str] = []
         self.logs: list[str] = []
         self.commands: list[Any] = []
+        self.round_trips = 0
 
     def get_fact(self, cls: type, *args: Any, **kwargs: Any) -> Any:
         return copy.deepcopy(self.facts[cls])
@@ -32,8 +35,11 @@ class FakeHost:
 
 
 def run_op(op: Any, facts: dict[type, Any], *, executing: bool = True, **kwargs: Any) -> FakeHost:
-    """Run ``op``'s generator on a fake host; ``fake.commands`` holds what it yielded."""
+    """Run ``op``'s generator on a fake host; ``fake.commands`` holds what it yielded, a
+    chain of commands as its parts, and ``fake.round_trips`` how many commands it yielded."""
     fake = FakeHost(facts, executing=executing)
     with ctx_host.use(fake):
-        fake.commands = list(op._inner(**kwargs))
+        yielded = list(op._inner(**kwargs))
+    fake.round_trips = len(yielded)
+    fake.commands = [p for c in yielded for p in (c.parts if isinstance(c, Chain) else [c])]
     return fake

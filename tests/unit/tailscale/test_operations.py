@@ -113,8 +113,10 @@ def test_fresh_install_in_order() -> None:
         keyring_sha256=None,
         sources_list=None,
     )
-    cmds = texts(install(fresh))
+    fake = install(fresh)
+    cmds = texts(fake)
     assert len(cmds) == 6
+    assert fake.round_trips == 1  # chained: one command over SSH
     assert "curl -fsSL --retry 3 -o" in cmds[0]
     assert "https://pkgs.example/stable/ubuntu/noble.noarmor.gpg" in cmds[0]
     assert f'if [ "$got" !=  {PIN}  ]' in cmds[0]
