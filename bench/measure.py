@@ -278,6 +278,8 @@ class Ansible:
                 "run",
                 "--no-project",
                 "--quiet",
+                # Bytecode, as `make deps` gives the deploy: both start from .pyc files.
+                "--compile-bytecode",
                 "--with",
                 "ansible-core",
                 "python",

@@ -4,9 +4,11 @@ checkout and env files, §4 `uv sync` and DuckDB httpfs, §5 systemd, §2/§9 `t
 from __future__ import annotations
 
 from . import duckdb, packages, repo, services, tailscale, uv
+from .common.snapshot import planned
 from .hostsettings import current
 
 
+@planned
 def converge() -> None:
     settings = current()
     packages.install_packages(settings=settings)
@@ -26,6 +28,7 @@ def converge() -> None:
     tailscale.publish_services(settings=settings)
 
 
+@planned
 def update() -> None:
     """The runbook's update flow (§7: fetch, move to the branch, ``uv sync``, restart), with
     its safety: local edits on the server stop the run unless discarding them is allowed,

@@ -8,6 +8,11 @@ of it at once with :class:`StateSnapshot`: one shell script that runs every decl
 own command in turn, each in a subshell, its output and exit status framed by a marker line,
 and parsed by the fact's own ``process``.
 
+A dry run (and the check before an interactive run's prompt) decides each operation as
+soon as the deploy calls it, before later operations have declared their reads: the deploy
+is therefore walked once first with :func:`planned`, in which the operations only declare
+their reads and register nothing.
+
 The snapshot is only trusted while nothing has changed the host: the first command any of
 these operations yields while executing drops it, and every later read is a live
 ``host.get_fact`` again. A no-op run therefore costs one command; a run that changes
@@ -137,10 +142,11 @@ def _call(attribute: Any, kwargs: dict[str, Any]) -> Any:
 
 @dataclass
 class _HostReads:
-    wanted: dict[str, FactRead] = field(default_factory=dict)
+    wanted: dict[str, FactRead[Any]] = field(default_factory=dict)
     values: dict[str, Any] | None = None
     taken_while_executing: bool = False
     trusted: bool = True
+    planning: bool = False
 
 
 _HOSTS: weakref.WeakKeyDictionary[Any, _HostReads] = weakref.WeakKeyDictionary()
@@ -159,6 +165,32 @@ def declare(reads: Iterable[FactRead]) -> None:
     record = _HOSTS.setdefault(current, _HostReads())
     for wanted in reads:
         record.wanted.setdefault(wanted.key, wanted)
+
+
+def planned(steps: Callable[[], None]) -> Callable[[], None]:
+    """Wrap a deploy's steps (the calls of its operations) so that, when pyinfra decides
+    operations while preparing (``--dry``, or before the prompt), the steps run once first
+    only to declare every read: the dry run then reads the host in one command too."""
+
+    @functools.wraps(steps)
+    def run() -> None:
+        current = ctx_host.get()
+        state = ctx_state.get() if ctx_state.isset() else None
+        if current is not None and state is not None and state.should_check_for_changes():
+            record = _HOSTS.setdefault(current, _HostReads())
+            record.planning = True
+            try:
+                steps()
+            finally:
+                record.planning = False
+        steps()
+
+    return run
+
+
+def _planning() -> bool:
+    record = _record()
+    return record is not None and record.planning
 
 
 def _executing() -> bool:
@@ -207,11 +239,11 @@ def operation(
                 yield command
 
         op = pyinfra_operation(**options)(commands)
-        if reads is None:
-            return op
         signature = inspect.signature(func)
 
         def reads_of(*args: Any, **kwargs: Any) -> list[FactRead[Any]]:
+            if reads is None:
+                return []
             own = {k: v for k, v in kwargs.items() if k in signature.parameters}
             bound = signature.bind_partial(*args, **own)
             bound.apply_defaults()
@@ -220,6 +252,8 @@ def operation(
         @functools.wraps(op)
         def declaring(*args: Any, **kwargs: Any) -> Any:
             declare(reads_of(*args, **kwargs))
+            if _planning():
+                return None  # the planning walk registers nothing
             return op(*args, **kwargs)
 
         declaring._inner = op._inner  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from pyinfra.api import HiddenValue, deploy
 
 from .. import packages, repo, tailscale
 from ..common.operations import managed_file, sha256_text
+from ..common.snapshot import planned
 from ..hostsettings import current
 from ..packages.operations import apt_packages
 from ..repo.commit import Commit
@@ -111,6 +112,7 @@ def run_container(settings: Settings, commit: Commit) -> None:
     )
 
 
+@planned
 def converge() -> None:
     """The Docker variant in the runbook's order (§2 packages and Tailscale, §8 engine,
     §3 checkout and env file, §8 build and run, §2/§9 ``tailscale serve``)."""

@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.server import LinuxDistribution
 
 from ..common.facts import FileStates
 from ..common.operations import sha256_text
 from ..common.report import change_reason, refuse
+from ..common.snapshot import operation
 from ..repo.commit import Commit, commit_of
 from .facts import BUILD_LABEL, COMMIT_LABEL, RUN_LABEL, DockerState
 from .release import release_script

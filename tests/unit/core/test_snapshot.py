@@ -220,3 +220,31 @@ def test_each_operation_declares_what_it_reads(op: Any, kwargs: dict[str, Any]) 
         list(op._inner(**kwargs))
     assert fake.asked is not None
     assert [r.key for r in declared] == [fake.asked.key]
+
+
+def test_a_dry_run_walks_the_deploy_once_to_declare_first(shell_host: ShellHost) -> None:
+    """pyinfra decides each operation as the deploy calls it when it checks for changes,
+    so the reads of later operations must be declared before the first one reads."""
+
+    @snapshot.operation(reads=lambda text, **_: [fact_read(Lines, text=text)])
+    def show(text: str) -> Any:
+        yield f"echo {text}"
+
+    walks: list[tuple[bool, Any]] = []
+
+    def steps() -> None:
+        planning = snapshot._planning()
+        walks.append((planning, show(text="a") if planning else None))
+
+    checking = SimpleNamespace(is_executing=False, should_check_for_changes=lambda: True)
+    with ctx_state.use(checking):
+        snapshot.planned(steps)()
+        assert walks == [(True, None), (False, None)]  # the op registered nothing
+        assert read_fact(Lines, text="a") == ["a"]
+    assert shell_host.reads == ["StateSnapshot"]
+
+    walks.clear()
+    running = SimpleNamespace(is_executing=False, should_check_for_changes=lambda: False)
+    with ctx_state.use(running):
+        snapshot.planned(steps)()
+    assert walks == [(False, None)]  # -y: the deploy's own walk declares before execution
