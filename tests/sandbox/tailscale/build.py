@@ -55,7 +55,8 @@ STAMP = ".standin-build.json"
 
 # pkg/ source -> (path in the package, mode)
 TAILSCALE_FILES = {
-    "tailscale": ("usr/bin/tailscale", 0o755),
+    "tailscale": ("usr/lib/tailscale-standin/tailscale_cli.py", 0o644),
+    "tailscale.launcher": ("usr/bin/tailscale", 0o755),
     "tailscaled": ("usr/sbin/tailscaled", 0o755),
     "tailscaled.service": ("lib/systemd/system/tailscaled.service", 0o644),
     "tailscaled.defaults": ("etc/default/tailscaled", 0o644),

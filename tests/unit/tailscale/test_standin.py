@@ -467,6 +467,7 @@ def test_package_contents(repo: build.RepoInfo) -> None:
     listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True).stdout
     for mode, path in [
         ("-rwxr-xr-x root/root", "./usr/bin/tailscale"),
+        ("-rw-r--r-- root/root", "./usr/lib/tailscale-standin/tailscale_cli.py"),
         ("-rwxr-xr-x root/root", "./usr/sbin/tailscaled"),
         ("-rw-r--r-- root/root", "./lib/systemd/system/tailscaled.service"),
         ("-rw-r--r-- root/root", "./etc/default/tailscaled"),
@@ -514,7 +515,8 @@ def test_rebuild_only_when_sources_change(repo: build.RepoInfo, tmp_path: Path) 
     old = tmp_path / "r/stable/debian/pool/tailscale_1.94.2_amd64.deb"
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["dpkg-deb", "-x", str(old), tmp], check=True)
-        assert 'VERSION = "1.94.2"' in Path(tmp, "usr/bin/tailscale").read_text()
+        cli = Path(tmp, "usr/lib/tailscale-standin/tailscale_cli.py")
+        assert 'VERSION = "1.94.2"' in cli.read_text()
 
 
 @needs_tools

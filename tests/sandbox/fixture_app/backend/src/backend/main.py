@@ -13,7 +13,15 @@ from backend import RELEASE
 app = FastAPI()
 
 
+_HTTPFS_LOADED = False
+
+
 def _httpfs() -> tuple[bool, str | None]:
+    # Once loaded, an extension stays loaded for the process: later checks are free, as
+    # a health endpoint polled by every deploy and drift check should be.
+    global _HTTPFS_LOADED
+    if _HTTPFS_LOADED:
+        return True, None
     config = {"autoinstall_known_extensions": False}
     directory = os.environ.get("DUCKDB_EXTENSION_DIRECTORY")
     if directory:
@@ -21,19 +29,27 @@ def _httpfs() -> tuple[bool, str | None]:
     try:
         con = duckdb.connect(config=config)
         con.execute("LOAD httpfs")
+        _HTTPFS_LOADED = True
         return True, None
     except duckdb.Error as exc:
         return False, str(exc)
 
 
+_DATA_DIR_WRITTEN = False
+
+
 def _data_dir_writable() -> bool | None:
+    global _DATA_DIR_WRITTEN
     directory = os.environ.get("EGOGRAPH_DATA_DIR")
     if not directory:
         return None
+    if _DATA_DIR_WRITTEN:
+        return True
     try:
         con = duckdb.connect(str(Path(directory) / "health.duckdb"))
         con.execute("create or replace table probe as select 1 as ok")
         con.close()
+        _DATA_DIR_WRITTEN = True
         return True
     except (OSError, duckdb.Error):
         return False
