@@ -56,8 +56,9 @@ def section(result: dict[str, Any], stem: str) -> str:
         out += [
             f"Where a no-op run's {sum(steps.values()):.2f} s go: {fixed:.2f} s are fixed costs "
             "(Python start-up and imports, inventory and settings, the SSH connection, "
-            f"results) and {ops_total:.2f} s the {len(slowest)} operations, each reading one "
-            "fact in one remote command. Slowest operations: "
+            f"results) and {ops_total:.2f} s the {len(slowest)} operations: the first reads "
+            "the state they all decide from in one remote command "
+            "(`deploys/common/snapshot.py`). Slowest operations: "
             + "; ".join(f"{name} {sec:.2f} s" for name, sec in slowest[:3])
             + f". Chart: `bench/results/{stem}-noop-steps.png`.",
             "",

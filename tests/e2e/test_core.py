@@ -89,6 +89,14 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
     assert dry.returncode == 0
     assert dry.changed_ops() == []
 
+    # A host in sync is read in ONE remote command, by a run and by a dry run (a drift
+    # check): deploys/common/snapshot.py. The count is noise-free, so it is asserted here;
+    # the time it buys is measured by `make bench`.
+    for flags in (("-y", "-vv"), ("--dry", "-vv")):
+        verbose = pyinfra(hosts, *flags)
+        assert verbose.returncode == 0, verbose.output[-3000:]
+        assert verbose.output.count(">>> ") == 1, verbose.output[-3000:]
+
     # --- verify, independently of the deploy's own facts ---
     target = testinfra.get_host(f"ssh://{c.name}", ssh_config=str(paths.SSH_CONFIG))
     env_file = target.file("/opt/egograph/repo/backend/.env")
