@@ -377,8 +377,8 @@ def main(argv: list[str] | None = None) -> None:
         bench.single()
         if args.fleet:
             bench.fleet()
-    except (BenchError, RuntimeError, OSError) as exc:
-        error = str(exc)
+    except Exception as exc:  # whatever broke, what was measured is still written
+        error = f"{type(exc).__name__}: {exc}"
         log(f"FAILED: {error[-2000:]}")
     except KeyboardInterrupt:
         error = "interrupted"

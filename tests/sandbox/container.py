@@ -306,9 +306,11 @@ def _write_ssh_files() -> None:
     known, config = [], []
     for c in all_containers():
         pub = c.dir / "ssh_host_ed25519_key.pub"
-        if pub.exists():
-            kind, key = pub.read_text().split()[:2]
-            known.append(f"{c.ip} {kind} {key}\n")
+        fields = pub.read_text().split() if pub.exists() else []
+        # Still being written by its container's own boot (in another thread): that boot
+        # rewrites these files once the key is complete.
+        if len(fields) >= 2:
+            known.append(f"{c.ip} {fields[0]} {fields[1]}\n")
         config.append(
             f"Host {c.name}\n  HostName {c.ip}\n  User root\n  IdentityFile {paths.SSH_KEY}\n"
             f"  IdentitiesOnly yes\n  UserKnownHostsFile {paths.KNOWN_HOSTS}\n"
