@@ -9,8 +9,10 @@ container itself.
 from pyinfra import host
 
 from deploys import proxmox
+from deploys.common.connection import without_nagle
 from deploys.hostsettings import current
 from deploys.inventory import NODE_ROLE, ROLE
 
+without_nagle()
 if host.data.get(ROLE) == NODE_ROLE:
     proxmox.destroy_container(settings=current())

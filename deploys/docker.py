@@ -8,5 +8,7 @@ previous one if the new one is unhealthy), then ``tailscale serve`` on the VM ho
 """
 
 from deploys import docker
+from deploys.common.connection import without_nagle
 
+without_nagle()
 docker.converge()

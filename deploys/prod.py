@@ -10,9 +10,11 @@ converges an existing container.
 from pyinfra import host
 
 from deploys import container, proxmox
+from deploys.common.connection import without_nagle
 from deploys.hostsettings import current
 from deploys.inventory import NODE_ROLE, ROLE
 
+without_nagle()
 # Every host gets the Proxmox stage (it does nothing on the container host and without
 # Proxmox), so pyinfra's operation graph puts the container's operations after it.
 proxmox.ensure_container(settings=current())

@@ -10,7 +10,9 @@ With Proxmox in the inventory the node is left alone: only the container is upda
 from pyinfra import host
 
 from deploys import container
+from deploys.common.connection import without_nagle
 from deploys.inventory import NODE_ROLE, ROLE
 
+without_nagle()
 if host.data.get(ROLE) != NODE_ROLE:
     container.update()

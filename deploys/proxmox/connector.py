@@ -31,6 +31,7 @@ from pyinfra.connectors.base import BaseConnector
 from pyinfra.connectors.ssh import ConnectorData, SSHConnector, connector_data_meta
 from pyinfra.connectors.util import CommandOutput
 
+from ..common.connection import without_nagle
 from ..hostsettings import data_of
 from ..settings import SettingsError, validate
 
@@ -116,6 +117,7 @@ class PveContainerConnector(BaseConnector):
             ssh.connect()
         except ConnectError as exc:
             raise ConnectionError(f"CT {pve.hostname} at {addr}: {exc}") from None
+        without_nagle(ssh)
         self._ssh = ssh
         self._ssh_for_execute = executing
         self.target_pending = False
