@@ -7,6 +7,7 @@ them.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any, TypedDict
 
@@ -208,41 +209,35 @@ class TailscaleInstallInfo(TypedDict):
     os_codename: str | None
 
 
-# One POSIX sh + awk script (no python3 needed on the target) printing one JSON object.
+# One POSIX sh script (no python3 needed on the target) printing one "key value" line per
+# thing found; free-form text (the sources list, the FLAGS value) is base64, so any byte
+# survives. It starts as few programs as it can (it is part of every no-op run's one read):
+# one dpkg-query, stat, sed, sha256sum, systemctl and two base64.
 # Positional parameters: $1 keyring, $2 sources list, $3 defaults file, $4 TUN device.
-# /etc/os-release is sourced in subshells (it is a shell fragment by specification).
-# js: stdin -> JSON string (backslash, quote and control characters escaped, bytes kept).
+# /etc/os-release is sourced in a subshell (it is a shell fragment by specification).
+# The FLAGS value is the last FLAGS= line, one pair of quotes removed, behind an "x" so that
+# an empty value is told from a missing one.
 _INSTALL_SCRIPT = (
-    'js() { awk \'BEGIN { RS = "\\001"; ORS = ""; for (i = 1; i < 32; i++) o[sprintf("%c", i)] = i }'
-    ' { s = s p $0; p = "\\001" }'
-    " END { for (i = 1; i <= length(s); i++) { c = substr(s, i, 1);"
-    ' if (c == "\\\\" || c == "\\"") c = "\\\\" c;'
-    ' else if (c in o) c = sprintf("\\\\u%04x", o[c]); r = r c }'
-    ' printf "\\"%s\\"", r }\'; };'
-    ' v() { if [ -n "$1" ]; then printf "%s" "$1" | js; else printf null; fi; };'
-    " ver=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' tailscale 2>/dev/null);"
-    ' case "$ver" in ?i*) ver=${ver#???} ;; *) ver= ;; esac;'
+    "ver=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' tailscale 2>/dev/null);"
+    ' case "$ver" in ?i*) echo "package_version ${ver#???}" ;; esac;'
     " tun=false; tun_open=false;"
     ' if [ -c "$4" ] && [ "$(stat -L -c %t:%T "$4" 2>/dev/null)" = a:c8 ]; then tun=true;'
     ' if ( exec 3<>"$4" ) 2>/dev/null; then tun_open=true; fi; fi;'
-    " flags=null;"
-    ' if [ -r "$3" ] && grep -q \'^[[:space:]]*FLAGS=\' "$3"; then'
-    " f=$(sed -n 's/^[[:space:]]*FLAGS=//p' \"$3\" | tail -n 1"
-    " | sed -e 's/^\"\\(.*\\)\"$/\\1/' -e \"s/^'\\(.*\\)'\\$/\\1/\");"
-    ' flags=$(printf "%s" "$f" | js); fi;'
-    ' sources=null; if [ -r "$2" ]; then sources=$(js < "$2"); fi;'
-    ' sha=$(sha256sum "$1" 2>/dev/null | cut -d " " -f 1);'
-    ' os_id=$( [ -r /etc/os-release ] && . /etc/os-release && printf %s "$ID");'
-    " os_code=$( [ -r /etc/os-release ] && . /etc/os-release"
-    ' && printf %s "${UBUNTU_CODENAME:-$VERSION_CODENAME}");'
-    " enabled=$(systemctl is-enabled tailscaled.service 2>/dev/null);"
-    " active=$(systemctl is-active tailscaled.service 2>/dev/null);"
-    ' printf \'{"package_version": %s, "tun_device": %s, "tun_openable": %s,'
-    ' "defaults_flags": %s, "service_enabled": %s, "service_active": %s,'
-    ' "keyring_sha256": %s, "sources_list": %s, "os_id": %s, "os_codename": %s}\\n\''
-    ' "$(v "$ver")" "$tun" "$tun_open" "$flags" "$(v "$enabled")" "$(v "$active")"'
-    ' "$(v "$sha")" "$sources" "$(v "$os_id")" "$(v "$os_code")"'
+    ' echo "tun_device $tun"; echo "tun_openable $tun_open";'
+    ' if [ -r "$3" ]; then'
+    " f=$(sed -n -e '/^[[:space:]]*FLAGS=/h' -e '${x;/^[[:space:]]*FLAGS=/!d;"
+    " s/^[[:space:]]*FLAGS=//;s/^\"\\(.*\\)\"$/\\1/;s/^'\\''\\(.*\\)'\\''$/\\1/;s/^/x/;p;}'"
+    ' "$3" | base64 -w 0);'
+    ' [ -n "$f" ] && echo "defaults_flags $f"; fi;'
+    ' if [ -r "$2" ]; then echo "sources_list $(base64 -w 0 < "$2")"; fi;'
+    ' [ -r "$1" ] && sha=$(sha256sum < "$1") && echo "keyring_sha256 ${sha%% *}";'
+    ' [ -r /etc/os-release ] && ( . /etc/os-release && echo "os_id $ID"'
+    ' && echo "os_codename ${UBUNTU_CODENAME:-$VERSION_CODENAME}" );'
+    " systemctl show -p UnitFileState -p ActiveState tailscaled.service 2>/dev/null;"
+    " true"
 )
+_SYSTEMCTL_PROPERTIES = {"UnitFileState": "service_enabled", "ActiveState": "service_active"}
+_BASE64_KEYS = ("defaults_flags", "sources_list")
 
 
 class TailscaleInstall(FactBase[TailscaleInstallInfo]):
@@ -308,12 +303,36 @@ class TailscaleInstall(FactBase[TailscaleInstallInfo]):
         }
 
     def process(self, output: list[str]) -> TailscaleInstallInfo:
-        data = _parse_json("tailscale install probe", output)
         info = TailscaleInstall.default()
-        if not isinstance(data, dict) or not set(info) <= set(data):
-            raise FactProcessError(f"tailscale install probe: unexpected output {data!r}")
-        info.update({key: data[key] for key in info})  # type: ignore[typeddict-item]
+        seen: dict[str, str] = {}
+        for line in output:
+            if "=" in line.split(" ", 1)[0]:  # systemctl show: Property=value
+                prop, _, value = line.partition("=")
+                key = _SYSTEMCTL_PROPERTIES.get(prop, "")
+            else:
+                key, _, value = line.partition(" ")
+            if key not in info:
+                raise FactProcessError(f"tailscale install probe: unexpected line {line!r}")
+            seen[key] = value.strip()
+        if "tun_device" not in seen:  # always printed: anything else is not this probe
+            raise FactProcessError(f"tailscale install probe: unexpected output {output!r}")
+        for key, value in seen.items():
+            if key in ("tun_device", "tun_openable"):
+                info[key] = value == "true"  # type: ignore[literal-required]
+            elif key in _BASE64_KEYS:
+                info[key] = _unbase64(key, value)  # type: ignore[literal-required]
+            else:
+                info[key] = value or None  # type: ignore[literal-required]
+        if info["defaults_flags"] is not None:
+            info["defaults_flags"] = info["defaults_flags"].removeprefix("x").removesuffix("\n")
         return info
+
+
+def _unbase64(key: str, value: str) -> str:
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", "replace")
+    except ValueError:
+        raise FactProcessError(f"tailscale install probe: {key} is not base64") from None
 
 
 # -- pure helpers ----------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shlex
 import subprocess
@@ -175,7 +174,7 @@ def run_probe(**paths: str) -> Any:
     fact = TailscaleInstall()
     cmd = fact.command(**paths).get_raw_value()
     proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True)
-    assert proc.stdout.count("\n") == 1, proc.stdout  # one JSON line
+    assert proc.stderr == ""
     return fact.process(proc.stdout.splitlines())
 
 
@@ -256,9 +255,25 @@ def test_install_probe_sees_a_tun_device() -> None:
 
 def test_install_process_validates_shape() -> None:
     with pytest.raises(FactProcessError):
-        TailscaleInstall().process(['{"package_version": "1.96.4"}'])
+        TailscaleInstall().process(["package_version 1.96.4"])  # not the whole probe
     with pytest.raises(FactProcessError):
         TailscaleInstall().process(["garbage"])
-    full = dict(TailscaleInstall.default(), package_version="1.96.4", extra=1)
-    assert TailscaleInstall().process([json.dumps(full)])["package_version"] == "1.96.4"
-    assert "extra" not in TailscaleInstall().process([json.dumps(full)])
+    with pytest.raises(FactProcessError):
+        TailscaleInstall().process(["tun_device false", "sources_list not*base64"])
+    info = TailscaleInstall().process(
+        [
+            "package_version 1.96.4",
+            "tun_device true",
+            "tun_openable false",
+            "sources_list",  # an empty file, its line's trailing space stripped
+            "ActiveState=active",
+            "UnitFileState=",
+        ]
+    )
+    assert info == {
+        **TailscaleInstall.default(),
+        "package_version": "1.96.4",
+        "tun_device": True,
+        "sources_list": "",
+        "service_active": "active",
+    }
