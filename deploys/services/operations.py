@@ -16,18 +16,46 @@ from .facts import ServiceStates, SystemUser
 from .release import release_script
 
 
-def _reload_reads(units: dict[str, str], repo_path: str, **_: Any) -> list[FactRead[Any]]:
-    return [fact_read(ServiceStates, units=list(units), repo_path=repo_path, stamp_dir=STATE_DIR)]
+def _reload_state(
+    units: dict[str, str],
+    repo_path: str,
+    health_urls: list[str] | None = None,
+    env_files: list[str] | None = None,
+    **_: Any,
+) -> FactRead[dict[str, Any]]:
+    if health_urls is None and env_files is None:
+        return fact_read(ServiceStates, units=list(units), repo_path=repo_path, stamp_dir=STATE_DIR)
+    return fact_read(
+        ServiceStates,
+        units=list(units),
+        repo_path=repo_path,
+        stamp_dir=STATE_DIR,
+        health_urls=health_urls,
+        env_files=env_files,
+    )
+
+
+def _reload_reads(**arguments: Any) -> list[FactRead[Any]]:
+    return [_reload_state(**arguments)]
 
 
 @operation(reads=_reload_reads)
-def daemon_reload(units: dict[str, str], *, repo_path: str) -> Any:
+def daemon_reload(
+    units: dict[str, str],
+    *,
+    repo_path: str,
+    health_urls: list[str] | None = None,
+    env_files: list[str] | None = None,
+) -> Any:
     """
     ``systemctl daemon-reload`` only when systemd's copy of a unit is stale: the unit file
     differs from what systemd loaded (``NeedDaemonReload``), or, before the files are written
     (a dry run), its content will change.
 
     + units: unit name → sha256 of the wanted unit file
+    + health_urls/env_files: optional, per unit; given as the :func:`service` operation of
+      a single unit gets them, both read the very same ``ServiceStates`` and a host in sync
+      runs its systemd and health probes once per run, not twice
 
     **Example:**
 
@@ -36,9 +64,7 @@ def daemon_reload(units: dict[str, str], *, repo_path: str) -> Any:
         daemon_reload(name="Reload systemd", units={"egograph-backend": "9f2c…"},
                       repo_path="/opt/egograph/repo")
     """
-    current = read_fact(ServiceStates, units=list(units), repo_path=repo_path, stamp_dir=STATE_DIR)[
-        "units"
-    ]
+    current = read(_reload_state(units, repo_path, health_urls, env_files))["units"]
     stale = sorted(
         u
         for u, sha in units.items()
