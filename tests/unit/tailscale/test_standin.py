@@ -484,7 +484,7 @@ def test_package_contents(repo: build.RepoInfo) -> None:
         assert "ExecStopPost=/usr/sbin/tailscaled --cleanup\n" in unit
         defaults = Path(tmp, "etc/default/tailscaled").read_text()
         assert 'PORT="41641"' in defaults and 'FLAGS=""' in defaults
-        assert Path(tmp, "usr/bin/tailscale").read_text().startswith("#!/usr/bin/python3\n")
+        assert Path(tmp, "usr/bin/tailscale").read_text().startswith("#!/usr/bin/python3 -IS\n")
     keyring_deb = repo.root / "stable/ubuntu/pool/tailscale-archive-keyring_1.35.181_all.deb"
     keyring_listing = subprocess.run(
         ["dpkg-deb", "-c", str(keyring_deb)], capture_output=True, text=True
