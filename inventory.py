@@ -6,6 +6,8 @@
 Settings are validated here, before pyinfra connects to anything.
 """
 
+from deploys.common import speedups
 from deploys.inventory import load_hosts
 
+speedups.install()
 egograph = load_hosts(__file__)
