@@ -4,6 +4,8 @@ Ansible playbook doing the same in-container work (issue 8).
 Measured, each as the median of ``--runs`` runs (every run is recorded):
 
 1. first converge from an empty container (a fresh container per run) — pyinfra, shell, Ansible;
+   and from an empty emulated Proxmox node (the API creates, patches and starts the container,
+   then the same in-container deploy), with that setup's no-op re-run;
 2. no-op re-run of the full deploy, ``pyinfra -y inventory.py deploys/prod.py`` — and of the
    shell script and the playbook;
 3. ``egodeploy drift`` on an in-sync host;
@@ -42,13 +44,17 @@ from deploys.services import render_unit
 from deploys.settings import Settings, read_env_source, validate
 from deploys.tailscale import node_name, served_services
 from deploys.uv import wheel
-from tests.sandbox import container, host, paths, site
+from tests.sandbox import container, host, paths, pve_site, site
 from tests.sandbox.runner import PROJECT
 
 from . import containers, measure, report
 from .measure import Run
 
 RESULTS = Path(__file__).parent / "results"
+NODE_PREFIX = "bench-ct"
+NODE_CT = f"{NODE_PREFIX}100"
+"""The container the emulated node makes (the default ``ct_vmid``)."""
+NODE_HOST = "egograph-prod"
 UV_WWW = "bench-uv"
 """Where the shell baseline downloads uv from (the sandbox's HTTP server on the bridge)."""
 
@@ -137,6 +143,41 @@ class Bench:
         return self.ansible.run([(c.name, c.ip) for c in cs], scenario)
 
     # --- phases ----------------------------------------------------------------------------
+
+    def node(self) -> None:
+        """First converge from an EMPTY emulated Proxmox node, as ``make demo`` does (a new
+        node per run: no container, no template), then no-op re-runs of that setup."""
+        state = self.tmp / "pve"
+        node: pve_site.Node | None = None
+
+        def fresh_node() -> pve_site.Node:
+            nonlocal node
+            if node is not None:
+                node.stop()
+            containers.destroy([NODE_CT])
+            shutil.rmtree(state, ignore_errors=True)
+            if self.seed:
+                containers.preseed(NODE_CT)
+            node = pve_site.start_node(state, prefix=NODE_PREFIX)
+            return node
+
+        def hosts_file(n: pve_site.Node) -> Path:
+            data = {**self.data, **pve_site.settings(n)}
+            return site.write_hosts_file(self.tmp / "hosts-node.json", [(NODE_HOST, data)])
+
+        try:
+            for _ in range(self.args.runs):
+                self.attempt(lambda: measure.pyinfra(
+                    hosts_file(fresh_node()), "converge-node", 1, "-y", "-vv"
+                ))  # fmt: skip
+            assert node is not None
+            for _ in range(self.args.runs):
+                run = partial(measure.pyinfra, hosts_file(node), "noop-node", 1, "-y")
+                self.attempt(run, noop=True)
+        finally:
+            if node is not None:
+                node.stop()
+            containers.destroy([NODE_CT])
 
     def single(self) -> None:
         tools = ["pyinfra", "shell"] + (["ansible"] if self.ansible else [])
@@ -318,6 +359,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-ansible", action="store_true", help="no Ansible baseline")
     parser.add_argument(
+        "--skip-node", action="store_true", help="no runs from an empty emulated Proxmox node"
+    )
+    parser.add_argument(
         "--skip-ansible-fleet", action="store_true", help="Ansible on one container only"
     )
     parser.add_argument(
@@ -375,6 +419,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         bench = Bench(args, data, settings)
         bench.single()
+        if not args.skip_node:
+            bench.node()
         if args.fleet:
             bench.fleet()
     except Exception as exc:  # whatever broke, what was measured is still written

@@ -55,6 +55,17 @@ def fresh(names: Iterable[str], *, seed: bool) -> list[Container]:
     return made
 
 
+def preseed(name: str) -> None:
+    """Put the package caches into the upper layer of a container that something else (the
+    emulated Proxmox node) will create and boot: its first boot starts with them."""
+    assert name.startswith(PREFIX), name
+    c = container.get(name, tun=False)
+    if SEED.is_dir():
+        upper = c.dir / "upper"
+        upper.mkdir(parents=True, exist_ok=True)
+        _copy_tree(SEED, upper)
+
+
 def capture_seed(c: Container) -> None:
     """Keep the package caches a converged container downloaded, for the next containers."""
     tmp = SEED.with_name(SEED.name + ".tmp")

@@ -43,6 +43,9 @@ class Run:
     commands: int | None = None
     """Remote commands pyinfra sent (``-vv`` runs only)."""
     steps: dict[str, float] | None = None
+    cpu_s: float | None = None
+    """CPU time the whole machine spent while it ran (all processes: the controller, the
+    containers, the sandbox's servers), from ``/proc/stat``."""
     flags: str = ""
     note: str = ""
     tail: str = ""
@@ -52,6 +55,8 @@ class Run:
         data["seconds"] = round(self.seconds, 3)
         if self.steps is not None:
             data["steps"] = {k: round(v, 3) for k, v in self.steps.items()}
+        if self.cpu_s is not None:
+            data["cpu_s"] = round(self.cpu_s, 2)
         return {k: v for k, v in data.items() if v not in (None, "", {}, [])}
 
 
@@ -60,6 +65,7 @@ class Output:
     lines: list[tuple[float, str]] = field(default_factory=list)
     returncode: int = 0
     seconds: float = 0.0
+    cpu_s: float | None = None
 
     @property
     def text(self) -> str:
@@ -76,6 +82,7 @@ def stream(
 ) -> Output:
     """Run ``cmd`` (stdout and stderr together), stamping each output line on arrival."""
     out = Output()
+    busy = machine_cpu_seconds()
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd,
@@ -99,7 +106,20 @@ def stream(
     finally:
         killer.cancel()
     out.seconds = time.monotonic() - start
+    after = machine_cpu_seconds()
+    out.cpu_s = after - busy if after is not None and busy is not None else None
     return out
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds the machine has been busy since boot (user, nice, system, irq, softirq of
+    every CPU), or None where ``/proc/stat`` is not there."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / ticks
 
 
 def _feed(pipe: IO[str] | None, text: str) -> None:
@@ -195,6 +215,7 @@ def pyinfra(
         changed_steps=changed_steps,
         commands=remote_commands(out) if verbose else None,
         steps=steps_of(out) if verbose else None,
+        cpu_s=out.cpu_s,
         flags=" ".join(args),
         tail="" if out.returncode == 0 else out.text[-3000:],
     )
@@ -218,6 +239,7 @@ def drift(hosts_file: Path, hosts: int) -> Run:
         seconds=out.seconds,
         ok=out.returncode == 0,
         changed=drifted,
+        cpu_s=out.cpu_s,
         tail="" if out.returncode == 0 else out.text[-3000:],
     )
 
@@ -251,6 +273,7 @@ def shell(name: str, scenario: str, variables: dict[str, str]) -> Run:
         changed=len(changed),
         changed_steps=[line.removeprefix("CHANGED ") for line in changed],
         steps=steps if changed else None,
+        cpu_s=out.cpu_s,
         tail="" if out.returncode == 0 and done else out.text[-3000:],
     )
 

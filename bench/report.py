@@ -44,6 +44,15 @@ def _get(m: dict[str, Any], tool: str, scenario: str, hosts: int = 1) -> float |
     return float(value) if value is not None else None
 
 
+def cpu_medians(runs: list[Record], tool: str, scenario: str) -> dict[str, float]:
+    """``{hosts: median machine CPU seconds}`` of a scenario's runs."""
+    found: dict[int, list[float]] = defaultdict(list)
+    for r in runs:
+        if r["ok"] and r["tool"] == tool and r["scenario"] == scenario and "cpu_s" in r:
+            found[r["hosts"]].append(r["cpu_s"])
+    return {str(n): round(statistics.median(v), 2) for n, v in sorted(found.items())}
+
+
 def step_medians(runs: list[Record], tool: str, scenario: str) -> dict[str, float]:
     """Median seconds of each step, in the order the steps ran."""
     values: dict[str, list[float]] = {}
@@ -135,6 +144,8 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
         "noop_remote_commands_by_fleet_size": fleet_commands,
         "noop_steps_median_s": step_medians(runs, "pyinfra", "noop-vv"),
         "converge_steps_median_s": step_medians(runs, "pyinfra", "converge"),
+        "node_converge_steps_median_s": step_medians(runs, "pyinfra", "converge-node"),
+        "fleet_noop_cpu_s": cpu_medians(runs, "pyinfra", "fleet-noop"),
         "shell_converge_steps_median_s": step_medians(runs, "shell", "converge"),
         "fleet_median_s": {
             t: {k: {str(n): v for n, v in s.items()} for k, s in fleet[t].items()} for t in fleet
@@ -184,6 +195,13 @@ def markdown_table(result: dict[str, Any]) -> str:
     cold = _get(m, "pyinfra", "converge-cold")
     if cold is not None:
         rows.append(f"| First converge, cold package caches (1 run) | {_s(cold)} | - | - |")
+    for scenario, title in (
+        ("converge-node", "First converge from an empty emulated Proxmox node"),
+        ("noop-node", "No-op re-run with the Proxmox stage (node API + container)"),
+    ):
+        value = _get(m, "pyinfra", scenario)
+        if value is not None:
+            rows.append(f"| {title} | {_s(value)} | - | - |")
     rows.append(
         f"| Drift check (`egodeploy drift`) | {_s(_get(m, 'egodeploy drift', 'drift'))} | - | - |"
     )
@@ -193,10 +211,11 @@ def markdown_table(result: dict[str, Any]) -> str:
     fleet = result["fleet_median_s"]
     sizes = sorted({int(n) for t in fleet.values() for s in t.values() for n in s})
     if sizes:
+        cpu = result.get("fleet_noop_cpu_s", {})
         out += [
-            "| Containers in one run | pyinfra no-op | pyinfra first converge "
-            "| Ansible no-op | Ansible first converge |",
-            "|---:|---:|---:|---:|---:|",
+            "| Containers in one run | pyinfra no-op | CPU used by the no-op (all processes) "
+            "| pyinfra first converge | Ansible no-op | Ansible first converge |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
         for n in sizes:
             cells = [
@@ -204,6 +223,7 @@ def markdown_table(result: dict[str, Any]) -> str:
                 for t in ("pyinfra", "ansible")
                 for k in ("noop", "converge")
             ]
+            cells.insert(1, _s(cpu.get(str(n)), " CPU-s"))
             out.append(f"| {n} | " + " | ".join(cells) + " |")
         out.append("")
     out += ["| Target | Measured | Result |", "|---|---:|---|"]
@@ -254,6 +274,9 @@ def document(result: dict[str, Any], stem: str) -> str:
         "## The first converge, step by step",
         "",
         steps_table(result["converge_steps_median_s"], "Step"),
+        "## The first converge from an empty emulated Proxmox node, step by step",
+        "",
+        steps_table(result.get("node_converge_steps_median_s", {}), "Step"),
         "## The shell baseline's first converge, step by step",
         "",
         "(each step's end is the arrival of its `CHANGED` line)",
@@ -281,9 +304,31 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     readme = out / "README-performance.md"
     from . import performance
 
-    readme.write_text(performance.section(result, stem))
+    section = performance.section(result, stem)
+    readme.write_text(section)
     written.append(readme)
+    if out.resolve() == RESULTS.resolve() and replace_section(README, section):
+        written.append(README)
     return written
+
+
+RESULTS = Path(__file__).parent / "results"
+README = PROJECT / "README.md"
+
+
+def replace_section(path: Path, section: str) -> bool:
+    """Put ``section`` (a Markdown text starting with its ``## `` heading) in place of the
+    section with the same heading in ``path``, up to the next ``## `` heading; False when
+    ``path`` has no such section."""
+    heading = section.split("\n", 1)[0]
+    lines = path.read_text().split("\n")
+    if heading not in lines:
+        return False
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    new = [*section.rstrip("\n").split("\n"), ""]
+    path.write_text("\n".join(lines[:start] + new + lines[end:]))
+    return True
 
 
 def charts(json_path: Path, fleet_png: Path, steps_png: Path) -> list[Path]:
