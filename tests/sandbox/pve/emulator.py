@@ -38,6 +38,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -2306,6 +2307,10 @@ class _TLSServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = super().get_request()
+        # http.server writes a response's headers and body separately; with Nagle's algorithm
+        # the body then waits for the client's delayed ACK, 40 ms a request, which pveproxy
+        # does not make its clients wait.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return (
             self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False),
             addr,
