@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt
 STYLE = {
     ("pyinfra", "noop"): ("tab:blue", "-", "o", "pyinfra no-op"),
     ("pyinfra", "converge"): ("tab:blue", "--", "s", "pyinfra first converge"),
+    ("shell", "noop"): ("tab:gray", "-", "o", "shell script no-op"),
+    ("shell", "converge"): ("tab:gray", "--", "s", "shell script first converge"),
     ("ansible", "noop"): ("tab:red", "-", "o", "Ansible no-op"),
     ("ansible", "converge"): ("tab:red", "--", "s", "Ansible first converge"),
 }

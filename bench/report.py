@@ -44,12 +44,15 @@ def _get(m: dict[str, Any], tool: str, scenario: str, hosts: int = 1) -> float |
     return float(value) if value is not None else None
 
 
-def cpu_medians(runs: list[Record], tool: str, scenario: str) -> dict[str, float]:
-    """``{hosts: median machine CPU seconds}`` of a scenario's runs."""
+def cpu_medians(
+    runs: list[Record], tool: str, scenario: str, key: str = "cpu_s"
+) -> dict[str, float]:
+    """``{hosts: median CPU seconds}`` of a scenario's runs: the machine's (``cpu_s``) or
+    the timed command's own (``controller_cpu_s``)."""
     found: dict[int, list[float]] = defaultdict(list)
     for r in runs:
-        if r["ok"] and r["tool"] == tool and r["scenario"] == scenario and "cpu_s" in r:
-            found[r["hosts"]].append(r["cpu_s"])
+        if r["ok"] and r["tool"] == tool and r["scenario"] == scenario and key in r:
+            found[r["hosts"]].append(r[key])
     return {str(n): round(statistics.median(v), 2) for n, v in sorted(found.items())}
 
 
@@ -93,7 +96,7 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
         if r["ok"] and r["scenario"] == "fleet-noop-vv" and "commands" in r
     }
     noop = _get(m, "pyinfra", "noop")
-    fleet = {t: fleet_series(m, t) for t in ("pyinfra", "ansible")}
+    fleet = {t: fleet_series(m, t) for t in ("pyinfra", "shell", "ansible")}
     sizes = sorted(fleet["pyinfra"]["noop"])
     largest = sizes[-1] if sizes else None
     ratios = {
@@ -111,7 +114,7 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
         "noop -vv / noop (output overhead)": _ratio(_get(m, "pyinfra", "noop-vv"), noop),
     }
     if largest and 1 in fleet["pyinfra"]["noop"]:
-        for tool in ("pyinfra", "ansible"):
+        for tool in ("pyinfra", "shell", "ansible"):
             for kind in ("noop", "converge"):
                 s = fleet[tool][kind]
                 if largest in s and 1 in s:
@@ -146,6 +149,10 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
         "converge_steps_median_s": step_medians(runs, "pyinfra", "converge"),
         "node_converge_steps_median_s": step_medians(runs, "pyinfra", "converge-node"),
         "fleet_noop_cpu_s": cpu_medians(runs, "pyinfra", "fleet-noop"),
+        "fleet_noop_cpu_s_shell": cpu_medians(runs, "shell", "fleet-noop"),
+        "fleet_noop_controller_cpu_s": cpu_medians(
+            runs, "pyinfra", "fleet-noop", "controller_cpu_s"
+        ),
         "shell_converge_steps_median_s": step_medians(runs, "shell", "converge"),
         "fleet_median_s": {
             t: {k: {str(n): v for n, v in s.items()} for k, s in fleet[t].items()} for t in fleet
@@ -212,18 +219,21 @@ def markdown_table(result: dict[str, Any]) -> str:
     sizes = sorted({int(n) for t in fleet.values() for s in t.values() for n in s})
     if sizes:
         cpu = result.get("fleet_noop_cpu_s", {})
+        shell_cpu = result.get("fleet_noop_cpu_s_shell", {})
         out += [
-            "| Containers in one run | pyinfra no-op | CPU used by the no-op (all processes) "
-            "| pyinfra first converge | Ansible no-op | Ansible first converge |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| Containers in one run | pyinfra no-op | its CPU (all processes) "
+            "| pyinfra first converge | shell no-op | its CPU | shell first converge "
+            "| Ansible no-op | Ansible first converge |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for n in sizes:
             cells = [
                 _s(fleet.get(t, {}).get(k, {}).get(str(n)))
-                for t in ("pyinfra", "ansible")
+                for t in ("pyinfra", "shell", "ansible")
                 for k in ("noop", "converge")
             ]
             cells.insert(1, _s(cpu.get(str(n)), " CPU-s"))
+            cells.insert(4, _s(shell_cpu.get(str(n)), " CPU-s"))
             out.append(f"| {n} | " + " | ".join(cells) + " |")
         out.append("")
     out += ["| Target | Measured | Result |", "|---|---:|---|"]
