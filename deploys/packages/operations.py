@@ -28,6 +28,32 @@ def apt_get(lock_timeout: int, *args: Any) -> StringCommand:
     )
 
 
+def apt_update_for_source(lock_timeout: int, source_list: str, cache_time: int) -> StringCommand:
+    """What adding a repository needs: when the other lists are younger than ``cache_time``
+    (decided on the target, from the stamp), ``apt-get update`` of ``source_list`` alone,
+    the other lists kept as they are and the stamp untouched; else a full :func:`apt_update`
+    (the new packages' dependencies may come from the other repositories)."""
+    only = apt_get(
+        lock_timeout,
+        "-o",
+        StringCommand("Dir::Etc::sourcelist=", QuoteString(source_list), _separator=""),
+        "-o",
+        "Dir::Etc::sourceparts=-",
+        "-o",
+        "APT::Get::List-Cleanup=0",
+        "update",
+    )
+    return StringCommand(
+        f"if [ -e {UPDATE_STAMP} ] && "
+        f"[ $(( $(date +%s) - $(stat -c %Y {UPDATE_STAMP}) )) -le {int(cache_time)} ];",
+        "then",
+        only,
+        "; else",
+        apt_update(lock_timeout),
+        "; fi",
+    )
+
+
 def apt_update(lock_timeout: int) -> StringCommand:
     """``apt-get update``, then the stamp :class:`AptState` reads the lists' age from."""
     return StringCommand(

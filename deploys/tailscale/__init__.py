@@ -50,6 +50,7 @@ def join_tailnet(settings: Settings) -> None:
         version=settings.tailscale_version,
         userspace=settings.tailscale_userspace,
         lock_timeout=settings.apt_lock_timeout,
+        cache_time=settings.apt_cache_time,
     )
     tailscale_login(
         name=f"Logged in to the tailnet as {node_name(settings)}",

@@ -21,7 +21,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
 from ..common.commands import chain
 from ..common.report import change_reason, refuse
 from ..common.snapshot import fact_read, operation, read_fact
-from ..packages.operations import apt_get, apt_update
+from ..packages.operations import apt_get, apt_update_for_source
 from .facts import (
     DAEMON_DOWN,
     DEFAULTS_PATH,
@@ -272,6 +272,7 @@ def tailscale_package(
     version: str,
     userspace: bool,
     lock_timeout: int = 300,
+    cache_time: int = 86400,
 ) -> Any:
     """
     Install Tailscale from its signed apt repository and keep ``tailscaled`` enabled and
@@ -285,6 +286,8 @@ def tailscale_package(
     + userspace: ``FLAGS="--tun=userspace-networking"`` in ``/etc/default/tailscaled``
       (written before the package is installed, so its first start already uses it)
     + lock_timeout: seconds apt waits for the dpkg lock
+    + cache_time: when the system's apt lists are younger, only Tailscale's list is
+      fetched after the source is added (``apt_cache_time``)
 
     **Example:**
 
@@ -337,7 +340,7 @@ def tailscale_package(
             f"tailscale {installed or 'not installed'}" + (f", want {version}" if version else "")
         )
         spec = f"tailscale={version}" if version else "tailscale"
-        commands.append(apt_update(lock_timeout))
+        commands.append(apt_update_for_source(lock_timeout, SOURCES_LIST_PATH, cache_time))
         # The keyring is the deploy's (pinned), so tailscale-archive-keyring (a
         # Recommends that would rewrite it) stays out.
         extra = ["--allow-downgrades"] if version else []
@@ -345,7 +348,7 @@ def tailscale_package(
             apt_get(lock_timeout, "install", "--no-install-recommends", *extra, QuoteString(spec))
         )
     elif source_changed:
-        commands.append(apt_update(lock_timeout))
+        commands.append(apt_update_for_source(lock_timeout, SOURCES_LIST_PATH, cache_time))
 
     if info["service_enabled"] != "enabled":
         change_reason(f"tailscaled is {info['service_enabled'] or 'not installed'}")

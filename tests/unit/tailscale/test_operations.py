@@ -104,6 +104,27 @@ def test_install_noop_when_everything_is_in_place() -> None:
     ]
 
 
+def assert_source_update(cmd: str, *, cache_time: int) -> None:
+    """Only Tailscale's list while the system's lists are fresh, else a full update."""
+    stamp = "/var/lib/apt/periodic/update-success-stamp"
+    fresh, _, stale = cmd.partition("; else")
+    assert fresh.startswith(f"if [ -e {stamp} ] && ")
+    assert f"-le {cache_time} ]; then" in fresh
+    assert fresh.rstrip().endswith(
+        "-o Dir::Etc::sourcelist=/etc/apt/sources.list.d/tailscale.list"
+        " -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 update"
+    )
+    assert stale.rstrip().endswith(
+        f'--force-confold" update && mkdir -p /var/lib/apt/periodic && touch {stamp} ; fi'
+    )
+
+
+def test_the_source_update_follows_apt_cache_time() -> None:
+    fresh = installed(package_version=None)
+    cmds = texts(install(fresh, cache_time=600))
+    assert_source_update(cmds[0], cache_time=600)
+
+
 def test_fresh_install_in_order() -> None:
     fresh = installed(
         package_version=None,
@@ -122,10 +143,7 @@ def test_fresh_install_in_order() -> None:
     assert f'if [ "$got" !=  {PIN}  ]' in cmds[0]
     assert cmds[1].startswith("printf '%s\\n' 'deb [signed-by=/usr/share/keyrings/")
     assert "https://pkgs.example/stable/ubuntu noble main'" in cmds[1]
-    assert "apt-get" in cmds[2] and cmds[2].rstrip().endswith(
-        "update && mkdir -p "
-        "/var/lib/apt/periodic && touch /var/lib/apt/periodic/update-success-stamp"
-    )
+    assert_source_update(cmds[2], cache_time=86400)
     assert "DPkg::Lock::Timeout=300" in cmds[3]
     assert cmds[3].endswith("install --no-install-recommends tailscale")
     assert cmds[4] == "systemctl enable --quiet tailscaled.service"
@@ -137,10 +155,7 @@ def test_userspace_flags_are_written_before_the_package_and_restart_when_changed
     fresh = installed(package_version=None, defaults_flags=None, service_active="inactive")
     cmds = texts(install(fresh, userspace=True))
     assert "'PORT=\"41641\"' 'FLAGS=\"--tun=userspace-networking\"'" in cmds[0]
-    assert cmds[1].endswith(
-        "update && mkdir -p /var/lib/apt/periodic && touch "
-        "/var/lib/apt/periodic/update-success-stamp"
-    )
+    assert_source_update(cmds[1], cache_time=86400)
     cmds = texts(install(installed(tun_device=False, tun_openable=False), userspace=True))
     assert len(cmds) == 2
     assert "sed -i 's|^[[:space:]]*FLAGS=.*|FLAGS=\"--tun=userspace-networking\"|'" in cmds[0]
@@ -180,7 +195,7 @@ def test_changed_keyring_or_source_is_replaced() -> None:
     assert len(cmds) == 1 and "curl" in cmds[0]
     moved = texts(install(installed(), repo_url="https://mirror.example/ts/stable"))
     assert "https://mirror.example/ts/stable/ubuntu noble main" in moved[0]
-    assert moved[1].endswith("touch /var/lib/apt/periodic/update-success-stamp")
+    assert_source_update(moved[1], cache_time=86400)
     assert len(moved) == 2  # the source changed: lists refreshed, package kept
 
 
