@@ -31,10 +31,24 @@ print(json.dumps({
 """
 
 
+BUILTIN_PREFIX = "duckdb-builtin-"
+"""``<state dir>/duckdb-builtin-<version>-<platform>``: the extensions that DuckDB build
+reported as built in (no file to look for), one name per line; written by the install step."""
+
+
 class DuckdbExtensions(FactBase[dict[str, Any]]):
     """
-    DuckDB's version, platform and ``duckdb_extensions()`` as the app's environment sees
-    them; ``{}`` while that environment does not exist yet.
+    DuckDB's version, platform and extensions as the app's environment sees them; ``{}``
+    while that environment does not exist yet.
+
+    Without ``expect``: ``duckdb_extensions()`` itself, read with the environment's Python.
+    With ``expect`` (what the deploy reads on every run): no Python is started. Each expected
+    extension is looked up where DuckDB keeps it
+    (``<directory>/v<version>/<platform>/<name>.duckdb_extension``, the version read from
+    the environment's duckdb dist-info) or in the list of extensions this DuckDB build has
+    built in (``<state_dir>/duckdb-builtin-<version>-<platform>``, written when the install
+    step found them so); the ones found nowhere are listed under ``unchecked`` — the install
+    step asks DuckDB about those and installs what it lacks.
 
     .. code:: python
 
@@ -46,10 +60,17 @@ class DuckdbExtensions(FactBase[dict[str, Any]]):
                            "path": "/root/.duckdb/extensions/v1.4.4/linux_amd64/httpfs.duckdb_extension",
                            "from": "core"},
             },
+            "unchecked": [],    # with expect only
         }
     """
 
-    def command(self, python: str, directory: str, expect: str | list[str] = "") -> StringCommand:
+    def command(
+        self,
+        python: str,
+        directory: str,
+        expect: str | list[str] = "",
+        state_dir: str = "/var/lib/egograph-deploy",
+    ) -> StringCommand:
         py = QuoteString(python)
         query = StringCommand(
             "if [ -x", py, "]; then", py, "-c", QuoteString(_READ), QuoteString(directory), "; fi"
@@ -57,31 +78,32 @@ class DuckdbExtensions(FactBase[dict[str, Any]]):
         wanted = as_list(expect)
         if not wanted:
             return query
-        # Fast path for the no-op run: when every expected extension file is where DuckDB
-        # keeps it (<dir>/v<version>/<platform>/<name>.duckdb_extension, the version read from
-        # the venv's duckdb dist-info), report them without starting Python; otherwise ask
-        # duckdb_extensions() itself.
         venv = python.rsplit("/bin/", 1)[0]
         q = shlex.quote
         ext_dir = q(directory) if directory else '"$HOME/.duckdb/extensions"'
+        builtin = f'{q(state_dir)}/{BUILTIN_PREFIX}"$v-$p"'
         names = " ".join(q(n) for n in wanted)
+        # Without a duckdb dist-info (an environment being built by hand?) DuckDB is asked.
         script = f"""\
 v=$(ls -d {q(venv)}/lib/python3*/site-packages/duckdb-*.dist-info \
     2>/dev/null | sed -n 's|.*/duckdb-\\(.*\\)\\.dist-info$|\\1|p' | head -n 1)
 case "$(uname -m)" in x86_64) p=linux_amd64 ;; aarch64) p=linux_arm64 ;; *) p= ;; esac
-fast=${{v:+${{p:+yes}}}}
-for n in {names}; do
-  [ -f {ext_dir}/"v$v/$p/$n.duckdb_extension" ] || fast=
-done
-if [ -n "$fast" ]; then
+if [ ! -x {q(python)} ]; then
+  :
+elif [ -n "$v" ] && [ -n "$p" ]; then
   printf '{{"duckdb": "%s", "platform": "%s", "extensions": {{' "$v" "$p"
-  sep=
+  sep=; unchecked=
   for n in {names}; do
-    printf '%s"%s": {{"installed": true, "path": "%s"}}' "$sep" "$n" \
-      {ext_dir}/"v$v/$p/$n.duckdb_extension"
-    sep=", "
+    f={ext_dir}/"v$v/$p/$n.duckdb_extension"
+    if [ -f "$f" ]; then
+      printf '%s"%s": {{"installed": true, "path": "%s"}}' "$sep" "$n" "$f"; sep=", "
+    elif grep -qxF -- "$n" {builtin} 2>/dev/null; then
+      printf '%s"%s": {{"installed": true, "path": "(BUILT-IN)"}}' "$sep" "$n"; sep=", "
+    else
+      unchecked="$unchecked${{unchecked:+, }}\\"$n\\""
+    fi
   done
-  printf '}}}}\n'
+  printf '}}, "unchecked": [%s]}}\\n' "$unchecked"
 else
   {query.get_raw_value()}
 fi"""

@@ -158,6 +158,20 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
     )
     assert health(c, 8001)["greeting"] == "a new greeting"
 
+    # --- an extension DuckDB has built in (json, in the pip wheel: no file to find) is asked
+    # about once, then recognised without Python: the run after changes nothing ---
+    hosts = hosts_file(
+        tmp_path, c, secret_env, services=services, duckdb_extensions=["httpfs", "json"]
+    )
+    builtin = pyinfra(hosts, "-y", "--json")
+    assert builtin.returncode == 0, builtin.output[-3000:]
+    assert builtin.changed_ops() == ["DuckDB | DuckDB extensions httpfs, json"]
+    marker = c.ssh("cat /var/lib/egograph-deploy/duckdb-builtin-1.4.4-linux_amd64").stdout
+    assert marker.split() == ["json"]
+    settled = pyinfra(hosts, "-y", "-vv")
+    assert settled.returncode == 0, settled.output[-3000:]
+    assert settled.output.count(">>> ") == 1, settled.output[-3000:]
+
     again = pyinfra(hosts, "-y", "--json")
     assert again.totals()["success"] == 0, again.changed_ops()
     assert_no_canary(first, second, dry, moved, changed_env, again)
