@@ -74,7 +74,9 @@ def checkout(
             QuoteString(url),
             p,
         )
-        yield chain([clone, *_move(path, ref, want, is_branch, force=False, fetch=want is None)])
+        # The clone brought the branch already (a second fetch cost one more round trip to
+        # the remote); a pinned commit is fetched as for an existing checkout.
+        yield chain([clone, *_move(path, ref, want, is_branch, force=False, fetch=not is_branch)])
         return
 
     if current["dirty"]:
@@ -113,7 +115,7 @@ def _move(
     path: str, ref: str, want: str | None, is_branch: bool, *, force: bool, fetch: bool
 ) -> Iterator[StringCommand]:
     p = QuoteString(path)
-    if fetch or want is not None:
+    if fetch:
         refspec = (
             f"+refs/heads/{ref}:refs/remotes/origin/{ref}"
             if is_branch
