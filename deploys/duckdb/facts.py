@@ -10,6 +10,7 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
 from ..common.facts import as_list
+from ..common.operations import STATE_DIR
 
 # Runs with the venv's python. Autoinstall is off so that reading the fact never installs.
 _READ = """
@@ -69,7 +70,7 @@ class DuckdbExtensions(FactBase[dict[str, Any]]):
         python: str,
         directory: str,
         expect: str | list[str] = "",
-        state_dir: str = "/var/lib/egograph-deploy",
+        state_dir: str = STATE_DIR,
     ) -> StringCommand:
         py = QuoteString(python)
         query = StringCommand(

@@ -73,14 +73,14 @@ def run_services(settings: Settings, commit: Commit) -> None:
             content=units[svc.unit],
             mode=0o644,
         )
-    # With one service (the runbook's), the reload reads what the service operation reads.
-    single = settings.services[0] if len(settings.services) == 1 else None
+    # The reload reads the units as the service operations do (health URL and env file
+    # too): with one service, the two operations share one read.
     daemon_reload(
         name="Reload systemd when a unit changed",
         units={u: sha256_text(text) for u, text in units.items()},
         repo_path=settings.repo_path,
-        health_urls=[single.health_url] if single else None,
-        env_files=[single.env_file] if single else None,
+        health_urls=[svc.health_url for svc in settings.services],
+        env_files=[svc.env_file for svc in settings.services],
     )
     for svc in host.loop(settings.services):
         service(

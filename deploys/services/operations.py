@@ -23,8 +23,6 @@ def _reload_state(
     env_files: list[str] | None = None,
     **_: Any,
 ) -> FactRead[dict[str, Any]]:
-    if health_urls is None and env_files is None:
-        return fact_read(ServiceStates, units=list(units), repo_path=repo_path, stamp_dir=STATE_DIR)
     return fact_read(
         ServiceStates,
         units=list(units),
@@ -53,8 +51,8 @@ def daemon_reload(
     (a dry run), its content will change.
 
     + units: unit name → sha256 of the wanted unit file
-    + health_urls/env_files: optional, per unit; given as the :func:`service` operation of
-      a single unit gets them, both read the very same ``ServiceStates`` and a host in sync
+    + health_urls/env_files: optional, per unit; given as the :func:`service` operation
+      gets them, both read the very same ``ServiceStates`` (one unit) and a host in sync
       runs its systemd and health probes once per run, not twice
 
     **Example:**
