@@ -50,7 +50,6 @@ from tests.sandbox.runner import PROJECT
 from . import containers, measure, report
 from .measure import Run
 
-RESULTS = Path(__file__).parent / "results"
 NODE_PREFIX = "bench-ct"
 NODE_CT = f"{NODE_PREFIX}100"
 """The container the emulated node makes (the default ``ct_vmid``)."""
@@ -390,7 +389,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.runs = min(args.runs, 2)
         args.fleet = [n for n in args.fleet if n <= 2]
     if args.out is None:
-        args.out = Path(tempfile.gettempdir()) / "egograph-bench-quick" if args.quick else RESULTS
+        args.out = (
+            Path(tempfile.gettempdir()) / "egograph-bench-quick" if args.quick else report.RESULTS
+        )
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     return args

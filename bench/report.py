@@ -15,6 +15,10 @@ from tests.sandbox.runner import PROJECT
 
 Record = dict[str, Any]
 
+RESULTS = Path(__file__).parent / "results"
+"""Where `make bench` writes its results (committed)."""
+README = PROJECT / "README.md"
+
 TOOLS = ("pyinfra", "shell", "ansible")
 LABEL = {
     "pyinfra": "pyinfra (this deploy)",
@@ -96,7 +100,7 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
         if r["ok"] and r["scenario"] == "fleet-noop-vv" and "commands" in r
     }
     noop = _get(m, "pyinfra", "noop")
-    fleet = {t: fleet_series(m, t) for t in ("pyinfra", "shell", "ansible")}
+    fleet = {t: fleet_series(m, t) for t in TOOLS}
     sizes = sorted(fleet["pyinfra"]["noop"])
     largest = sizes[-1] if sizes else None
     ratios = {
@@ -114,7 +118,7 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
         "noop -vv / noop (output overhead)": _ratio(_get(m, "pyinfra", "noop-vv"), noop),
     }
     if largest and 1 in fleet["pyinfra"]["noop"]:
-        for tool in ("pyinfra", "shell", "ansible"):
+        for tool in TOOLS:
             for kind in ("noop", "converge"):
                 s = fleet[tool][kind]
                 if largest in s and 1 in s:
@@ -229,7 +233,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         for n in sizes:
             cells = [
                 _s(fleet.get(t, {}).get(k, {}).get(str(n)))
-                for t in ("pyinfra", "shell", "ansible")
+                for t in TOOLS
                 for k in ("noop", "converge")
             ]
             cells.insert(1, _s(cpu.get(str(n)), " CPU-s"))
@@ -320,10 +324,6 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     if out.resolve() == RESULTS.resolve() and replace_section(README, section):
         written.append(README)
     return written
-
-
-RESULTS = Path(__file__).parent / "results"
-README = PROJECT / "README.md"
 
 
 def replace_section(path: Path, section: str) -> bool:
