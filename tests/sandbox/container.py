@@ -9,6 +9,7 @@ for that container; the sandbox writes its line to a known_hosts file, so client
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -176,11 +177,15 @@ class Container:
         ``/var/lib/docker`` on the host's own disk: overlay2 cannot use an overlay upper
         layer (the container's root) as its own upper layer ("failed to mount overlay:
         invalid argument")."""
+        # CAP_NET_ADMIN in the container's own network namespace, as an unprivileged LXC
+        # container has it: tailscaled creates tailscale0 (TUNSETIFF) and its routes.
+        own_network = ["--capability=CAP_NET_ADMIN"]
         if not self.docker:
-            return []
+            return own_network
         data = self.dir / "docker"
         data.mkdir(exist_ok=True)
         return [
+            *own_network,
             "--capability=all",
             "--system-call-filter=@keyring @mount @privileged",
             f"--bind={data}:/var/lib/docker",
@@ -329,8 +334,18 @@ def get(name: str, *, tun: bool = True, docker: bool = False) -> Container:
         return Container(
             data["name"], data["index"], data.get("tun", True), data.get("docker", False)
         )
-    used = {c.index for c in all_containers()}
-    index = next(i for i in range(FIRST_INDEX, 250) if i not in used)
-    meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"name": name, "index": index, "tun": tun, "docker": docker}) + "\n")
+    paths.CONTAINERS.mkdir(parents=True, exist_ok=True)
+    # Test sessions, the bench and the demo may allocate at the same time: one address each.
+    with (paths.CONTAINERS / ".allocate.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if meta.exists():
+            return get(name, tun=tun, docker=docker)
+        used = {c.index for c in all_containers()}
+        index = next(i for i in range(FIRST_INDEX, 250) if i not in used)
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        tmp = meta.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"name": name, "index": index, "tun": tun, "docker": docker}) + "\n"
+        )
+        tmp.replace(meta)
     return Container(name, index, tun, docker)
