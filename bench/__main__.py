@@ -271,7 +271,7 @@ def _sha256(path: Path) -> str:
 def shell_vars(settings: Settings) -> dict[str, str]:
     svc = settings.services[0]
     uv, uvx = uv_binaries(settings)
-    served = served_services(settings)[0] if settings.tailscale_enabled else {}
+    served = served_services(settings)[0] if settings.tailscale_enabled else None
     unit = render_unit(settings, svc)
     return {
         "APT_PACKAGES": " ".join(
@@ -284,8 +284,10 @@ def shell_vars(settings: Settings) -> dict[str, str]:
         "TS_AUTHKEY_B64": base64.b64encode(tailscale_key(settings).encode()).decode()
         if settings.tailscale_enabled
         else "",
-        "TS_SERVE_PORT": str(served.get("https_port", "")),
-        "TS_SERVE_TARGET": str(served.get("target", "")),
+        "TS_LOGIN_SERVER": str(settings.tailscale_login_server),
+        "TS_SERVE_SCHEME": served.scheme if served else "",
+        "TS_SERVE_PORT": str(served.port) if served else "",
+        "TS_SERVE_TARGET": served.target if served else "",
         "UV_VERSION": settings.uv_version,
         "UV_PATH": settings.uv_path,
         "UV_URL": publish_uv(settings),
@@ -310,7 +312,7 @@ def shell_vars(settings: Settings) -> dict[str, str]:
 def ansible_vars(settings: Settings) -> dict[str, Any]:
     svc = settings.services[0]
     uv, uvx = uv_binaries(settings)
-    served = served_services(settings)[0] if settings.tailscale_enabled else {}
+    served = served_services(settings)[0] if settings.tailscale_enabled else None
     return {
         "apt_packages": list(
             dict.fromkeys(["git", "curl", "ca-certificates", *settings.apt_packages])
@@ -320,8 +322,10 @@ def ansible_vars(settings: Settings) -> dict[str, Any]:
         "ts_keyring_sha256": str(settings.tailscale_keyring_sha256).lower(),
         "ts_hostname": node_name(settings),
         "ts_authkey": tailscale_key(settings) if settings.tailscale_enabled else "",
-        "ts_serve_port": served.get("https_port", 443),
-        "ts_serve_target": served.get("target", ""),
+        "ts_login_server": str(settings.tailscale_login_server),
+        "ts_serve_scheme": served.scheme if served else "https",
+        "ts_serve_port": served.port if served else 443,
+        "ts_serve_target": served.target if served else "",
         "uv_local": str(uv),
         "uvx_local": str(uvx),
         "uv_path": settings.uv_path,

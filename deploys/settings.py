@@ -124,17 +124,19 @@ _TS_FLAG = re.compile(
     r"^--(?:(?:" + "|".join(_TS_BOOL_FLAGS) + r")(?:=(?:true|false))?"
     r"|advertise-tags=(?:tag:)?[A-Za-z0-9-]+(?:,(?:tag:)?[A-Za-z0-9-]+)*"
     r"|advertise-routes=[0-9a-fA-F.:/]+(?:,[0-9a-fA-F.:/]+)*"
-    r"|login-server=https?://[A-Za-z0-9.:/_-]+"
     r"|operator=[a-z_][a-z0-9_-]{0,31})$"
 )
 _TS_KEY_FLAG = re.compile(r"^--?auth-?key(=|$)")
+_TS_LOGIN_SERVER_FLAG = re.compile(r"^--?login-server(=|$)")
 _TS_FUNNEL_PORTS = (443, 8443, 10000)
 
 
 def _tailscale_flags(v: Any) -> bool:
     # --auth-key passes here so that validate() can refuse it without echoing the value.
     return isinstance(v, list) and all(
-        isinstance(f, str) and (_TS_FLAG.match(f) or _TS_KEY_FLAG.match(f)) for f in v
+        isinstance(f, str)
+        and (_TS_FLAG.match(f) or _TS_KEY_FLAG.match(f) or _TS_LOGIN_SERVER_FLAG.match(f))
+        for f in v
     )
 
 
@@ -144,15 +146,6 @@ def _authkey_source(v: Any) -> bool:
     if "environ" in v:
         return isinstance(v["environ"], str) and bool(_ENV_KEY.match(v["environ"]))
     return isinstance(v.get("file"), str) and bool(v["file"]) and "\0" not in v["file"]
-
-
-def _https_ports(v: Any) -> bool:
-    port = _int_range(1, 65535)
-    if isinstance(v, dict):
-        return bool(v) and all(
-            isinstance(k, str) and _HOSTNAME.match(k) and port(p) for k, p in v.items()
-        )
-    return port(v)
 
 
 def _optional_text(v: Any) -> bool:
@@ -665,10 +658,10 @@ SETTINGS: tuple[Setting, ...] = (
         "tailscale_extra_up_flags",
         "a list of flags from: --advertise-tags=tag:a,tag:b, --accept-routes[=false], "
         "--accept-dns[=false], --ssh[=false], --shields-up[=false], --advertise-routes=CIDRs, "
-        "--login-server=URL, --operator=USER",
+        "--operator=USER",
         "Further `tailscale up` settings. The key never goes here "
-        "(tailscale_authkey_source), nor the hostname (tailscale_hostname). Tailscale SSH "
-        "stays off unless '--ssh' is listed",
+        "(tailscale_authkey_source), nor the hostname (tailscale_hostname), nor the control "
+        "server (tailscale_login_server). Tailscale SSH stays off unless '--ssh' is listed",
         _tailscale_flags,
         "tailscale",
     ),
@@ -682,6 +675,15 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "tailscale_login_server",
+        "'' or the control server's http(s) URL, e.g. 'https://headscale.example.com'",
+        "The tailnet's control server (`tailscale up --login-server`): '' = Tailscale's own. "
+        "A self-hosted one such as headscale issues no HTTPS certificates: publish the "
+        "services with publish = 'http' there",
+        _optional_url,
+        "tailscale",
+    ),
+    Setting(
         "tailscale_userspace",
         "True or False",
         "Run tailscaled with `--tun=userspace-networking` (FLAGS= in /etc/default/tailscaled): "
@@ -692,23 +694,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "tailscale_serve",
         "True or False",
-        "Publish the services over HTTPS in the tailnet with `tailscale serve --bg`",
+        "Publish the services in the tailnet with `tailscale serve --bg` (how each one is "
+        "published: its publish and publish_port)",
         _is_bool,
-        "tailscale",
-    ),
-    Setting(
-        "tailscale_serve_https_port",
-        "a port 1-65535, or {'service name': port, ...}",
-        "A port: the first service is published there (a second service stays private). A "
-        "mapping: each service named is published on its port",
-        _https_ports,
         "tailscale",
     ),
     Setting(
         "tailscale_funnel",
         "True or False",
-        "Expose the served ports to the internet (`tailscale funnel`; ports 443, 8443, 10000). "
-        "Off: funnel found on the node is switched off",
+        "Expose the published services to the internet (`tailscale funnel`: HTTPS on 443, "
+        "8443 or 10000 only). Off: funnel found on the node is switched off",
         _is_bool,
         "tailscale",
     ),
@@ -875,6 +870,25 @@ SERVICE_FIELDS: tuple[ServiceField, ...] = (
         "/health",
     ),
     ServiceField(
+        "publish",
+        "'https', 'http' or 'off'",
+        "How `tailscale serve` publishes it in the tailnet: https = "
+        "https://<node>.<tailnet>.ts.net with a certificate from the tailnet (the runbook; "
+        "the tailnet must issue certificates), http = plain HTTP inside the tailnet "
+        "(WireGuard still encrypts it; for control servers without certificates such as "
+        "headscale), off = not published. Default: 'https' for the first service, 'off' for "
+        "the others",
+        _one_of("https", "http", "off"),
+        "https",
+    ),
+    ServiceField(
+        "publish_port",
+        "0 (443 for https, 80 for http) or a port 1-65535",
+        "The tailnet port it is published on",
+        _int_range(0, 65535),
+        0,
+    ),
+    ServiceField(
         "user", "a user name", "User=", _matches(re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")), "root"
     ),
     ServiceField(
@@ -900,6 +914,8 @@ class Service:
     health_path: str
     user: str
     group: str
+    publish: str = "off"
+    publish_port: int = 0
 
     @property
     def unit_file(self) -> str:
@@ -908,6 +924,13 @@ class Service:
     @property
     def health_url(self) -> str:
         return f"http://{self.host}:{self.port}{self.health_path}"
+
+    @property
+    def tailnet_port(self) -> int:
+        """The port ``tailscale serve`` publishes it on (0 = the scheme's own)."""
+        if self.publish_port:
+            return self.publish_port
+        return 443 if self.publish == "https" else 80
 
 
 @dataclass(frozen=True)
@@ -954,6 +977,9 @@ def _service_errors(
         errors.append(f"{where}.{key}: unknown key; expected one of {', '.join(sorted(known))}")
     values: dict[str, Any] = {}
     for f in SERVICE_FIELDS:
+        if f.name == "publish" and f.name not in raw and index > 0:
+            values[f.name] = "off"  # the runbook publishes its one service only
+            continue
         if f.name not in raw:
             if f.default is None:
                 errors.append(f"{where}.{f.name}: missing; expected {f.form}")
@@ -985,6 +1011,8 @@ def _service_errors(
         health_path=values["health_path"],
         user=values["user"],
         group=values["group"],
+        publish=values["publish"],
+        publish_port=values["publish_port"],
     )
 
 
@@ -1216,30 +1244,34 @@ def _tailscale_errors(data: Mapping[str, Any], services: list[Service]) -> list[
         exposed = open_to_others(source["file"]) if "file" in source else None
         if exposed:
             errors.append(f"tailscale_authkey_source: {exposed}")
-    ports = data.get("tailscale_serve_https_port")
+    if isinstance(flags, list) and any(
+        isinstance(f, str) and _TS_LOGIN_SERVER_FLAG.match(f) for f in flags
+    ):
+        errors.append(
+            "tailscale_extra_up_flags: --login-server is not allowed here; expected the "
+            "control server's URL in tailscale_login_server"
+        )
+    if "tailscale_serve_https_port" in data:
+        errors.append(
+            "tailscale_serve_https_port: no longer a setting; expected each service's "
+            "publish ('https', 'http' or 'off') and publish_port in services"
+        )
     if not data.get("tailscale_enabled") or not data.get("tailscale_serve"):
         return errors
-    if not _https_ports(ports) or not services:
-        return errors
-    names = [s.name for s in services]
-    if isinstance(ports, dict):
-        for name in sorted(set(ports) - set(names)):
-            errors.append(
-                f"tailscale_serve_https_port: {name!r} is not a service; expected names from "
-                f"{', '.join(names)}"
-            )
-        wanted = list(ports.values())
-        if len(set(wanted)) != len(wanted):
-            errors.append("tailscale_serve_https_port: a port is used twice; expected one each")
-    else:
-        wanted = [ports]
+    published = [(i, s) for i, s in enumerate(services) if s.publish != "off"]
+    ports = [s.tailnet_port for _, s in published]
+    for port in sorted({p for p in ports if ports.count(p) > 1}):
+        errors.append(
+            f"services[*].publish_port: tailnet port {port} is used by two services; "
+            "expected one port each"
+        )
     if data.get("tailscale_funnel"):
-        bad = sorted({p for p in wanted if p not in _TS_FUNNEL_PORTS})
-        if bad:
-            errors.append(
-                f"tailscale_funnel: port(s) {', '.join(map(str, bad))} cannot be funneled; "
-                "expected tailscale_serve_https_port from 443, 8443, 10000"
-            )
+        for i, svc in published:
+            if svc.publish != "https" or svc.tailnet_port not in _TS_FUNNEL_PORTS:
+                errors.append(
+                    f"services[{i}].publish: {svc.publish} on port {svc.tailnet_port} cannot "
+                    "be funneled; expected 'https' on 443, 8443 or 10000 with tailscale_funnel"
+                )
     return errors
 
 

@@ -87,6 +87,8 @@ services = [
         "health_path": "/health",
         "user": "root",
         "group": "root",
+        "publish": "https",
+        "publish_port": 0,
     },
 ]
 env_files_managed = True
@@ -106,9 +108,9 @@ tailscale_version = ""
 tailscale_hostname = ""
 tailscale_extra_up_flags: list[str] = []
 tailscale_authkey_source = {"environ": "TS_AUTHKEY"}
+tailscale_login_server = ""
 tailscale_userspace = False
 tailscale_serve = True
-tailscale_serve_https_port = 443
 tailscale_funnel = False
 tailscale_serve_reset_foreign = False
 

@@ -11,7 +11,8 @@
 #
 # The harness prepends the settings as shell variables (taken from the deploy's own validated
 # settings, so both do the same work): APT_PACKAGES, TS_ENABLED, TS_REPO_URL,
-# TS_KEYRING_SHA256, TS_HOSTNAME, TS_AUTHKEY_B64, TS_SERVE_PORT, TS_SERVE_TARGET,
+# TS_KEYRING_SHA256, TS_HOSTNAME, TS_AUTHKEY_B64, TS_LOGIN_SERVER, TS_SERVE_SCHEME,
+# TS_SERVE_PORT, TS_SERVE_TARGET,
 # UV_VERSION, UV_PATH, UV_URL, UV_SHA256, UVX_SHA256, UV_ENV, PROFILE, REPO_URL, REPO_BRANCH,
 # REPO_PATH, ENV_FILE, ENV_B64, DUCKDB_EXTENSIONS, DUCKDB_REPOSITORY, UNIT, UNIT_B64,
 # HEALTH_URL, HEALTH_TIMEOUT.
@@ -83,7 +84,8 @@ main() {
             key=/run/bench-tailscale-authkey
             (umask 077 && printf '%s' "$TS_AUTHKEY_B64" | base64 -d > "$key")
             rc=0
-            timeout 120 tailscale up --auth-key="file:$key" --hostname="$TS_HOSTNAME" >/dev/null || rc=$?
+            timeout 120 tailscale up --reset --auth-key="file:$key" --hostname="$TS_HOSTNAME" \
+                ${TS_LOGIN_SERVER:+--login-server="$TS_LOGIN_SERVER"} >/dev/null || rc=$?
             rm -f "$key"
             [ "$rc" = 0 ] || exit "$rc"
             changed "tailscale up"
@@ -188,7 +190,7 @@ if not (row and row[0]):
     # --- §2/§9 tailscale serve --bg -----------------------------------------------------------
     if [ "$TS_ENABLED" = 1 ]; then
         if ! tailscale serve status --json 2>/dev/null | grep -qF "\"$TS_SERVE_TARGET\""; then
-            timeout 60 tailscale serve --bg --https="$TS_SERVE_PORT" "$TS_SERVE_TARGET" >/dev/null
+            tailscale serve --bg --"$TS_SERVE_SCHEME"="$TS_SERVE_PORT" "$TS_SERVE_TARGET" >/dev/null
             changed "tailscale serve"
         fi
     fi

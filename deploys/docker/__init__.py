@@ -43,7 +43,7 @@ def served_settings(settings: Settings) -> Settings:
     first = dataclasses.replace(
         settings.services[0], host="127.0.0.1", port=settings.docker_host_port
     )
-    return dataclasses.replace(settings, services=(first, *settings.services[1:]))
+    return dataclasses.replace(settings, services=(first,))
 
 
 def health_url(settings: Settings) -> str:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pyinfra.api import deploy
 
 from ..settings import Settings
-from .operations import tailscale_login, tailscale_package, tailscale_serve
+from .operations import Published, tailscale_login, tailscale_package, tailscale_serve
 
 
 def node_name(settings: Settings) -> str:
@@ -15,25 +13,22 @@ def node_name(settings: Settings) -> str:
     return str(settings.tailscale_hostname or settings.ct_hostname)
 
 
-def served_services(settings: Settings) -> list[dict[str, Any]]:
-    """What ``tailscale serve`` publishes: a port for the first service, or the services a
-    mapping names, each proxied to where uvicorn listens."""
-    ports = settings.tailscale_serve_https_port
-    chosen = (
-        [(svc, ports[svc.name]) for svc in settings.services if svc.name in ports]
-        if isinstance(ports, dict)
-        else [(settings.services[0], ports)]
-    )
+def served_services(settings: Settings) -> list[Published]:
+    """What ``tailscale serve`` publishes: every service whose ``publish`` is not 'off',
+    each proxied to where uvicorn listens."""
     return [
-        {
-            "name": svc.name,
-            "https_port": port,
+        Published(
+            name=svc.name,
+            scheme=svc.publish,
+            port=svc.tailnet_port,
             # serve's proxy is local; uvicorn on localhost/0.0.0.0 answers on 127.0.0.1.
-            "target": "http://{}:{}".format(
+            target="http://{}:{}".format(
                 "127.0.0.1" if svc.host in ("localhost", "0.0.0.0") else svc.host, svc.port
             ),
-        }
-        for svc, port in chosen
+            setting=f"services[{index}].publish",
+        )
+        for index, svc in enumerate(settings.services)
+        if svc.publish != "off"
     ]
 
 
@@ -57,20 +52,22 @@ def join_tailnet(settings: Settings) -> None:
         hostname=node_name(settings),
         flags=list(settings.tailscale_extra_up_flags),
         authkey_source=dict(settings.tailscale_authkey_source),
+        login_server=settings.tailscale_login_server,
     )
 
 
 @deploy("Tailscale serve")
 def publish_services(settings: Settings) -> None:
-    """Publish the services over HTTPS in the tailnet (runbook §2, §9)."""
-    if not settings.tailscale_enabled or not settings.tailscale_serve:
-        return
+    """Publish the services in the tailnet (runbook §2, §9)."""
     services = served_services(settings)
+    if not settings.tailscale_enabled or not settings.tailscale_serve or not services:
+        return
     tailscale_serve(
         name="Publish "
-        + ", ".join(f"{s['name']} on HTTPS {s['https_port']}" for s in services)
+        + ", ".join(f"{s.name} on {s.scheme.upper()} {s.port}" for s in services)
         + (" (funnel)" if settings.tailscale_funnel else ""),
         services=services,
+        hostname=node_name(settings),
         funnel=settings.tailscale_funnel,
         reset_foreign=settings.tailscale_serve_reset_foreign,
     )

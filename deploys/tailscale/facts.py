@@ -1,6 +1,6 @@
 """Facts about Tailscale on the target: install state, daemon status and serve config (runbook §2, §9).
 
-The pure helpers below (``backend_state``, ``dns_name``, ``proxy_targets`` ...) read the dicts
+The pure helpers below (``backend_state``, ``dns_name`` ...) read the dicts
 these facts return and import nothing from pyinfra's state, so operations and tests can share
 them.
 """
@@ -97,8 +97,8 @@ class TailscaleServeConfig(FactBase[dict[str, Any]]):
 
     ``{}`` when nothing is served, when the CLI is not installed and when tailscaled is
     down (serve does nothing then; check ``TailscaleStatus`` to tell these apart). The
-    ``Web`` key holds the node's MagicDNS name at the time serve was configured: compare
-    targets with ``proxy_targets``, not keys.
+    ``Web`` key holds the node's MagicDNS name at the time serve was configured, and
+    tailscaled serves a request only from the key of the name it was sent to.
 
     .. code:: python
 
@@ -134,42 +134,80 @@ class TailscaleServeConfig(FactBase[dict[str, Any]]):
 
 
 SECTION_MARKER = "##TAILSCALE_SECTION##"
+LOCALAPI_SOCKET = "/run/tailscale/tailscaled.sock"
+"""tailscaled's LocalAPI socket, as the package's unit starts it (``--socket=``)."""
+
+# The question `tailscale serve` asks before it serves HTTPS on a node without the "https"
+# capability (cmd/tailscale/cli/serve_legacy.go enableFeatureInteractive → client/local
+# QueryFeature → LocalAPI query-feature, ipn/localapi/localapi.go serveQueryFeature, which
+# relays the control server's answer to /machine/feature/query, status and body). Asked
+# here with curl, without the CLI's wait for someone to enable the feature in a browser.
+# Only where it matters: a connected node (Running, or Starting: it has its netmap) whose
+# Self.CapMap lacks "https" (the status JSON is
+# indented by the CLI: `"https": ` is that key, never a `"https://…"` capability).
+_FEATURE_QUERY = (
+    'if [ "$rc" = 0 ] && printf \'%s\' "$st" | grep -Eq \'"BackendState": "(Running|Starting)"\''
+    " && ! printf '%s' \"$st\" | grep -q '\"https\": '; then"
+    " curl -sS -m 20 -X POST -w '\\n%{http_code}\\n' --unix-socket \"$1\""
+    " 'http://local-tailscaled.sock/localapi/v0/query-feature?feature=serve' 2>&1"
+    f' || echo "{FAILED_MARKER} $?"; fi'
+)
 
 
 class TailscaleNode(FactBase[dict[str, Any]]):
     """
     Returns, in one round trip, what logging in and serving compare against: ``status``
     (as ``TailscaleStatus``), ``prefs`` (``tailscale debug prefs``, the node's ``ipn.Prefs``;
-    ``{}`` when unavailable — it is a debug command) and ``serve`` (as
-    ``TailscaleServeConfig``). ``{}`` for all three when the CLI is not installed.
+    ``{}`` when unavailable — it is a debug command), ``serve`` (as
+    ``TailscaleServeConfig``) and ``https_feature``: ``None`` when the node runs with the
+    ``https`` capability (or does not run), else the control server's answer to the HTTPS
+    feature query ``tailscale serve`` would make (``http_status``; ``complete``, ``text``,
+    ``url`` of a ``tailcfg.QueryFeatureResponse``; ``error`` for anything else, e.g.
+    headscale's 501 "Not implemented yet"). ``{}`` for the first three when the CLI is not
+    installed.
+
+    + socket: tailscaled's LocalAPI socket
 
     .. code:: python
 
         {
             "status": {"BackendState": "Running", "Self": {...}, "CertDomains": [...], ...},
             "prefs": {"Hostname": "egograph-prod", "RouteAll": False, "RunSSH": False,
-                      "AdvertiseTags": ["tag:server"], "WantRunning": True, ...},
+                      "ControlURL": "https://controlplane.tailscale.com", ...},
             "serve": {"TCP": {"443": {"HTTPS": True}}, "Web": {...}},
+            "https_feature": None,   # or {"http_status": 501, "complete": False,
+                                     #      "text": "", "url": "",
+                                     #      "error": "Not implemented yet"}
         }
     """
 
-    def requires_command(self) -> str:
+    def requires_command(self, socket: str = LOCALAPI_SOCKET) -> str:
         return "tailscale"
 
-    def command(self) -> str:
-        return "; ".join(
-            (
-                f'tailscale status --json --peers=false 2>/dev/null || echo "{FAILED_MARKER} $?"',
-                f"echo '{SECTION_MARKER}'",
-                f'tailscale debug prefs 2>/dev/null || echo "{FAILED_MARKER} $?"',
-                f"echo '{SECTION_MARKER}'",
-                f'tailscale serve status --json 2>/dev/null || echo "{FAILED_MARKER} $?"',
-            )
+    def command(self, socket: str = LOCALAPI_SOCKET) -> StringCommand:
+        return StringCommand(
+            "set",
+            "--",
+            QuoteString(socket),
+            ";",
+            "; ".join(
+                (
+                    "st=$(tailscale status --json --peers=false 2>/dev/null); rc=$?",
+                    f'if [ "$rc" = 0 ]; then printf \'%s\\n\' "$st"; '
+                    f'else echo "{FAILED_MARKER} $rc"; fi',
+                    f"echo '{SECTION_MARKER}'",
+                    f'tailscale debug prefs 2>/dev/null || echo "{FAILED_MARKER} $?"',
+                    f"echo '{SECTION_MARKER}'",
+                    f'tailscale serve status --json 2>/dev/null || echo "{FAILED_MARKER} $?"',
+                    f"echo '{SECTION_MARKER}'",
+                    _FEATURE_QUERY,
+                )
+            ),
         )
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"status": {}, "prefs": {}, "serve": {}}
+        return {"status": {}, "prefs": {}, "serve": {}, "https_feature": None}
 
     def process(self, output: list[str]) -> dict[str, Any]:
         sections: list[list[str]] = [[]]
@@ -178,9 +216,9 @@ class TailscaleNode(FactBase[dict[str, Any]]):
                 sections.append([])
             else:
                 sections[-1].append(line)
-        if len(sections) != 3:
-            raise FactProcessError(f"tailscale node probe: expected 3 sections, got {output!r}")
-        status_out, prefs_out, serve_out = sections
+        if len(sections) != 4:
+            raise FactProcessError(f"tailscale node probe: expected 4 sections, got {output!r}")
+        status_out, prefs_out, serve_out, feature_out = sections
         prefs: dict[str, Any] = {}
         if _failed_exit_code(prefs_out) is None:
             try:
@@ -193,7 +231,49 @@ class TailscaleNode(FactBase[dict[str, Any]]):
             "status": TailscaleStatus().process(status_out),
             "prefs": prefs,
             "serve": TailscaleServeConfig().process(serve_out),
+            "https_feature": _feature_answer(feature_out),
         }
+
+
+def _feature_answer(output: list[str]) -> dict[str, Any] | None:
+    """The query-feature section: body lines, then the HTTP status curl printed."""
+    lines = [line for line in output if line.strip()]
+    if not lines:
+        return None
+    code = _failed_exit_code(lines)
+    if code is not None:
+        return {
+            "http_status": 0,
+            "complete": False,
+            "text": "",
+            "url": "",
+            "error": "could not ask tailscaled (curl exit "
+            f"{code}): {' '.join(lines[:-1]).strip() or 'no output'}",
+        }
+    status_text, body = lines[-1].strip(), "\n".join(lines[:-1]).strip()
+    status = int(status_text) if status_text.isdigit() else 0
+    answer: dict[str, Any] = {
+        "http_status": status,
+        "complete": False,
+        "text": "",
+        "url": "",
+        "error": "",
+    }
+    parsed: Any = None
+    if status == 200:
+        try:
+            parsed = json.loads(body)
+        except json.JSONDecodeError:
+            parsed = None
+    if isinstance(parsed, dict):
+        answer.update(
+            complete=bool(parsed.get("Complete")),
+            text=str(parsed.get("Text") or ""),
+            url=str(parsed.get("URL") or ""),
+        )
+    else:
+        answer["error"] = body or "no answer"
+    return answer
 
 
 class TailscaleInstallInfo(TypedDict):
@@ -341,15 +421,6 @@ def backend_state(status: dict[str, Any]) -> str:
     return str(status.get("BackendState") or "")
 
 
-def needs_login(status: dict[str, Any]) -> bool:
-    """True when ``tailscale up`` needs an auth key: not installed yet, NoState or NeedsLogin.
-
-    False for ``DaemonDown`` (unknown until tailscaled runs) and for a node waiting for
-    approval (``NeedsMachineAuth``: a new key would not help).
-    """
-    return backend_state(status) in ("", "NoState", "NeedsLogin")
-
-
 def _self(status: dict[str, Any]) -> dict[str, Any]:
     me = status.get("Self")
     return me if isinstance(me, dict) else {}
@@ -363,41 +434,6 @@ def self_hostname(status: dict[str, Any]) -> str:
 def dns_name(status: dict[str, Any]) -> str:
     """MagicDNS name without the trailing dot, ``""`` when logged out."""
     return str(_self(status).get("DNSName") or "").rstrip(".")
-
-
-def https_enabled(status: dict[str, Any]) -> bool:
-    """Whether the tailnet issues HTTPS certificates (``tailscale serve`` needs it)."""
-    return "https" in (_self(status).get("CapMap") or {}) or bool(status.get("CertDomains"))
-
-
-def tailnet_url(status: dict[str, Any]) -> str | None:
-    """``https://<name>.<tailnet>.ts.net/`` served on 443, ``None`` without a DNS name."""
-    name = dns_name(status)
-    return f"https://{name}/" if name else None
-
-
-def proxy_targets(config: dict[str, Any]) -> dict[int, list[str]]:
-    """Map each HTTPS port of a ``TailscaleServeConfig`` to its proxy targets.
-
-    Keys of ``Web`` are ``<dnsname>:<port>``; the DNS name is ignored so that a config made
-    before a hostname change still matches.
-
-    .. code:: python
-
-        proxy_targets(config)  # {443: ["http://127.0.0.1:8000"]}
-    """
-    tcp = config.get("TCP") or {}
-    targets: dict[int, list[str]] = {}
-    for hostport, web in sorted((config.get("Web") or {}).items()):
-        _, _, port = hostport.rpartition(":")
-        if not port.isdigit() or not (tcp.get(port) or {}).get("HTTPS"):
-            continue
-        found = targets.setdefault(int(port), [])
-        for _, handler in sorted(((web or {}).get("Handlers") or {}).items()):
-            proxy = (handler or {}).get("Proxy")
-            if proxy and proxy not in found:
-                found.append(proxy)
-    return targets
 
 
 def funnel_enabled(config: dict[str, Any]) -> bool:

@@ -10,7 +10,8 @@ created ``0600`` first, passed as ``--auth-key=file:<path>`` and removed whateve
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,6 @@ from .facts import (
     TailscaleNode,
     backend_state,
     dns_name,
-    funnel_enabled,
-    https_enabled,
     self_hostname,
 )
 
@@ -44,14 +43,14 @@ KEY_DIR = "/run/egograph-deploy"
 KEY_FILE = f"{KEY_DIR}/tailscale-authkey"
 """Where the auth key lives for the duration of one `tailscale up` (tmpfs, 0600)."""
 UP_TIMEOUT = 120
-FUNNEL_PORTS = (443, 8443, 10000)
 
-HTTPS_DISABLED = (
-    "HTTPS certificates are not enabled on the tailnet, so `tailscale serve` cannot publish "
-    "anything (it saves no config). Enable them in the Tailscale admin console (DNS page: "
-    "MagicDNS on, then 'Enable HTTPS'), then run the deploy again; or set "
-    "tailscale_serve = False."
-)
+DEFAULT_CONTROL_URL = "https://controlplane.tailscale.com"
+"""Tailscale's own control server (ipn/prefs.go DefaultControlURL); with
+``https://login.tailscale.com`` the two names ``IsLoginServerSynonym`` accepts."""
+CONTROL_URL_SYNONYMS = (DEFAULT_CONTROL_URL, "https://login.tailscale.com")
+RENAME_WAIT = 15
+"""Seconds a rename waits for the node's new MagicDNS name (the next netmap: about a second)."""
+
 NO_TUN = (
     "/dev/net/tun is missing or cannot be opened in the container, so tailscaled cannot "
     "start. Give the container the TUN device on the Proxmox host (ct_tun_method = 'raw' or "
@@ -178,6 +177,24 @@ def tags_problem(prefs: Mapping[str, Any], flags: list[str]) -> str | None:
     )
 
 
+def control_problem(prefs: Mapping[str, Any], login_server: str) -> str | None:
+    """A logged-in node of another control server than ``login_server`` ('' = Tailscale's
+    own) needs a new login there; ``tailscale up`` refuses to switch servers while logged in
+    ("can't change --login-server without --force-reauth")."""
+    have = str(prefs.get("ControlURL") or "") if prefs else ""
+    if not have:
+        return None
+    want = login_server.rstrip("/") or DEFAULT_CONTROL_URL
+    if have.rstrip("/") == want or (have in CONTROL_URL_SYNONYMS and want in CONTROL_URL_SYNONYMS):
+        return None
+    return (
+        f"the node is logged in to the control server {have}, but tailscale_login_server asks "
+        f"for {login_server or 'Tailscale (' + DEFAULT_CONTROL_URL + ')'}. Moving a node to "
+        "another tailnet needs a new login: run `tailscale logout` on the node (the next "
+        "deploy logs in there with the auth key), or set tailscale_login_server back."
+    )
+
+
 def prepare_key(raw: str, flags: list[str]) -> tuple[str | None, str | None]:
     """``(key to upload, None)`` or ``(None, why not)``. An OAuth client secret
     (``tskey-client-…``) needs tags and gets ``ephemeral=false`` (its default is an
@@ -210,56 +227,136 @@ def read_authkey(source: Mapping[str, str]) -> tuple[str | None, str]:
         return None, f"the file {source['file']} on the controller ({exc.strerror})"
 
 
+@dataclass(frozen=True)
+class Published:
+    """One service as ``tailscale serve`` publishes it."""
+
+    name: str
+    scheme: str
+    """``https`` (a certificate from the tailnet) or ``http`` (plain HTTP in the tailnet)."""
+    port: int
+    target: str
+    """Where serve proxies to: ``http://127.0.0.1:<service port>``."""
+    setting: str
+    """The setting that asks for it, e.g. ``services[0].publish``."""
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    reset: bool
+    """``tailscale serve reset`` first (then every service is served again)."""
+    missing: tuple[Published, ...]
+    """What to serve (all of it after a reset)."""
+    foreign: tuple[tuple[int, str], ...]
+    """``(port, target)`` served under the node's current name that the deploy did not make."""
+    stale: tuple[str, ...]
+    """``Web`` keys under another name than the node's (left by a rename)."""
+    funnel_off: bool
+    """Funnel is on somewhere while ``tailscale_funnel`` is off."""
+
+
 def serve_plan(
     config: Mapping[str, Any],
-    wanted: list[tuple[int, str]],
+    wanted: Sequence[Published],
+    dns: str,
     *,
     funnel: bool,
     reset_foreign: bool,
-) -> tuple[bool, list[tuple[int, str]], list[tuple[int, str]]]:
-    """``(reset first, (port, target) to serve, foreign (port, target) found)``.
+) -> ServePlan:
+    """What brings ``serve status --json`` to ``wanted`` for a node called ``dns``.
 
-    Targets are compared per HTTPS port by proxy URL, never by the ``Web`` key (it holds
-    the node's DNS name when serve was run). Foreign: anything else served, except the ``/``
-    handler of a port the deploy serves (serving there replaces it). A funnel found while
-    ``funnel`` is off is removed with a reset: being on the internet is never left to chance.
+    tailscaled picks the Web handler by ``<SNI or Host>:<port>`` (ipn/ipnlocal/serve.go
+    ``getServeHandler`` → ``webServerConfig``), and the CLI keys what it serves under the
+    node's MagicDNS name at the time (ipn/serve.go ``SetWebHandler``). So a service is
+    served only when ``Web["<dns>:<port>"]`` proxies ``/`` to its target and
+    ``TCP[<port>]`` has its scheme. A key under another name (a rename: nothing rewrites
+    the config, tailscale/tailscale#7086) serves nobody; ``serve --https=<port> off``
+    removes only the current name's key (``RemoveWebHandler``), so stale keys go with a
+    reset. Foreign: anything else served under the current name, except the ``/`` handler
+    of a port the deploy serves (serving there replaces it). A funnel found while
+    ``funnel`` is off is removed with a reset: being on the internet is never left to
+    chance.
     """
     tcp = config.get("TCP") or {}
     allow = config.get("AllowFunnel") or {}
-    ports = {port for port, _ in wanted}
-    current: dict[int, set[str]] = {}
+    ports = {w.port for w in wanted}
+    served: dict[int, tuple[str, str]] = {}  # port -> (scheme, "/" target) under dns
     funneled: set[int] = set()
     foreign: set[tuple[int, str]] = set()
+    stale: list[str] = []
     for port_text, handler in tcp.items():
         if (handler or {}).get("TCPForward") and port_text.isdigit():
             foreign.add((int(port_text), f"tcp://{handler['TCPForward']}"))
-    for hostport, web in (config.get("Web") or {}).items():
-        _, _, port_text = hostport.rpartition(":")
+    for hostport, web in sorted((config.get("Web") or {}).items()):
+        name, _, port_text = hostport.rpartition(":")
         if not port_text.isdigit():
             continue
+        if dns and name != dns:
+            stale.append(hostport)
+            continue
         port = int(port_text)
-        https = bool((tcp.get(port_text) or {}).get("HTTPS"))
+        port_handler = tcp.get(port_text) or {}
+        scheme = (
+            "https" if port_handler.get("HTTPS") else "http" if port_handler.get("HTTP") else ""
+        )
         for mount, handler in ((web or {}).get("Handlers") or {}).items():
             target = str((handler or {}).get("Proxy") or (handler or {}).get("Path") or "?")
-            if https and (handler or {}).get("Proxy"):
-                current.setdefault(port, set()).add(target)
-            if (port, target) not in wanted and not (https and port in ports and mount == "/"):
+            if mount == "/" and (handler or {}).get("Proxy") and scheme:
+                served[port] = (scheme, target)
+            mine = any(w.port == port and w.target == target for w in wanted)
+            if not mine and not (port in ports and mount == "/"):
                 foreign.add((port, target))
         if allow.get(hostport):
             funneled.add(port)
-    found = sorted(foreign)
-    if (found and reset_foreign) or (funneled and not funnel):
-        return True, list(wanted), found
-    missing = [
-        (port, target)
-        for port, target in wanted
-        if target not in current.get(port, set()) or (funnel and port not in funneled)
-    ]
-    return False, missing, found
+    funnel_off = bool(funneled) and not funnel
+    reset = bool(stale) or (bool(foreign) and reset_foreign) or funnel_off
+    missing = tuple(
+        w
+        for w in wanted
+        if reset
+        or served.get(w.port) != (w.scheme, w.target)
+        or (funnel and w.port not in funneled)
+    )
+    return ServePlan(reset, missing, tuple(sorted(foreign)), tuple(stale), funnel_off)
 
 
-def service_url(dns: str, port: int) -> str:
-    return f"https://{dns}/" if port == 443 else f"https://{dns}:{port}/"
+def service_url(published: Published, dns: str) -> str:
+    default = 443 if published.scheme == "https" else 80
+    port = "" if published.port == default else f":{published.port}"
+    return f"{published.scheme}://{dns}{port}/"
+
+
+def https_problem(feature: Mapping[str, Any] | None, wanted: Sequence[Published]) -> str | None:
+    """Why HTTPS cannot be served on this tailnet (from the control server's answer to the
+    HTTPS feature query, see ``TailscaleNode``), or None. ``feature`` is None when the node
+    has the ``https`` capability: ``serve`` asks nothing then."""
+    https = [w for w in wanted if w.scheme == "https"]
+    if not https or feature is None or feature.get("complete"):
+        return None
+    asked = ", ".join(f"{w.setting} = 'https' ({w.name})" for w in https)
+    fix = (
+        "Nothing was served. Either enable HTTPS certificates on the tailnet, or publish "
+        "over plain HTTP inside the tailnet (WireGuard still encrypts the traffic): set "
+        f"publish = 'http' for {'that service' if len(https) == 1 else 'those services'}."
+    )
+    status = int(feature.get("http_status") or 0)
+    if status == 200:
+        text = " ".join(str(feature.get("text") or "").split())
+        url = str(feature.get("url") or "")
+        return (
+            f"{asked}: the tailnet does not issue HTTPS certificates yet (the HTTPS feature "
+            "query `tailscale serve` makes answered: "
+            f"{text or 'not enabled'}{' ' + url if url else ''}). {fix}"
+        )
+    error = " ".join(str(feature.get("error") or "").split())
+    if status:
+        return (
+            f"{asked}: this tailnet cannot issue HTTPS certificates: the control server "
+            f"answered the HTTPS feature query (/machine/feature/query, as `tailscale "
+            f"serve` asks it) with HTTP {status}: {error or 'no text'}. A self-hosted "
+            f"control server such as headscale issues no certificates. {fix}"
+        )
+    return f"{asked}: cannot tell whether the tailnet issues HTTPS certificates: {error}. {fix}"
 
 
 # -- operations --------------------------------------------------------------------------
@@ -371,21 +468,26 @@ def tailscale_login(
     hostname: str,
     flags: list[str],
     authkey_source: dict[str, str],
+    login_server: str = "",
 ) -> Any:
     """
     Bring the node into the tailnet with the wanted name and settings (runbook §2
     `tailscale up --hostname=…`), by its ``BackendState``:
 
     - ``NeedsLogin``/``NoState``: ``tailscale up --reset --auth-key=file:… --hostname=…
-      [flags] --timeout=120s`` — the key is read now (from ``authkey_source``), uploaded
-      into a ``0600`` file on tmpfs and removed after ``up``, whatever its exit code
-    - ``Stopped``: a plain ``tailscale up`` (no key)
-    - ``Running``: ``tailscale set`` for a changed hostname or setting (no new login)
-    - ``NeedsMachineAuth``: fails with what to do
+      [--login-server=…] [flags] --timeout=120s`` — the key is read now (from
+      ``authkey_source``), uploaded into a ``0600`` file on tmpfs and removed after ``up``,
+      whatever its exit code
+    - ``Stopped``: a plain ``tailscale up`` (no key; a bare ``up`` keeps every setting,
+      the control server included: cmd/tailscale/cli/up.go checkForAccidentalSettingReverts)
+    - ``Running``: ``tailscale set`` for a changed hostname or setting (no new login); a
+      rename waits for the node's new MagicDNS name, which serve is keyed by
+    - ``NeedsMachineAuth``, or logged in to another control server: fails with what to do
 
     + hostname: the node's tailnet name
     + flags: validated ``tailscale up`` flags (tags, accept-routes, ...)
     + authkey_source: ``{"environ": NAME}`` or ``{"file": path}`` on the controller
+    + login_server: the control server's URL; '' = Tailscale's own
 
     **Example:**
 
@@ -404,7 +506,7 @@ def tailscale_login(
             yield from refuse("the tailscale CLI is not installed on the target")
             return
         change_reason(f"the node needs a login ({state or 'Tailscale not installed yet'})")
-        yield from _login(hostname, flags, authkey_source)
+        yield from _login(hostname, flags, authkey_source, login_server)
         return
     if state == DAEMON_DOWN:
         if executing:
@@ -422,7 +524,7 @@ def tailscale_login(
         yield from refuse(f"unexpected Tailscale BackendState {state!r}; nothing was changed")
         return
 
-    problem = tags_problem(prefs, flags)
+    problem = tags_problem(prefs, flags) or control_problem(prefs, login_server)
     if problem:
         yield from refuse(problem)
         return
@@ -438,6 +540,8 @@ def tailscale_login(
         commands.append(
             StringCommand("tailscale", "set", *[QuoteString(c) for c in [*changes, *risk]])
         )
+        if any(c.startswith("--hostname=") for c in changes) and dns_name(status):
+            commands.append(_wait_for_new_name(dns_name(status)))
     if not commands:
         host.noop(f"logged in as {self_hostname(status)} ({dns_name(status) or 'no DNS name'})")
         return
@@ -447,20 +551,25 @@ def tailscale_login(
 @operation(reads=lambda **_: [fact_read(TailscaleNode)])
 def tailscale_serve(
     *,
-    services: list[dict[str, Any]],
+    services: list[Published],
+    hostname: str,
     funnel: bool = False,
     reset_foreign: bool = False,
 ) -> Any:
     """
-    Publish each service over HTTPS in the tailnet with ``tailscale serve --bg
-    --https=<port> <target>`` (runbook §2, §9), only where ``serve status --json`` lacks
-    that proxy target on that port, and print the service URLs.
+    Publish each service in the tailnet with ``tailscale serve --bg --https=<port>
+    <target>`` (runbook §2, §9), or ``--http=<port>`` for plain HTTP, wherever ``serve
+    status --json`` does not serve that target under the node's current name, and print
+    the service URLs.
 
-    A tailnet without HTTPS certificates makes ``serve`` exit 0 and save nothing: that is
-    checked before (``Self.CapMap``/``CertDomains``) and after (the target must be in the
-    saved config), and fails with what to do. Funnel only with ``funnel``.
+    HTTPS needs certificates from the tailnet: on a node without the ``https`` capability
+    the control server's answer to the HTTPS feature query (``TailscaleNode``) decides,
+    and a tailnet that cannot issue them (headscale answers 501) is refused, naming the
+    setting. A renamed node is served again under its new name (stale keys go with a
+    ``serve reset``). Funnel only with ``funnel``.
 
-    + services: ``[{"name": …, "https_port": 443, "target": "http://127.0.0.1:8000"}]``
+    + services: what to publish (``Published``: name, scheme, port, target, setting)
+    + hostname: the node's wanted name (a pending rename re-keys serve)
     + funnel: publish with ``tailscale funnel`` (internet) instead
     + reset_foreign: ``tailscale serve reset`` when handlers the deploy did not make exist
 
@@ -468,19 +577,21 @@ def tailscale_serve(
 
     .. code:: python
 
-        tailscale_serve(name="Publish the services",
-                        services=[{"name": "backend", "https_port": 443,
-                                   "target": "http://127.0.0.1:8000"}])
+        tailscale_serve(name="Publish the services", hostname="egograph-prod",
+                        services=[Published("backend", "https", 443,
+                                            "http://127.0.0.1:8000", "services[0].publish")])
     """
     node = read_fact(TailscaleNode)
     status, config = node["status"], node["serve"]
     state = backend_state(status)
     executing = host.state.is_executing
-    wanted = [(int(s["https_port"]), str(s["target"])) for s in services]
 
     # While preparing (a dry run), a node that is about to log in or come up is planned
     # against what it has now; while executing, the login operation has run already.
-    if state != "Running" and (executing or state not in ("", "NoState", "NeedsLogin", "Stopped")):
+    # Starting: the node has its netmap (its name, its capabilities) and serve works; it
+    # is Running once a DERP relay or a peer answers (ipn/ipnlocal/local.go nextStateLocked).
+    connected = state in ("Running", "Starting")
+    if not connected and (executing or state not in ("", "NoState", "NeedsLogin", "Stopped")):
         if state == DAEMON_DOWN and not executing:
             host.noop("tailscaled is not running yet; the serve config is read once it runs")
             return
@@ -488,37 +599,50 @@ def tailscale_serve(
             f"cannot serve: the node is not connected (BackendState {state or 'unknown'})"
         )
         return
-    if state == "Running" and not https_enabled(status):
-        yield from refuse(HTTPS_DISABLED)
+    problem = https_problem(node.get("https_feature"), services)
+    if connected and problem:
+        yield from refuse(problem)
         return
 
-    reset, missing, foreign = serve_plan(config, wanted, funnel=funnel, reset_foreign=reset_foreign)
     dns = dns_name(status)
-    for svc in services if dns else []:
-        host.log(f"{svc['name']} is served at {service_url(dns, int(svc['https_port']))}")
-    if foreign and not reset:
+    renaming = connected and self_hostname(status) not in ("", hostname)
+    plan = serve_plan(config, services, dns, funnel=funnel, reset_foreign=reset_foreign)
+    if renaming and config.get("Web"):
+        # Planned before the rename runs: serve is keyed by the name the node has then.
+        plan = ServePlan(True, tuple(services), plan.foreign, plan.stale, plan.funnel_off)
+    for svc in services if dns and not renaming else []:
+        host.log(f"{svc.name} is served at {service_url(svc, dns)}")
+    if plan.foreign and not plan.reset:
         host.log(
             "keeping serve handlers the deploy did not make: "
-            + ", ".join(f"{t} on {p}" for p, t in foreign)
+            + ", ".join(f"{t} on {p}" for p, t in plan.foreign)
             + " (tailscale_serve_reset_foreign = True clears them)"
         )
-    if not reset and not missing:
-        host.noop("the serve config has every service's proxy target")
+    if not plan.reset and not plan.missing:
+        host.noop("the serve config serves every service under the node's name")
         return
-    if reset:
-        funnel_on = funnel_enabled(config) and not funnel
+    if renaming and config.get("Web"):
+        change_reason(f"the node is renamed to {hostname}: serve is keyed by the new name")
+    elif plan.stale:
         change_reason(
-            "funnel is on but tailscale_funnel is off"
-            if funnel_on
-            else "serve handlers the deploy did not make: "
-            + ", ".join(f"{t} on {p}" for p, t in foreign)
+            f"serve is keyed by another name than the node's ({dns}): " + ", ".join(plan.stale)
         )
-        if funnel_on and foreign and not reset_foreign:
-            host.log("the reset also drops: " + ", ".join(f"{t} on {p}" for p, t in foreign))
+    elif plan.funnel_off:
+        change_reason("funnel is on but tailscale_funnel is off")
+    elif plan.reset:
+        change_reason(
+            "serve handlers the deploy did not make: "
+            + ", ".join(f"{t} on {p}" for p, t in plan.foreign)
+        )
     else:
-        change_reason("not served: " + ", ".join(f"{t} on {p}" for p, t in missing))
-    reset_command = [StringCommand("tailscale", "serve", "reset")] if reset else []
-    yield chain([*reset_command, *_serve_commands(missing, funnel)])
+        change_reason(
+            "not served: "
+            + ", ".join(f"{w.target} on {w.scheme.upper()} {w.port}" for w in plan.missing)
+        )
+    if plan.reset and plan.foreign and not reset_foreign:
+        host.log("the reset also drops: " + ", ".join(f"{t} on {p}" for p, t in plan.foreign))
+    reset_command = [StringCommand("tailscale", "serve", "reset")] if plan.reset else []
+    yield chain([*reset_command, *_serve_commands(plan.missing, funnel)])
 
 
 # -- command builders --------------------------------------------------------------------
@@ -603,19 +727,35 @@ def _set_defaults_flags(flags: str) -> StringCommand:
     )
 
 
+DAEMON_SETTLE = 30
+"""Seconds a (re)started tailscaled has to leave NoState (it reads its state, then asks the
+control server: NeedsLogin, Stopped or Starting follow within a second or two)."""
+
+
 def _start_daemon(verb: str) -> StringCommand:
     """(Re)start tailscaled and check it stays up (Type=notify: active means ready); a
-    failure shows the daemon's own last words."""
+    failure shows the daemon's own last words. Then wait, bounded, until its backend has
+    left ``NoState``: the login decision that follows must not take a node that is still
+    reading its state for one that needs a key."""
+    settling = (
+        f"i=0; while [ $i -lt {DAEMON_SETTLE * 5} ]; do"
+        " st=$(tailscale status --json --peers=false 2>/dev/null) &&"
+        ' ! printf \'%s\' "$st" | grep -q \'"BackendState": "NoState"\' && break;'
+        " sleep 0.2; i=$((i+1)); done"
+    )
     return StringCommand(
         "systemctl reset-failed tailscaled.service 2>/dev/null;",
         "{ systemctl",
         verb,
         "tailscaled.service && systemctl is-active --quiet tailscaled.service; }",
-        "|| { journalctl -u tailscaled.service -n 20 --no-pager >&2; exit 1; }",
+        "|| { journalctl -u tailscaled.service -n 20 --no-pager >&2; exit 1; };",
+        settling,
     )
 
 
-def _login(hostname: str, flags: list[str], source: Mapping[str, str]) -> Iterator[Any]:
+def _login(
+    hostname: str, flags: list[str], source: Mapping[str, str], login_server: str
+) -> Iterator[Any]:
     raw, where = read_authkey(source)
     if raw is None:
         yield from refuse(
@@ -640,6 +780,7 @@ def _login(hostname: str, flags: list[str], source: Mapping[str, str]) -> Iterat
         "--reset",
         QuoteString(f"--auth-key=file:{KEY_FILE}"),
         QuoteString(f"--hostname={hostname}"),
+        *([QuoteString(f"--login-server={login_server}")] if login_server else []),
         *[QuoteString(f) for f in flags],
         f"--timeout={UP_TIMEOUT}s",
         "; rc=$?; rm -f",
@@ -648,25 +789,44 @@ def _login(hostname: str, flags: list[str], source: Mapping[str, str]) -> Iterat
     )
 
 
-def _serve_commands(missing: list[tuple[int, str]], funnel: bool) -> list[StringCommand]:
+def _wait_for_new_name(old_dns: str) -> StringCommand:
+    """Until the node's MagicDNS name is no longer ``old_dns`` (the control server renames
+    it with the next netmap), at most RENAME_WAIT seconds: serve is keyed by that name. A
+    name the tailnet's admin fixed never changes; then the wait ends with the time."""
+    probe = (
+        "tailscale status --json --peers=false 2>/dev/null"
+        ' | sed -n \'s/^ *"DNSName": "\\([^"]*\\)".*/\\1/p\' | head -n 1'
+    )
+    return StringCommand(
+        f'i=0; while [ $i -lt {RENAME_WAIT * 5} ] && [ "$({probe})" = ',
+        QuoteString(old_dns + "."),
+        "]; do sleep 0.2; i=$((i+1)); done",
+    )
+
+
+def _serve_commands(missing: Sequence[Published], funnel: bool) -> list[StringCommand]:
     verb = "funnel" if funnel else "serve"
     commands = []
-    for port, target in missing:
-        # serve exits 0 and saves nothing when the tailnet has no HTTPS certificates:
-        # the saved config must hold the target afterwards.
+    for svc in missing:
+        # Where the tailnet has not enabled HTTPS and the control server says the CLI need
+        # not wait, serve prints how to enable it and exits 0 having saved nothing
+        # (serve_legacy.go enableFeatureInteractive): the saved config must hold the
+        # target afterwards.
+        unsaved = (
+            f"`tailscale {verb} --{svc.scheme}={svc.port} {svc.target}` saved nothing "
+            f"(see its output above): {svc.setting} = {svc.scheme} cannot be served here"
+        )
         commands.append(
             StringCommand(
-                "timeout",
-                "60",
                 "tailscale",
                 verb,
                 "--bg",
-                QuoteString(f"--https={port}"),
-                QuoteString(target),
+                QuoteString(f"--{svc.scheme}={svc.port}"),
+                QuoteString(svc.target),
                 "&& { tailscale serve status --json | grep -qF",
-                QuoteString(f'"{target}"'),
+                QuoteString(f'"{svc.target}"'),
                 "|| { echo",
-                QuoteString(HTTPS_DISABLED),
+                QuoteString(unsaved),
                 ">&2; exit 1; }; }",
             )
         )

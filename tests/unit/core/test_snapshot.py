@@ -199,7 +199,7 @@ OPERATIONS: list[tuple[Any, dict[str, Any]]] = [
         },
     ),
     (tailscale_ops.tailscale_login, {"hostname": "h", "flags": [], "authkey_source": {}}),
-    (tailscale_ops.tailscale_serve, {"services": []}),
+    (tailscale_ops.tailscale_serve, {"services": [], "hostname": "h"}),
     (uv_ops.uv_binary, {"version": "0.13.9", "path": "/root/.local/bin/uv", "profile": "/p"}),
     (uv_ops.uv_sync, {"repo_path": "/r", "uv": "/uv", "environment": {}, "env_digest": "d"}),
     (repo_ops.checkout, {"url": "git://h/r.git", "path": "/r", "ref": "main"}),

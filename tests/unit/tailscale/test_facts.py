@@ -15,17 +15,15 @@ from pyinfra.api.exceptions import FactProcessError
 from deploys.tailscale.facts import (
     DAEMON_DOWN,
     FAILED_MARKER,
+    SECTION_MARKER,
     TailscaleInstall,
+    TailscaleNode,
     TailscaleServeConfig,
     TailscaleStatus,
     backend_state,
     dns_name,
     funnel_enabled,
-    https_enabled,
-    needs_login,
-    proxy_targets,
     self_hostname,
-    tailnet_url,
 )
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -52,59 +50,45 @@ def test_status_command_never_fails_the_host() -> None:
 def test_status_running_node() -> None:
     st = status("status_running.json")
     assert backend_state(st) == "Running"
-    assert not needs_login(st)
     assert self_hostname(st) == "egograph-prod"
     assert dns_name(st) == "egograph-prod.tail1234.ts.net"
-    assert https_enabled(st)
-    assert tailnet_url(st) == "https://egograph-prod.tail1234.ts.net/"
     assert st["TUN"] is True
 
 
-def test_status_userspace_without_https() -> None:
+def test_status_userspace() -> None:
     st = status("status_running_userspace.json")
     assert st["TUN"] is False
     assert backend_state(st) == "Running"
-    assert not https_enabled(st)
-    assert tailnet_url(st) == "https://egograph-prod.tail1234.ts.net/"
 
 
 def test_status_logged_out_needs_login() -> None:
     st = status("status_needs_login.json")
     assert backend_state(st) == "NeedsLogin"
-    assert needs_login(st)
     assert dns_name(st) == ""
-    assert tailnet_url(st) is None
     assert self_hostname(st) == "egograph-prod"
-    assert not https_enabled(st)
 
 
 def test_status_stopped_keeps_identity() -> None:
     st = status("status_stopped.json")
     assert backend_state(st) == "Stopped"
-    assert not needs_login(st)
     assert dns_name(st) == "egograph-prod.tail1234.ts.net"
 
 
 def test_status_waiting_for_approval_is_not_a_login() -> None:
     st = status("status_needs_machine_auth.json")
     assert backend_state(st) == "NeedsMachineAuth"
-    assert not needs_login(st)
-    assert tailnet_url(st) is None
 
 
 def test_status_daemon_down() -> None:
     st = TailscaleStatus().process([f"{FAILED_MARKER} 1"])
     assert st == {"BackendState": DAEMON_DOWN, "ExitCode": 1}
     assert backend_state(st) == DAEMON_DOWN
-    assert not needs_login(st)
-    assert dns_name(st) == "" and self_hostname(st) == "" and not https_enabled(st)
+    assert dns_name(st) == "" and self_hostname(st) == ""
 
 
 def test_status_not_installed_default() -> None:
     st = TailscaleStatus.default()
     assert backend_state(st) == ""
-    assert needs_login(st)
-    assert tailnet_url(st) is None
 
 
 @pytest.mark.parametrize("output", [["not json"], ["[1, 2]"], ['{"BackendState": ']])
@@ -126,7 +110,6 @@ def test_serve_command() -> None:
 def test_serve_empty() -> None:
     cfg = TailscaleServeConfig().process(lines("serve_empty.json"))
     assert cfg == {}
-    assert proxy_targets(cfg) == {}
     assert not funnel_enabled(cfg)
 
 
@@ -137,31 +120,12 @@ def test_serve_daemon_down_is_empty() -> None:
 
 def test_serve_with_handler() -> None:
     cfg = TailscaleServeConfig().process(lines("serve_handler.json"))
-    assert proxy_targets(cfg) == {443: ["http://127.0.0.1:8000"]}
     assert not funnel_enabled(cfg)
 
 
-def test_serve_targets_ignore_the_dns_name_key_and_funnel() -> None:
+def test_serve_with_funnel() -> None:
     cfg = TailscaleServeConfig().process(lines("serve_funnel.json"))
-    assert proxy_targets(cfg) == {
-        443: ["http://127.0.0.1:8000", "http://127.0.0.1:8001"],
-        8443: ["http://127.0.0.1:9000"],
-    }
     assert funnel_enabled(cfg)
-
-
-def test_proxy_targets_skip_plain_http_and_merge_names() -> None:
-    cfg = {
-        "TCP": {"80": {"HTTP": True}, "443": {"HTTPS": True}},
-        "Web": {
-            "old.tail1234.ts.net:443": {"Handlers": {"/": {"Proxy": "http://127.0.0.1:8000"}}},
-            "new.tail1234.ts.net:443": {"Handlers": {"/": {"Proxy": "http://127.0.0.1:8000"}}},
-            "new.tail1234.ts.net:80": {"Handlers": {"/": {"Proxy": "http://127.0.0.1:8080"}}},
-        },
-        "AllowFunnel": {"new.tail1234.ts.net:443": False},
-    }
-    assert proxy_targets(cfg) == {443: ["http://127.0.0.1:8000"]}
-    assert not funnel_enabled(cfg)
 
 
 def test_serve_bad_output() -> None:
@@ -277,3 +241,61 @@ def test_install_process_validates_shape() -> None:
         "sources_list": "",
         "service_active": "active",
     }
+
+
+# -- TailscaleNode: status, prefs, serve and the HTTPS feature answer in one read --------
+def node_output(feature: list[str]) -> list[str]:
+    status = (SAMPLES / "status_running.json").read_text().splitlines()
+    serve = (SAMPLES / "serve_handler.json").read_text().splitlines()
+    marker = [SECTION_MARKER]
+    return [*status, *marker, '{"RunSSH": false}', *marker, *serve, *marker, *feature]
+
+
+def test_node_reads_four_sections() -> None:
+    node = TailscaleNode().process(node_output([]))
+    assert node["status"]["BackendState"] == "Running"
+    assert node["prefs"] == {"RunSSH": False}
+    assert "Web" in node["serve"]
+    assert node["https_feature"] is None  # not asked: the node has the https capability
+    with pytest.raises(FactProcessError, match="expected 4 sections"):
+        TailscaleNode().process(["{}", SECTION_MARKER, "{}"])
+
+
+def test_node_reads_headscales_answer_to_the_https_feature_query() -> None:
+    # curl's output against headscale v0.29 (hscontrol/noise.go NotImplementedHandler),
+    # as captured from the real tailscaled's LocalAPI: the body, then the status line.
+    node = TailscaleNode().process(node_output(["Not implemented yet", "", "501"]))
+    assert node["https_feature"] == {
+        "http_status": 501,
+        "complete": False,
+        "text": "",
+        "url": "",
+        "error": "Not implemented yet",
+    }
+
+
+def test_node_reads_a_query_feature_response() -> None:
+    # tailcfg.QueryFeatureResponse, as Tailscale's control server answers a node of a
+    # tailnet without HTTPS (fields omitted when zero).
+    body = '{"Text":"Serve is not enabled on your tailnet.","URL":"https://login.example/f"}'
+    node = TailscaleNode().process(node_output([body, "200"]))
+    assert node["https_feature"] == {
+        "http_status": 200,
+        "complete": False,
+        "text": "Serve is not enabled on your tailnet.",
+        "url": "https://login.example/f",
+        "error": "",
+    }
+    assert TailscaleNode().process(node_output(['{"Complete":true}', "200"]))["https_feature"][
+        "complete"
+    ]
+
+
+def test_node_reports_when_tailscaled_could_not_be_asked() -> None:
+    feature = TailscaleNode().process(
+        node_output(["bash: line 1: curl: command not found", "##TAILSCALE_CLI_FAILED## 127"])
+    )["https_feature"]
+    assert feature["http_status"] == 0
+    assert feature["error"] == (
+        "could not ask tailscaled (curl exit 127): bash: line 1: curl: command not found"
+    )

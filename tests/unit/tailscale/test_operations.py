@@ -248,12 +248,18 @@ def test_keyring_download_is_verified_before_it_is_moved(tmp_path: Path) -> None
 
 
 # -- login -------------------------------------------------------------------------------
-def node(status: dict[str, Any], prefs: dict[str, Any] | None = None, serve: Any = None) -> Any:
+def node(
+    status: dict[str, Any],
+    prefs: dict[str, Any] | None = None,
+    serve: Any = None,
+    https_feature: dict[str, Any] | None = None,
+) -> Any:
     return {
         TailscaleNode: {
             "status": status,
             "prefs": PREFS if prefs is None else prefs,
             "serve": serve or {},
+            "https_feature": https_feature,
         }
     }
 
@@ -345,7 +351,7 @@ def test_stopped_node_gets_a_plain_up_then_set() -> None:
     cmds = texts(login(node(status, prefs={**PREFS, "WantRunning": False})))
     assert cmds == ["timeout 120 tailscale up"]
     cmds = texts(login(node(status, prefs={**PREFS, "Hostname": "old"})))
-    assert cmds == ["timeout 120 tailscale up", "tailscale set --hostname=egograph-prod"]
+    assert cmds[:2] == ["timeout 120 tailscale up", "tailscale set --hostname=egograph-prod"]
 
 
 def test_needs_machine_auth_fails_with_what_to_do() -> None:
@@ -370,7 +376,54 @@ def test_running_node_gets_tailscale_set_for_changed_settings() -> None:
     status = sample_status("status_running.json")
     prefs = {**PREFS, "RouteAll": True, "RunSSH": True}
     cmds = texts(login(node(status, prefs=prefs), hostname="egograph-next", flags=["--ssh"]))
-    assert cmds == ["tailscale set --hostname=egograph-next --accept-routes=false"]
+    assert cmds[0] == "tailscale set --hostname=egograph-next --accept-routes=false"
+    # serve is keyed by the MagicDNS name: the rename waits for the new one.
+    assert len(cmds) == 2 and " egograph-prod.tail1234.ts.net. ]; do sleep 0.2" in cmds[1]
+    assert cmds[1].startswith("i=0; while [ $i -lt 75 ]")
+
+
+def test_rename_wait_ends_on_the_new_name(tmp_path: Path) -> None:
+    """The wait, run in a shell with a `tailscale` that answers the old name twice."""
+    import subprocess
+
+    counter = tmp_path / "calls"
+    fake = tmp_path / "tailscale"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n+1)) > {counter}\n"
+        'if [ "$n" -lt 2 ]; then name=old; else name=new; fi\n'
+        "echo '{'; echo '  \"Self\": {'\n"
+        'echo "    \\"DNSName\\": \\"$name.tailnet.test.\\","\n'
+        "echo '    \"HostName\": \"x\"'; echo '  }'; echo '}'\n"
+    )
+    fake.chmod(0o755)
+    cmd = ops._wait_for_new_name("old.tailnet.test").get_raw_value()
+    done = subprocess.run(
+        ["sh", "-c", cmd], env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, timeout=20, check=True
+    )
+    assert done.returncode == 0 and counter.read_text().strip() == "3"
+
+
+def test_another_control_server_needs_a_new_login() -> None:
+    status = sample_status("status_running.json")
+    assert texts(login(node(status), login_server="")) == []
+    hs = {**PREFS, "ControlURL": "http://10.213.0.1:8080"}
+    assert texts(login(node(status, prefs=hs), login_server="http://10.213.0.1:8080/")) == []
+    with pytest.raises(OperationError, match="logged in to the control server") as err:
+        login(node(status, prefs=hs), executing=False)
+    assert "tailscale logout" in str(err.value)
+    with pytest.raises(OperationError, match="tailscale_login_server asks for http://h"):
+        login(node(status), login_server="http://h", executing=False)
+    synonym = {**PREFS, "ControlURL": "https://login.tailscale.com"}
+    assert texts(login(node(status, prefs=synonym))) == []
+
+
+@pytest.mark.usefixtures("key_env")
+def test_login_names_the_control_server() -> None:
+    fake = login(node(sample_status("status_needs_login.json"), prefs={}),
+                 login_server="http://10.213.0.1:8080")  # fmt: skip
+    up = texts(fake)[-1]
+    assert "--hostname=egograph-prod --login-server=http://10.213.0.1:8080 --timeout=120s" in up
 
 
 def test_set_changes_cover_every_settable_flag() -> None:
@@ -432,12 +485,32 @@ def test_changed_tags_need_a_new_login() -> None:
 
 
 # -- serve -------------------------------------------------------------------------------
-BACKEND = [{"name": "backend", "https_port": 443, "target": TARGET}]
+def published(
+    scheme: str = "https", port: int = 443, target: str = TARGET, name: str = "backend"
+) -> ops.Published:
+    return ops.Published(name, scheme, port, target, "services[0].publish")
+
+
+BACKEND = [published()]
+DNS = "egograph-prod.tail1234.ts.net"
 
 
 def serve(facts: dict[type, Any], executing: bool = True, **kwargs: Any) -> FakeHost:
-    args = {"services": BACKEND, "funnel": False, "reset_foreign": False, **kwargs}
+    args = {
+        "services": BACKEND,
+        "hostname": "egograph-prod",
+        "funnel": False,
+        "reset_foreign": False,
+        **kwargs,
+    }
     return run(ops.tailscale_serve, facts, executing=executing, **args)
+
+
+def plan(config: dict[str, Any], wanted: list[ops.Published], **kwargs: Any) -> ops.ServePlan:
+    return ops.serve_plan(
+        config, wanted, DNS, funnel=kwargs.get("funnel", False),
+        reset_foreign=kwargs.get("reset_foreign", False),
+    )  # fmt: skip
 
 
 def test_serve_noop_when_the_target_is_served_and_prints_the_url() -> None:
@@ -448,41 +521,102 @@ def test_serve_noop_when_the_target_is_served_and_prints_the_url() -> None:
     assert fake.logs == ["backend is served at https://egograph-prod.tail1234.ts.net/"]
 
 
-def test_serve_compares_targets_not_the_dns_name_key() -> None:
+def test_serve_keyed_under_an_old_name_is_served_again_under_the_new_one() -> None:
+    """tailscaled picks the handler by <SNI host>:<port>: a config left under the old name
+    serves nobody (ipn/ipnlocal/serve.go)."""
     renamed = {
         "TCP": {"443": {"HTTPS": True}},
         "Web": {"old-name.tail1234.ts.net:443": {"Handlers": {"/": {"Proxy": TARGET}}}},
     }
-    assert texts(serve(node(sample_status("status_running.json"), serve=renamed))) == []
+    fake = serve(node(sample_status("status_running.json"), serve=renamed))
+    cmds = texts(fake)
+    assert cmds[0] == "tailscale serve reset"
+    assert cmds[1].startswith("tailscale serve --bg --https=443 http://127.0.0.1:8000 && ")
+    assert any("old-name.tail1234.ts.net:443" in line for line in fake.logs)
+    assert plan(renamed, BACKEND).stale == ("old-name.tail1234.ts.net:443",)
+
+
+def test_a_pending_rename_is_planned_as_a_new_serve() -> None:
+    status = sample_status("status_running.json")
+    cfg = sample_serve("serve_handler.json")
+    fake = serve(node(status, serve=cfg), hostname="egograph-next", executing=False)
+    assert texts(fake)[0] == "tailscale serve reset"
+    assert any("renamed to egograph-next" in line for line in fake.logs)
+    # Nothing served yet: nothing to re-key.
+    assert texts(serve(node(status), hostname="egograph-next"))[0].startswith("tailscale serve")
 
 
 def test_serve_when_missing_and_verify_it_was_saved() -> None:
     (cmd,) = texts(serve(node(sample_status("status_running.json"))))
     assert cmd.startswith(
-        "timeout 60 tailscale serve --bg --https=443 http://127.0.0.1:8000 && "
+        "tailscale serve --bg --https=443 http://127.0.0.1:8000 && "
         "{ tailscale serve status --json | grep -qF '\"http://127.0.0.1:8000\"' || { echo "
     )
-    assert "HTTPS certificates are not enabled on the tailnet" in cmd
-    other_port = [{"name": "backend", "https_port": 8443, "target": TARGET}]
+    assert "services[0].publish = https cannot be served here" in cmd
     fake = serve(
         node(sample_status("status_running.json"), serve=sample_serve("serve_handler.json")),
-        services=other_port,
+        services=[published(port=8443)],
     )
-    assert texts(fake)[0].startswith("timeout 60 tailscale serve --bg --https=8443 ")
+    assert texts(fake)[0].startswith("tailscale serve --bg --https=8443 ")
     assert "https://egograph-prod.tail1234.ts.net:8443/" in fake.logs[0]
 
 
-def test_serve_refuses_without_https_certificates() -> None:
-    with pytest.raises(OperationError, match="HTTPS certificates are not enabled"):
-        serve(node(sample_status("status_running_userspace.json")), executing=False)
+def test_plain_http_is_served_with_its_own_flag_and_url() -> None:
+    status = sample_status("status_running.json")
+    fake = serve(node(status), services=[published("http", 80)])
+    assert texts(fake)[0].startswith("tailscale serve --bg --http=80 http://127.0.0.1:8000 && ")
+    assert fake.logs[0] == "backend is served at http://egograph-prod.tail1234.ts.net/"
+    http_cfg = {
+        "TCP": {"80": {"HTTP": True}},
+        "Web": {f"{DNS}:80": {"Handlers": {"/": {"Proxy": TARGET}}}},
+    }
+    assert texts(serve(node(status, serve=http_cfg), services=[published("http", 80)])) == []
+    # The same port served with the other scheme is served again (serve replaces it).
+    (cmd,) = texts(serve(node(status, serve=http_cfg), services=[published("https", 80)]))
+    assert cmd.startswith("tailscale serve --bg --https=80 ")
+
+
+HEADSCALE_501 = {
+    "http_status": 501, "complete": False, "text": "", "url": "", "error": "Not implemented yet",
+}  # fmt: skip
+
+
+def test_https_on_a_tailnet_without_certificates_is_refused_naming_the_setting() -> None:
+    status = sample_status("status_running_userspace.json")
+    with pytest.raises(OperationError) as err:
+        serve(node(status, https_feature=HEADSCALE_501), executing=False)
+    message = str(err.value)
+    assert message.startswith("services[0].publish = 'https' (backend): this tailnet cannot")
+    assert "HTTP 501: Not implemented yet" in message and "publish = 'http'" in message
+    (cmd,) = texts(serve(node(status, https_feature=HEADSCALE_501)))
+    assert cmd.startswith("echo 'services[0].publish") and cmd.endswith("exit 1")
+    # Plain HTTP needs no certificate.
+    ok = serve(node(status, https_feature=HEADSCALE_501), services=[published("http", 80)])
+    assert texts(ok)[0].startswith("tailscale serve --bg --http=80 ")
+
+
+def test_https_not_yet_enabled_shows_the_control_servers_text_and_link() -> None:
+    """Tailscale's own control server answers with a QueryFeatureResponse (tailcfg.go)."""
+    answer = {
+        "http_status": 200,
+        "complete": False,
+        "text": "Serve is not enabled on your tailnet.\nTo enable, visit:",
+        "url": "https://login.tailscale.com/f/serve?node=n1",
+        "error": "",
+    }
+    problem = ops.https_problem(answer, BACKEND)
+    assert problem is not None
+    assert "Serve is not enabled on your tailnet. To enable, visit: https://login" in problem
+    assert ops.https_problem({**answer, "complete": True}, BACKEND) is None
+    assert ops.https_problem(None, BACKEND) is None
 
 
 def test_foreign_handlers_are_kept_unless_reset_is_asked_for() -> None:
     config = {
         "TCP": {"443": {"HTTPS": True}, "8443": {"HTTPS": True}},
         "Web": {
-            "egograph-prod.tail1234.ts.net:443": {"Handlers": {"/": {"Proxy": TARGET}}},
-            "egograph-prod.tail1234.ts.net:8443": {"Handlers": {"/": {"Proxy": "http://x:1"}}},
+            f"{DNS}:443": {"Handlers": {"/": {"Proxy": TARGET}}},
+            f"{DNS}:8443": {"Handlers": {"/": {"Proxy": "http://x:1"}}},
         },
     }
     status = sample_status("status_running.json")
@@ -491,7 +625,7 @@ def test_foreign_handlers_are_kept_unless_reset_is_asked_for() -> None:
     assert any("http://x:1 on 8443" in line for line in fake.logs)
     cmds = texts(serve(node(status, serve=config), reset_foreign=True))
     assert cmds[0] == "tailscale serve reset"
-    assert cmds[1].startswith("timeout 60 tailscale serve --bg --https=443 ")
+    assert cmds[1].startswith("tailscale serve --bg --https=443 ")
 
 
 def test_funnel_is_switched_off_unless_wanted_and_on_when_wanted() -> None:
@@ -499,9 +633,9 @@ def test_funnel_is_switched_off_unless_wanted_and_on_when_wanted() -> None:
     funneled = sample_serve("serve_funnel.json")
     cmds = texts(serve(node(status, serve=funneled)))
     assert cmds[0] == "tailscale serve reset"
-    assert cmds[1].startswith("timeout 60 tailscale serve --bg --https=443 ")
+    assert cmds[1].startswith("tailscale serve --bg --https=443 ")
     cmds = texts(serve(node(status, serve=sample_serve("serve_handler.json")), funnel=True))
-    assert cmds[0].startswith("timeout 60 tailscale funnel --bg --https=443 ")
+    assert cmds[0].startswith("tailscale funnel --bg --https=443 ")
 
 
 def test_serve_before_login_is_predicted_and_refused_when_executing() -> None:
@@ -515,49 +649,41 @@ def test_serve_before_login_is_predicted_and_refused_when_executing() -> None:
 
 def test_serve_plan_pure() -> None:
     cfg = sample_serve("serve_handler.json")
-    assert ops.serve_plan(cfg, [(443, TARGET)], funnel=False, reset_foreign=False) == (
-        False,
-        [],
-        [],
-    )
-    assert ops.serve_plan({}, [(443, TARGET)], funnel=False, reset_foreign=True) == (
-        False,
-        [(443, TARGET)],
-        [],
+    assert plan(cfg, BACKEND) == ops.ServePlan(False, (), (), (), False)
+    assert plan({}, BACKEND, reset_foreign=True) == ops.ServePlan(
+        False, tuple(BACKEND), (), (), False
     )
 
 
 # -- the deploy's view of the settings ---------------------------------------------------
-def test_served_services_follow_the_port_setting() -> None:
+def test_served_services_follow_each_services_publish_setting() -> None:
     from deploys.settings import Service, Settings
     from deploys.tailscale import node_name, served_services
 
-    def svc(name: str, port: int, host: str = "127.0.0.1") -> Service:
-        return Service(name, f"u-{name}", "", "m:app", host, port, "/", "/e", {}, "/", "r", "r")
+    def svc(name: str, port: int, publish: str, host: str = "127.0.0.1", at: int = 0) -> Service:
+        return Service(
+            name, f"u-{name}", "", "m:app", host, port, "/", "/e", {}, "/", "r", "r",
+            publish=publish, publish_port=at,
+        )  # fmt: skip
 
-    both = (svc("backend", 8000), svc("pipelines", 8001, "localhost"))
-    one = Settings(values={"tailscale_serve_https_port": 443}, services=both)
-    assert served_services(one) == [{"name": "backend", "https_port": 443, "target": TARGET}]
-    mapped = Settings(
-        values={"tailscale_serve_https_port": {"pipelines": 8443, "backend": 443}}, services=both
-    )
-    assert [s["target"] for s in served_services(mapped)] == [TARGET, "http://127.0.0.1:8001"]
+    both = (svc("backend", 8000, "https"), svc("pipelines", 8001, "off", "localhost"))
+    assert served_services(Settings(values={}, services=both)) == [
+        ops.Published("backend", "https", 443, TARGET, "services[0].publish")
+    ]
+    two = (svc("backend", 8000, "http"), svc("pipelines", 8001, "http", "localhost", 8080))
+    assert served_services(Settings(values={}, services=two)) == [
+        ops.Published("backend", "http", 80, TARGET, "services[0].publish"),
+        ops.Published("pipelines", "http", 8080, "http://127.0.0.1:8001", "services[1].publish"),
+    ]
     named = Settings(values={"tailscale_hostname": "", "ct_hostname": "egograph-prod"})
     assert node_name(named) == "egograph-prod"
 
 
 def test_a_moved_service_replaces_its_handler_without_calling_it_foreign() -> None:
     old = sample_serve("serve_handler.json")  # http://127.0.0.1:8000 on 443
-    moved = [(443, "http://127.0.0.1:8001")]
-    assert ops.serve_plan(old, moved, funnel=False, reset_foreign=True) == (
-        False,
-        moved,
-        [],
-    )
-    fake = serve(
-        node(sample_status("status_running.json"), serve=old),
-        services=[{"name": "backend", "https_port": 443, "target": "http://127.0.0.1:8001"}],
-    )
+    moved = [published(target="http://127.0.0.1:8001")]
+    assert plan(old, moved, reset_foreign=True) == ops.ServePlan(False, tuple(moved), (), (), False)
+    fake = serve(node(sample_status("status_running.json"), serve=old), services=moved)
     assert len(texts(fake)) == 1 and not any("keeping" in line for line in fake.logs)
 
 
@@ -569,14 +695,16 @@ def test_other_mounts_ports_and_tcp_forwards_are_foreign() -> None:
             "2222": {"TCPForward": "127.0.0.1:22"},
         },
         "Web": {
-            "n.ts.net:443": {
+            f"{DNS}:443": {
                 "Handlers": {"/": {"Proxy": TARGET}, "/files": {"Path": "/srv"}},
             },
-            "n.ts.net:80": {"Handlers": {"/": {"Proxy": "http://127.0.0.1:9"}}},
+            f"{DNS}:80": {"Handlers": {"/": {"Proxy": "http://127.0.0.1:9"}}},
         },
     }
-    reset, missing, foreign = ops.serve_plan(
-        config, [(443, TARGET)], funnel=False, reset_foreign=False
+    found = plan(config, BACKEND)
+    assert (found.reset, found.missing) == (False, ())
+    assert found.foreign == (
+        (80, "http://127.0.0.1:9"),
+        (443, "/srv"),
+        (2222, "tcp://127.0.0.1:22"),
     )
-    assert (reset, missing) == (False, [])
-    assert foreign == [(80, "http://127.0.0.1:9"), (443, "/srv"), (2222, "tcp://127.0.0.1:22")]

@@ -36,11 +36,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.tailscale_repo_url == "https://pkgs.tailscale.com/stable"
     assert s.tailscale_authkey_source == {"environ": "TS_AUTHKEY"}
     assert s.tailscale_extra_up_flags == [] and s.tailscale_userspace is False
-    assert (s.tailscale_serve, s.tailscale_serve_https_port, s.tailscale_funnel) == (
-        True,
-        443,
-        False,
-    )
+    assert (s.tailscale_serve, s.tailscale_funnel, s.tailscale_login_server) == (True, False, "")
+    (backend,) = s.services
+    assert (backend.publish, backend.tailnet_port) == ("https", 443)
 
 
 def test_the_key_is_not_demanded_before_connecting(
@@ -61,7 +59,6 @@ GOOD_FLAGS = [
     "--ssh",
     "--shields-up",
     "--advertise-routes=10.0.0.0/24,fd00::/64",
-    "--login-server=https://headscale.example.com",
     "--operator=deploy",
 ]
 
@@ -111,31 +108,80 @@ def test_an_auth_key_in_the_flags_is_refused_without_echoing_it(tmp_path: Path, 
         ("tailscale_authkey_source", {"env": "X"}, "tailscale_authkey_source: got <hidden>"),
         ("tailscale_authkey_source", {"environ": "1X"}, "{'environ': 'VARIABLE'}"),
         ("tailscale_authkey_source", {"file": ""}, "{'file': 'path on the controller'}"),
-        ("tailscale_serve_https_port", 0, "tailscale_serve_https_port: got 0"),
-        ("tailscale_serve_https_port", {}, "expected a port 1-65535"),
+        ("tailscale_login_server", "headscale.example", "tailscale_login_server: got"),
+        ("tailscale_serve_https_port", 443, "tailscale_serve_https_port: no longer a setting"),
     ],
 )
 def test_bad_values_name_the_setting(tmp_path: Path, name: str, value: Any, expected: str) -> None:
     assert expected in errors(tmp_path, **{name: value})
 
 
-def test_port_mapping_must_name_services_and_not_share_ports(tmp_path: Path) -> None:
-    message = errors(tmp_path, tailscale_serve_https_port={"backend": 443, "nope": 443})
-    assert "tailscale_serve_https_port: 'nope' is not a service" in message
-    assert "a port is used twice" in message
-    validate(data(tmp_path, tailscale_serve_https_port={"backend": 8443}))
+def test_the_control_server_has_its_own_setting(tmp_path: Path) -> None:
+    s = validate(data(tmp_path, tailscale_login_server="https://headscale.example.com"))
+    assert s.tailscale_login_server == "https://headscale.example.com"
+    message = errors(tmp_path, tailscale_extra_up_flags=["--login-server=https://h.example"])
+    assert "--login-server is not allowed here" in message and "tailscale_login_server" in message
 
 
-def test_funnel_needs_a_funnel_port(tmp_path: Path) -> None:
-    message = errors(tmp_path, tailscale_funnel=True, tailscale_serve_https_port=4443)
-    assert "tailscale_funnel: port(s) 4443 cannot be funneled" in message
-    validate(data(tmp_path, tailscale_funnel=True, tailscale_serve_https_port=8443))
-    # Not serving: the port does not matter.
-    validate(
+def service(tmp_path: Path, name: str, port: int, **fields: Any) -> dict[str, Any]:
+    env = tmp_path / f"{name}.env"
+    env.write_text("A=1\n")
+    return {
+        "name": name,
+        "unit": f"egograph-{name}",
+        "module": f"{name}.main:app",
+        "port": port,
+        "env_file": f"egograph/{name}/.env",
+        "env_source": {"file": str(env)},
+        **fields,
+    }
+
+
+def test_each_service_chooses_how_it_is_published(tmp_path: Path) -> None:
+    s = validate(data(tmp_path, services=[service(tmp_path, "backend", 8000),
+                                         service(tmp_path, "pipelines", 8001)]))  # fmt: skip
+    assert [(v.publish, v.tailnet_port) for v in s.services] == [("https", 443), ("off", 80)]
+    s = validate(
         data(
             tmp_path,
-            tailscale_funnel=True,
-            tailscale_serve=False,
-            tailscale_serve_https_port=4443,
+            services=[
+                service(tmp_path, "backend", 8000, publish="http"),
+                service(tmp_path, "pipelines", 8001, publish="http", publish_port=8080),
+            ],
         )
     )
+    assert [(v.publish, v.tailnet_port) for v in s.services] == [("http", 80), ("http", 8080)]
+    message = errors(
+        tmp_path,
+        services=[
+            service(tmp_path, "backend", 8000, publish="HTTPS"),
+            service(tmp_path, "pipelines", 8001, publish="https", publish_port=70000),
+        ],
+    )
+    assert "services[0].publish: got 'HTTPS'; expected 'https', 'http' or 'off'" in message
+    assert "services[1].publish_port: got 70000; expected 0 (443 for https" in message
+
+
+def test_two_services_on_one_tailnet_port_are_refused(tmp_path: Path) -> None:
+    message = errors(
+        tmp_path,
+        services=[
+            service(tmp_path, "backend", 8000, publish="https"),
+            service(tmp_path, "pipelines", 8001, publish="https", publish_port=443),
+        ],
+    )
+    assert "services[*].publish_port: tailnet port 443 is used by two services" in message
+
+
+def test_funnel_needs_https_on_a_funnel_port(tmp_path: Path) -> None:
+    def on(**fields: Any) -> list[dict[str, Any]]:
+        return [service(tmp_path, "backend", 8000, **fields)]
+
+    message = errors(tmp_path, tailscale_funnel=True, services=on(publish_port=4443))
+    assert "services[0].publish: https on port 4443 cannot be funneled" in message
+    message = errors(tmp_path, tailscale_funnel=True, services=on(publish="http"))
+    assert "services[0].publish: http on port 80 cannot be funneled" in message
+    validate(data(tmp_path, tailscale_funnel=True, services=on(publish_port=8443)))
+    # Not serving: the port does not matter.
+    validate(data(tmp_path, tailscale_funnel=True, tailscale_serve=False,
+                  services=on(publish_port=4443)))  # fmt: skip
