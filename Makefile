@@ -20,6 +20,11 @@ deps:
 	@# Bytecode for the project's own modules too: without it every pyinfra run compiles
 	@# ~750 modules (0.5 s) where PYTHONDONTWRITEBYTECODE is set, as on CI machines.
 	@$(UV) run --no-sync python -m compileall -q deploys inventory.py group_data >/dev/null
+	@# The sandbox's real components, built once per pinned version and cached under
+	@# /var/cache/egograph-sandbox: the Debian root, tailscale/tailscaled and headscale from
+	@# their Go modules (a few minutes the first time), the signed Tailscale repository.
+	@if [ "$$(id -u)" = 0 ]; then $(UV) run --no-sync python -m tests.sandbox build; \
+	else echo "make deps: not root, the sandbox (e2e tests, demo) is not built"; fi
 
 # pytest exits 5 when it collected nothing: say so, and fail (a run that tested nothing
 # is not a pass).
@@ -40,8 +45,7 @@ demo: deps
 	$(UV) run python -m tests.sandbox pve-up
 	EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/prod.py
 	@echo
-	@echo "The service answers inside the new container 'demo-ct100':"
-	ssh -F /var/lib/egograph-sandbox/ssh/config demo-ct100 curl -fsS http://127.0.0.1:8000/health; echo
+	@$(UV) run --no-sync python -m tests.sandbox demo-check
 	@echo "Again, showing zero changes:  EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/prod.py"
 	@echo "Destroy the container:        EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/destroy.py"
 	@echo "A shell in it:                ssh -F /var/lib/egograph-sandbox/ssh/config demo-ct100"

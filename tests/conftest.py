@@ -11,6 +11,7 @@ import shutil
 os.environ.setdefault("EGOGRAPH_SANDBOX_APP", f"egograph-tests-{os.getpid()}")
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,10 +20,20 @@ from tests.sandbox import host, paths, site
 from tests.sandbox.container import Container
 
 
+def e2e_required() -> bool:
+    """CI (which sets CI=true) and EGOGRAPH_REQUIRE_E2E=1 demand the e2e tier: a test that
+    cannot run there fails instead of skipping."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return ci or os.environ.get("EGOGRAPH_REQUIRE_E2E") == "1"
+
+
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[None]:
-    """Host side of the sandbox; skipped with the reason where it cannot run."""
+    """Host side of the sandbox; where it cannot run, skipped with the reason, or failed
+    when the e2e tier is required (see ``e2e_required``)."""
     reason = host.require_root_linux()
+    if reason and e2e_required():
+        pytest.fail(f"the e2e tests must run here (CI or EGOGRAPH_REQUIRE_E2E=1), but {reason}")
     if reason:
         pytest.skip(reason)
     host.ensure_packages()
@@ -59,3 +70,30 @@ def new_container(sandbox: None) -> Iterator[Callable[..., Container]]:
 @pytest.fixture
 def secret_env(tmp_path: Path, sandbox: None) -> Path:
     return site.write_secret_env(f"backend-{tmp_path.name}")
+
+
+# --- how many e2e tests ran: printed at the end, and no silent skip where they are required
+_E2E_OUTCOMES: dict[str, list[str]] = {"passed": [], "failed": [], "skipped": []}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "e2e" not in report.keywords:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _E2E_OUTCOMES[report.outcome].append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    ran = len(_E2E_OUTCOMES["passed"]) + len(_E2E_OUTCOMES["failed"])
+    skipped = _E2E_OUTCOMES["skipped"]
+    terminalreporter.write_line(
+        f"e2e: {ran} ran ({len(_E2E_OUTCOMES['passed'])} passed, "
+        f"{len(_E2E_OUTCOMES['failed'])} failed), {len(skipped)} skipped"
+        + (" -- NOT ALLOWED: the e2e tier is required here" if skipped and e2e_required() else ""),
+        bold=True,
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _E2E_OUTCOMES["skipped"] and e2e_required() and session.exitstatus == 0:
+        session.exitstatus = 1

@@ -1,7 +1,7 @@
 """The canary test: recognisable fake secrets never show up anywhere.
 
 The secrets: the env file values (``site.CANARY``), the Tailscale auth key
-(``tailscale_site.AUTHKEY``) and, in the Proxmox run, the API token secret (``PVE_CANARY``).
+(``tailscale_site.authkey()``, a real headscale pre-auth key) and, in the Proxmox run, the API token secret (``PVE_CANARY``).
 Every entry point runs with them -- ``deploys/prod.py`` (without and with Proxmox),
 ``deploys/update.py``, ``egodeploy drift`` (text and ``--json``) and the README's ad-hoc fact
 queries -- at ``-vvv``, with ``--diff`` and with ``--json``, at moments when the secrets are
@@ -17,6 +17,7 @@ target after a run -- also after a failed one.
 
 from __future__ import annotations
 
+import functools
 import shlex
 import subprocess
 import sys
@@ -35,14 +36,21 @@ from tests.sandbox.runner import PROJECT, PyinfraRun, pyinfra
 pytestmark = pytest.mark.e2e
 
 PVE_CANARY = "pvecanary-0b7e-4f1d-9a2c-5ec2e7deadbf"
-CANARIES = (site.CANARY, tailscale_site.AUTHKEY, PVE_CANARY)
+
+
+@functools.cache
+def canaries() -> tuple[str, ...]:
+    # The Tailscale key is a real pre-auth key of the sandbox's headscale, made on first use.
+    return (site.CANARY, tailscale_site.authkey(), PVE_CANARY)
+
+
 ENV_FILE = "/opt/egograph/repo/backend/.env"
 SAMPLE_LOOP = "for i in $(seq 1 4000); do ps -eo args; echo @@; sleep 0.2; done"  # <= ~15 min
 
 
 def hits(text: str) -> list[str]:
     """Canaries (or their last 12 characters: a truncated print) found in ``text``."""
-    return [c for c in CANARIES if c in text or c[-12:] in text]
+    return [c for c in canaries() if c in text or c[-12:] in text]
 
 
 class Sampler:
@@ -167,7 +175,7 @@ def test_no_entry_point_leaks_a_secret_without_proxmox(
     site.publish_app("fixture")
     env_name = f"backend-secrets-{tmp_path.name}"
     env = new_env(env_name, 0)
-    authkey = tailscale_site.write_authkey()
+    authkey = tailscale_site.authkey_file()
     c = new_container()
     data = {**c.pyinfra_data(), **site.settings(env), "service_health_timeout": 20}
     hosts = site.write_hosts_file(tmp_path / "hosts.json", [(c.name, data)])
@@ -262,7 +270,7 @@ def test_the_proxmox_run_leaks_no_secret(sandbox: None, tmp_path: Path) -> None:
     node = pve_site.start_node(state, prefix=prefix)
     backend = SandboxBackend(prefix)
     env = site.write_secret_env(f"backend-pve-secrets-{tmp_path.name}")
-    authkey = tailscale_site.write_authkey()
+    authkey = tailscale_site.authkey_file()
     data = {**site.settings(env), **pve_site.settings(node, ct_tun_method="raw")}
     hosts = site.write_hosts_file(tmp_path / "hosts.json", [("egograph-prod", data)])
     rec = Record()

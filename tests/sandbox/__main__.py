@@ -1,5 +1,8 @@
-"""Sandbox command line: ``python -m tests.sandbox up|down|status``.
+"""Sandbox command line: ``python -m tests.sandbox build|up|pve-up|down|status``.
 
+build               build what the sandbox runs, once per pinned version (cached under
+                    /var/cache/egograph-sandbox): the Debian root, tailscale/tailscaled
+                    and headscale from their Go modules, the signed Tailscale repository
 up [--name demo]    build (once) and boot a container, serve the fixture app, and write
                     the hosts file the inventory reads (EGOGRAPH_HOSTS_FILE)
 pve-up              an EMPTY emulated Proxmox node (API emulator backed by sandbox
@@ -8,6 +11,8 @@ pve-up              an EMPTY emulated Proxmox node (API emulator backed by sandb
 down [--name N]     destroy a container (all of them without --name) and stop the
                     host services
 status              list containers and their addresses
+demo-check          after `make demo`: the service's tailnet URL, and a request through the
+                    tailnet from the host's own tailnet node
 """
 
 from __future__ import annotations
@@ -15,11 +20,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import container, host, paths, pve_site, site
+from . import container, host, paths, pve_site, site, tailscale_site
+from .rootfs import ensure_rootfs
+from .tailscale import headscale
 
 HOSTS_FILE = paths.STATE / "hosts.json"
 PVE_STATE = paths.STATE / "pve"
 PVE_PREFIX = "demo-ct"
+DEMO_TAILNET_NAME = "egograph-prod"
+
+
+def build() -> None:
+    reason = host.require_root_linux()
+    if reason:
+        print(f"sandbox: not building ({reason})", file=sys.stderr)
+        return
+    host.ensure_packages()
+    ensure_rootfs()
+    tailscale_site.publish_repo()
+    headscale.binary()
 
 
 def up(name: str) -> None:
@@ -65,7 +84,13 @@ def pve_up() -> None:
     shutil.rmtree(PVE_STATE, ignore_errors=True)
     container._ensure_client_key()
     node = pve_site.start_node(PVE_STATE, prefix=PVE_PREFIX, daemon=True)
-    data = {**site.settings(env), **pve_site.settings(node)}
+    # The demo is a self-hosted tailnet as a headscale user has it: stock headscale, the
+    # services published over plain HTTP inside the tailnet.
+    data = {**site.settings(env, tailnet=headscale.PLAIN), **pve_site.settings(node)}
+    for svc in data["services"]:
+        svc["publish"] = "http"
+    headscale.forget_nodes_named(DEMO_TAILNET_NAME)
+    tailscale_site.HostNode().ensure_up()
     site.write_hosts_file(HOSTS_FILE, [("egograph-prod", data)])
     print(f"sandbox: empty PVE node: API https://127.0.0.1:{node.port} (CA {node.ca_path}), "
           f"SSH {paths.HOST_IP}:{pve_site.NODE_SSH_PORT}; hosts file {HOSTS_FILE}",
@@ -83,6 +108,25 @@ def down(name: str | None) -> None:
         host.stop_services()
 
 
+def demo_check() -> None:
+    """The demo's service over the tailnet, as a person on another tailnet device sees it."""
+    import json
+
+    data = json.loads(HOSTS_FILE.read_text())["hosts"][0]["data"]
+    port = next((s.get("publish_port") or 80 for s in data["services"]), 80)
+    url = f"http://{tailscale_site.fqdn(DEMO_TAILNET_NAME)}{'' if port == 80 else f':{port}'}"
+    health = data["services"][0].get("health_path", "/health")
+    node = tailscale_site.HostNode().ensure_up()
+    node.wait_for_peer(DEMO_TAILNET_NAME)
+    answer = node.curl(url + health, "-f")
+    print(f"The service on the tailnet: {url}/  (from the host's own tailnet node "
+          f"'{node.NAME}', via its SOCKS5 proxy 127.0.0.1:{node.SOCKS_PORT})")  # fmt: skip
+    print(f"curl --socks5-hostname 127.0.0.1:{node.SOCKS_PORT} {url}{health}")
+    print(answer.stdout.strip() or answer.stderr.strip())
+    if answer.returncode != 0:
+        sys.exit(f"sandbox: the request through the tailnet failed (curl exit {answer.returncode})")
+
+
 def status() -> None:
     for c in container.all_containers():
         print(f"{c.name}\t{c.ip}\t{'running' if c.running() else 'stopped'}")
@@ -97,8 +141,14 @@ def main() -> None:
     p_down.add_argument("--name")
     sub.add_parser("status")
     sub.add_parser("pve-up")
+    sub.add_parser("build")
+    sub.add_parser("demo-check")
     args = parser.parse_args()
-    if args.cmd == "up":
+    if args.cmd == "build":
+        build()
+    elif args.cmd == "demo-check":
+        demo_check()
+    elif args.cmd == "up":
         up(args.name)
     elif args.cmd == "pve-up":
         pve_up()

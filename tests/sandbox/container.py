@@ -23,6 +23,7 @@ from pathlib import Path
 from . import paths
 from .host import run
 from .rootfs import ensure_rootfs
+from .tailscale import headscale
 
 FIRST_INDEX = 10
 CGROUP_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "blkio", "pids")
@@ -137,6 +138,11 @@ class Container:
             dest = etc / "ssh" / f"ssh_host_ed25519_key{suffix}"
             shutil.copyfile(f"{hostkey}{suffix}", dest)
             dest.chmod(0o600 if not suffix else 0o644)
+        # What the sandbox's network needs of any tailscaled (see headscale.DERP_DROP_IN):
+        # the environment's, like the bridge, never the deploy's.
+        drop_in = self.root / headscale.DERP_DROP_IN_PATH
+        drop_in.parent.mkdir(parents=True, exist_ok=True)
+        drop_in.write_text(headscale.DERP_DROP_IN)
 
     def start(self, timeout: float = 90) -> None:
         if self.running():
@@ -239,6 +245,8 @@ class Container:
         self.start(timeout)
 
     def destroy(self) -> None:
+        if self.running():
+            headscale.forget_container_node(self.ssh)
         self.stop()
         if os.path.ismount(self.root):
             run("umount", str(self.root))

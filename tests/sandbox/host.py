@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -71,26 +72,39 @@ def ensure_network() -> None:
             run("iptables", "-t", table, "-I", chain, *rule)
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, address: str = paths.HOST_IP) -> bool:
     try:
-        with socket.create_connection((paths.HOST_IP, port), timeout=1):
+        with socket.create_connection((address, port), timeout=1):
             return True
     except OSError:
         return False
 
 
-def _daemon(name: str, cmd: list[str], port: int) -> None:
-    """Start a host service in the background unless something already listens."""
-    if _listening(port):
+def daemon(
+    name: str,
+    cmd: list[str],
+    port: int,
+    *,
+    address: str = paths.HOST_IP,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Start a host service in the background unless something already listens on
+    ``address:port``; wait until it does (``stop_services`` stops it)."""
+    if _listening(port, address):
         return
     paths.RUN.mkdir(parents=True, exist_ok=True)
     log = open(paths.RUN / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     (paths.RUN / f"{name}.pid").write_text(f"{proc.pid}\n")
-    for _ in range(50):
-        if _listening(port):
+    for _ in range(100):
+        if _listening(port, address):
             return
         if proc.poll() is not None:
             break
@@ -103,7 +117,7 @@ def ensure_services() -> None:
     paths.GIT_ROOT.mkdir(parents=True, exist_ok=True)
     paths.WWW_ROOT.mkdir(parents=True, exist_ok=True)
     git = shutil.which("git") or "git"
-    _daemon(
+    daemon(
         "git-daemon",
         [
             git,
@@ -118,7 +132,7 @@ def ensure_services() -> None:
     )
     import sys
 
-    _daemon(
+    daemon(
         "http",
         [
             sys.executable,

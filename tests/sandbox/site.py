@@ -1,9 +1,10 @@
-"""The sandbox's stand-ins for the outside world, and the settings that point at them.
+"""The sandbox's outside world, and the settings that point at it.
 
 - the app repository: the fixture app, committed into a bare repo served by git daemon
 - DuckDB's extension repository: httpfs from the `duckdb-ext-httpfs` wheel, over HTTP
 - the env file's source: a 0600 file on the controller holding a recognisable canary
-- Tailscale: the stand-in package in a signed apt repository over HTTP (tailscale_site.py)
+- Tailscale: the real package in a signed apt repository over HTTP and the sandbox's
+  headscale (tailscale_site.py)
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ def write_secret_env(name: str = "backend", extra: dict[str, str] | None = None)
     return path
 
 
-def settings(env_file: Path) -> dict[str, Any]:
-    """Settings that point the deploy at the sandbox's stand-ins (override group_data)."""
+def settings(env_file: Path, tailnet: str = tailscale_site.CERTS) -> dict[str, Any]:
+    """Settings that point the deploy at the sandbox's stand-ins (override group_data);
+    ``tailnet`` is the sandbox tailnet the node joins (see tailscale_site)."""
     return {
         "repo_url": f"git://{paths.HOST_IP}/{APP_REPO}",
         "uv_install_method": "wheel",
@@ -138,8 +140,9 @@ def settings(env_file: Path) -> dict[str, Any]:
                 "health_path": "/health",
             }
         ],
-        # Tailscale: the stand-in from its signed repository on the host, a fake key file.
-        **tailscale_site.settings(),
+        # Tailscale: the real package from the host's signed repository, the sandbox's
+        # headscale with a pre-auth key of ``tailnet``.
+        **tailscale_site.settings(tailnet),
     }
 
 

@@ -1,4 +1,5 @@
-"""Build the Tailscale stand-in .deb and a signed apt repository laid out like the real one.
+"""The ``tailscale`` .deb built from the real binaries, in a signed apt repository laid out
+like Tailscale's own.
 
 The real installer adds
 ``deb [signed-by=/usr/share/keyrings/tailscale-archive-keyring.gpg] https://<TS_PKGS>/stable/<distro> <codename> main``
@@ -11,12 +12,16 @@ and fetches the key from ``https://<TS_PKGS>/stable/<distro>/<codename>.noarmor.
     stable/debian/pool/tailscale_<version>_amd64.deb, tailscale-archive-keyring_<v>_all.deb
     stable/ubuntu/...                              the same for noble
 
-The signing key is made once with gpg in a private GNUPGHOME under ``key_dir`` and reused;
-the repository is rebuilt only when the package sources, this file, the versions or the
-key change. Host tools: ``dpkg-deb`` (package dpkg) and ``gpg`` (package gnupg).
+The package holds what Tailscale's own deb holds (``release/dist/unixpkgs/pkgs.go``
+``debTarget.Build``: the two binaries, the systemd units and ``/etc/default/tailscaled`` as a
+conffile, the maintainer scripts of ``release/deb/``, ``Depends: iptables``), taken from the
+pinned module's own source as downloaded, never from copies in this project. Only the
+signing key is the sandbox's: made once with gpg in a private GNUPGHOME under ``key_dir``.
+The repository is rebuilt only when this file, the binaries or the key change. Host tools:
+``dpkg-deb`` (package dpkg) and ``gpg`` (package gnupg).
 
-Usage: ``python -m tests.sandbox.tailscale.build OUT KEYDIR [--version V ...] [--base-url URL]``
-prints a JSON summary.
+Usage: ``python -m tests.sandbox.tailscale.build OUT KEYDIR [--base-url URL]`` prints a JSON
+summary.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +42,9 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-PKG_DIR = Path(__file__).resolve().parent / "pkg"
+from . import TAILSCALE
+from .gobuild import GoBuildError, ensure_built, module_dir
+
 TRACK = "stable"
 DISTRIBUTIONS: tuple[tuple[str, str], ...] = (
     ("debian", "bookworm"),
@@ -49,20 +55,33 @@ ARCH = "amd64"
 KEYRING_NAME = "tailscale-archive-keyring.gpg"
 KEYRING_DEST = f"/usr/share/keyrings/{KEYRING_NAME}"
 KEYRING_PACKAGE_VERSION = "1.35.181"
-KEY_UID = "Tailscale stand-in test repository <standin@tailscale.invalid>"
-MAINTAINER = "Tailscale stand-in <standin@tailscale.invalid>"
-STAMP = ".standin-build.json"
+KEY_UID = "Tailscale sandbox test repository <sandbox@tailscale.invalid>"
+MAINTAINER = "Tailscale Inc <info@tailscale.com>"
+STAMP = ".sandbox-build.json"
 
-# pkg/ source -> (path in the package, mode)
-TAILSCALE_FILES = {
-    "tailscale": ("usr/lib/tailscale-standin/tailscale_cli.py", 0o644),
-    "tailscale.launcher": ("usr/bin/tailscale", 0o755),
+# The package's files: built binary or module file -> (path in the package, mode). The
+# module paths are those pkgs.go debTarget.Build packs.
+BINARIES = {
+    "tailscale": ("usr/bin/tailscale", 0o755),
     "tailscaled": ("usr/sbin/tailscaled", 0o755),
-    "tailscaled.service": ("lib/systemd/system/tailscaled.service", 0o644),
-    "tailscaled.defaults": ("etc/default/tailscaled", 0o644),
 }
-MAINTAINER_SCRIPTS = ("postinst", "prerm", "postrm")
-VERSION_RE = re.compile(r'^VERSION = "([^"]+)"$', re.MULTILINE)
+MODULE_FILES = {
+    "cmd/tailscaled/tailscaled.service": ("lib/systemd/system/tailscaled.service", 0o644),
+    "cmd/tailscaled/tailscale-online.target": (
+        "lib/systemd/system/tailscale-online.target",
+        0o644,
+    ),
+    "cmd/tailscaled/tailscale-wait-online.service": (
+        "lib/systemd/system/tailscale-wait-online.service",
+        0o644,
+    ),
+    "cmd/tailscaled/tailscaled.defaults": ("etc/default/tailscaled", 0o644),
+}
+MAINTAINER_SCRIPTS = {
+    "release/deb/debian.postinst.sh": "postinst",
+    "release/deb/debian.prerm.sh": "prerm",
+    "release/deb/debian.postrm.sh": "postrm",
+}
 
 
 class BuildError(RuntimeError):
@@ -78,7 +97,6 @@ class RepoInfo:
     keyring_sha256: str
     fingerprint: str
     version: str
-    versions: tuple[str, ...]
     distributions: tuple[tuple[str, str], ...]
     rebuilt: bool
 
@@ -102,7 +120,6 @@ class RepoInfo:
             "keyring_sha256": self.keyring_sha256,
             "fingerprint": self.fingerprint,
             "version": self.version,
-            "versions": list(self.versions),
             "distributions": [list(d) for d in self.distributions],
             "rebuilt": self.rebuilt,
         }
@@ -115,25 +132,17 @@ class RepoInfo:
             keyring_sha256=data["keyring_sha256"],
             fingerprint=data["fingerprint"],
             version=data["version"],
-            versions=tuple(data["versions"]),
             distributions=tuple((d[0], d[1]) for d in data["distributions"]),
             rebuilt=rebuilt,
         )
 
 
-def build_repo(
-    out_dir: Path,
-    key_dir: Path,
-    *,
-    versions: Sequence[str] | None = None,
-    base_url: str | None = None,
-) -> RepoInfo:
-    """Build (or reuse) the signed stand-in repository under ``out_dir``.
+def build_repo(out_dir: Path, key_dir: Path, *, base_url: str | None = None) -> RepoInfo:
+    """Build (or reuse) the signed repository under ``out_dir``, with the pinned
+    ``tailscale`` package (built from its Go module first when not cached).
 
-    ``versions`` builds one ``tailscale`` package per version (default: the version in
-    pkg/tailscale; the first one is ``RepoInfo.version``) so that pinning and upgrades
-    can be tested. ``base_url`` additionally writes ``<codename>.tailscale-keyring.list``
-    files, like the real repository offers to the installer script.
+    ``base_url`` additionally writes ``<codename>.tailscale-keyring.list`` files, like the
+    real repository offers to the installer script.
     """
     for tool, package in (("dpkg-deb", "dpkg"), ("gpg", "gnupg")):
         if shutil.which(tool) is None:
@@ -141,15 +150,15 @@ def build_repo(
     out_dir = out_dir.resolve()
     key_dir = key_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    source_version = _source_version()
-    wanted = tuple(versions) if versions else (source_version,)
+    bin_dir = ensure_built(TAILSCALE)
+    source = module_dir(TAILSCALE)
 
-    with _locked(out_dir / ".standin-build.lock"):
+    with _locked(out_dir / ".sandbox-build.lock"):
         gnupghome, fingerprint = _ensure_key(key_dir)
         try:
             keyring = key_dir / KEYRING_NAME
             _write_if_changed(keyring, _gpg(gnupghome, "--export", fingerprint).stdout)
-            stamp = _sources_hash(wanted, fingerprint, base_url)
+            stamp = _sources_hash(bin_dir, fingerprint, base_url)
             stamp_file = out_dir / STAMP
             if stamp_file.exists():
                 old = json.loads(stamp_file.read_text())
@@ -161,16 +170,17 @@ def build_repo(
                 keyring=keyring,
                 keyring_sha256=hashlib.sha256(keyring.read_bytes()).hexdigest(),
                 fingerprint=fingerprint,
-                version=wanted[0],
-                versions=wanted,
+                version=TAILSCALE.version,
                 distributions=DISTRIBUTIONS,
                 rebuilt=True,
             )
-            work = out_dir / ".standin-work"
+            work = out_dir / ".sandbox-work"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
-            debs = [_build_tailscale_deb(work, v) for v in wanted]
-            debs.append(_build_keyring_deb(work, keyring))
+            debs = [
+                _build_tailscale_deb(work, bin_dir, source),
+                _build_keyring_deb(work, keyring),
+            ]
             tree = work / TRACK
             for distro, codename in DISTRIBUTIONS:
                 _lay_out_distribution(tree / distro, codename, debs, keyring, gnupghome)
@@ -192,41 +202,33 @@ def build_repo(
 
 
 # -- package ----------------------------------------------------------------------------
-def _source_version() -> str:
-    found = {
-        name: VERSION_RE.search((PKG_DIR / name).read_text())
-        for name in ("tailscale", "tailscaled")
-    }
-    values = {m.group(1) if m else None for m in found.values()}
-    if len(values) != 1 or None in values:
-        raise BuildError(f"pkg/tailscale and pkg/tailscaled must agree on VERSION: {values}")
-    return str(values.pop())
-
-
-def _build_tailscale_deb(work: Path, version: str) -> Path:
+def _build_tailscale_deb(work: Path, bin_dir: Path, source: Path) -> Path:
+    version = TAILSCALE.version
     stage = work / f"tailscale-{version}"
-    for src, (dest, mode) in TAILSCALE_FILES.items():
-        text = (PKG_DIR / src).read_text()
-        if src in ("tailscale", "tailscaled"):
-            text = VERSION_RE.sub(f'VERSION = "{version}"', text)
-        _put(stage / dest, text.encode(), mode)
-    for script in MAINTAINER_SCRIPTS:
-        _put(stage / "DEBIAN" / script, (PKG_DIR / script).read_bytes(), 0o755)
+    for name, (dest, mode) in BINARIES.items():
+        _put(stage / dest, (bin_dir / name).read_bytes(), mode)
+    for rel, (dest, mode) in MODULE_FILES.items():
+        _put(stage / dest, (source / rel).read_bytes(), mode)
+    for rel, script in MAINTAINER_SCRIPTS.items():
+        _put(stage / "DEBIAN" / script, (source / rel).read_bytes(), 0o755)
     _put(stage / "DEBIAN" / "conffiles", b"/etc/default/tailscaled\n", 0o644)
+    # The fields pkgs.go gives (nfpm fills in Installed-Size).
     control = {
         "Package": "tailscale",
         "Version": version,
         "Section": "net",
-        "Priority": "optional",
+        "Priority": "extra",
         "Architecture": ARCH,
         "Maintainer": MAINTAINER,
         "Installed-Size": str(_installed_size(stage)),
-        "Depends": "python3",
-        "Recommends": f"tailscale-archive-keyring (>= {KEYRING_PACKAGE_VERSION})",
-        "Homepage": "https://tailscale.com",
-        "Description": "Tailscale node agent and CLI (test stand-in)\n"
-        " python3 stand-in for tailscale/tailscaled used by the deploy's test suite:\n"
-        " same paths, unit, defaults file, CLI contract; no networking.",
+        "Replaces": "tailscale-relay",
+        "Depends": "iptables",
+        "Recommends": f"tailscale-archive-keyring (>= {KEYRING_PACKAGE_VERSION}), iproute2",
+        "Conflicts": "tailscale-relay",
+        "Homepage": "https://www.tailscale.com",
+        "Description": "The easiest, most secure, cross platform way to use WireGuard + "
+        "oauth2 + 2FA/SSO\n"
+        f" tailscale {version} built from its Go module for the egograph-deploy sandbox.",
     }
     return _dpkg_deb(stage, control, work / f"tailscale_{version}_{ARCH}.deb")
 
@@ -242,9 +244,9 @@ def _build_keyring_deb(work: Path, keyring: Path) -> Path:
         "Architecture": "all",
         "Maintainer": MAINTAINER,
         "Installed-Size": str(_installed_size(stage)),
-        "Homepage": "https://tailscale.com",
-        "Description": "Tailscale apt repository signing key (test stand-in)\n"
-        " Public key of the stand-in repository, installed where the deploy puts it.",
+        "Homepage": "https://www.tailscale.com",
+        "Description": "Tailscale apt repository signing key (sandbox)\n"
+        " Public key of the sandbox's repository, installed where the deploy puts it.",
     }
     return _dpkg_deb(
         stage, control, work / f"tailscale-archive-keyring_{KEYRING_PACKAGE_VERSION}_all.deb"
@@ -306,7 +308,7 @@ def _lay_out_distribution(
             "Date": formatdate(usegmt=True),
             "Architectures": ARCH,
             "Components": "main",
-            "Description": "Tailscale stand-in test repository",
+            "Description": "Tailscale packages for the egograph-deploy sandbox",
         }
     )
     for title, algo in (("MD5Sum", "md5"), ("SHA1", "sha1"), ("SHA256", "sha256")):
@@ -397,16 +399,11 @@ def _gpg(gnupghome: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 # -- helpers ----------------------------------------------------------------------------
-def _sources_hash(versions: Sequence[str], fingerprint: str, base_url: str | None) -> str:
+def _sources_hash(bin_dir: Path, fingerprint: str, base_url: str | None) -> str:
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
-    for path in sorted(
-        p for p in PKG_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-    ):
-        h.update(str(path.relative_to(PKG_DIR)).encode() + b"\0")
-        h.update(b"x" if os.access(path, os.X_OK) else b"-")
-        h.update(path.read_bytes())
-    h.update(json.dumps([list(versions), fingerprint, base_url]).encode())
+    h.update((bin_dir / "build.json").read_bytes())
+    h.update(json.dumps([fingerprint, base_url]).encode())
     return h.hexdigest()
 
 
@@ -441,14 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("key_dir", type=Path)
-    parser.add_argument("--version", dest="versions", action="append", default=None)
     parser.add_argument("--base-url", default=None)
     args = parser.parse_args(argv)
     try:
-        info = build_repo(
-            args.out_dir, args.key_dir, versions=args.versions, base_url=args.base_url
-        )
-    except BuildError as e:
+        info = build_repo(args.out_dir, args.key_dir, base_url=args.base_url)
+    except (BuildError, GoBuildError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(info.to_json(), indent=2))

