@@ -15,6 +15,7 @@ is destroyed at the end.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +71,7 @@ def pve(sandbox: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nod
     site.publish_app()
     prefix = f"pf{time.time_ns() % 100000}x"
     node = pve_site.start_node(tmp / "pve", prefix=prefix)
-    n = Node(node, SandboxBackend(prefix), site.write_secret_env("backend-pve-faults"), tmp)
+    n = Node(node, SandboxBackend(prefix), site.write_secret_env(f"backend-pve-faults-{os.getpid()}"), tmp)
     try:
         yield n
     finally:
