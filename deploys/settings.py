@@ -836,6 +836,14 @@ SERVICE_FIELDS: tuple[ServiceField, ...] = (
         _matches(_MODULE),
     ),
     ServiceField(
+        "factory",
+        "True or False",
+        "True: module names a function that returns the app (uvicorn --factory), such as "
+        "upstream pipelines' create_app",
+        _is_bool,
+        False,
+    ),
+    ServiceField(
         "host",
         "an IPv4 address or 'localhost'",
         "Address uvicorn listens on",
@@ -900,6 +908,7 @@ class Service:
     health_path: str
     user: str
     group: str
+    factory: bool = False
 
     @property
     def unit_file(self) -> str:
@@ -985,6 +994,7 @@ def _service_errors(
         health_path=values["health_path"],
         user=values["user"],
         group=values["group"],
+        factory=values["factory"],
     )
 
 

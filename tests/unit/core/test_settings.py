@@ -42,9 +42,9 @@ def test_runbook_defaults_validate(tmp_path: Path) -> None:
     assert s.repo_path == "/opt/egograph/repo"
     assert s.uv_path == "/root/.local/bin/uv"
     (svc,) = s.services
-    assert svc.module == "backend.main:app"
+    assert (svc.module, svc.factory) == ("backend.main:app", False)
     assert (svc.host, svc.port) == ("127.0.0.1", 8000)
-    assert svc.env_file == "/opt/egograph/repo/backend/.env"
+    assert svc.env_file == "/opt/egograph/repo/egograph/backend/.env"
     assert svc.working_dir == "/opt/egograph/repo"
     assert (svc.user, svc.group, svc.health_path) == ("root", "root", "/health")
 
@@ -52,18 +52,36 @@ def test_runbook_defaults_validate(tmp_path: Path) -> None:
 def test_a_second_service_is_a_config_change_only(tmp_path: Path) -> None:
     data = with_env_file(defaults(), tmp_path)
     data["services"].append(
-        {
+        {  # as the README shows it
             "name": "pipelines",
             "unit": "egograph-pipelines",
-            "module": "egograph.pipelines.main:app",
+            "module": "pipelines.app:create_app",
+            "factory": True,
             "port": 8001,
-            "env_file": "pipelines/.env",
+            "env_file": "egograph/pipelines/.env",
             "env_source": data["services"][0]["env_source"],
+            "health_path": "/v1/health",
         }
     )
     s = validate(data)
     assert [x.unit for x in s.services] == ["egograph-backend", "egograph-pipelines"]
-    assert s.services[1].env_file == "/opt/egograph/repo/pipelines/.env"
+    pipelines = s.services[1]
+    assert pipelines.env_file == "/opt/egograph/repo/egograph/pipelines/.env"
+    assert (pipelines.module, pipelines.factory) == ("pipelines.app:create_app", True)
+    assert pipelines.health_url == "http://127.0.0.1:8001/v1/health"
+
+
+def test_the_readme_second_service_example_is_the_one_tested() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    example = readme.split("A second service (the app's", 1)[1].split("```python", 1)[1]
+    for line in (
+        '"module": "pipelines.app:create_app",',
+        '"factory": True,',
+        '"port": 8001,',
+        '"env_file": "egograph/pipelines/.env",',
+        '"health_path": "/v1/health",',
+    ):
+        assert line in example.split("```", 1)[0]
 
 
 BAD: list[tuple[str, Any, str]] = [
@@ -132,6 +150,7 @@ BAD_SERVICE: list[tuple[str, Any, str]] = [
         "EGOGRAPH_TEST_UNSET_VAR unset or empty",
     ),
     ("health_path", "health", "services[0].health_path: got 'health'"),
+    ("factory", "yes", "services[0].factory: got 'yes'; expected True or False"),
     ("user", "Root User", "services[0].user: got 'Root User'"),
     ("colour", "blue", "services[0].colour: unknown key"),
 ]
