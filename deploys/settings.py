@@ -544,16 +544,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "duckdb_extensions",
         "a list of extension names, e.g. ['httpfs']",
-        "DuckDB extensions installed with the app's own environment",
+        "DuckDB extensions installed with the app's own environment, into DuckDB's default "
+        "directory of each service user (~/.duckdb/extensions: the app sets no other)",
         _list_of(_matches(_EXTENSION)),
-        "duckdb",
-    ),
-    Setting(
-        "duckdb_extension_directory",
-        "'' or an absolute path",
-        "'' = DuckDB's default (~/.duckdb/extensions of root). Otherwise extensions go "
-        "there and the services get DUCKDB_EXTENSION_DIRECTORY",
-        _optional_abs_path,
         "duckdb",
     ),
     Setting(
@@ -802,6 +795,17 @@ SETTINGS: tuple[Setting, ...] = (
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
+REMOVED_SETTINGS: dict[str, str] = {
+    "duckdb_extension_directory": (
+        "removed: the app sets no extension_directory, so DuckDB only looks in its default, "
+        "~/.duckdb/extensions of the user running it; the deploy now installs "
+        "duckdb_extensions there, for each service user (root's /root, or each service "
+        "user's HOME). Delete this setting"
+    ),
+}
+"""Settings that existed once, with why they went and what replaces them: a site that
+still sets one is told so instead of having it ignored."""
+
 
 @dataclass(frozen=True)
 class ServiceField:
@@ -939,6 +943,11 @@ class Settings:
     @property
     def venv_python(self) -> str:
         return f"{self.values['repo_path']}/.venv/bin/python"
+
+    @property
+    def service_accounts(self) -> list[tuple[str, str]]:
+        """The services' (user, group) pairs, each once, in the order services name them."""
+        return list(dict.fromkeys((s.user, s.group) for s in self.services))
 
 
 def _describe(value: Any, secret: bool) -> str:
@@ -1124,7 +1133,7 @@ def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
 
 def validate(data: Mapping[str, Any]) -> Settings:
     """Return typed settings, or raise ``SettingsError`` listing every bad setting."""
-    errors: list[str] = []
+    errors = [f"{name}: {why}" for name, why in REMOVED_SETTINGS.items() if name in data]
     for s in SETTINGS:
         if s.name not in data:
             errors.append(f"{s.name}: missing; expected {s.form}")
@@ -1195,11 +1204,6 @@ def _hardening_errors(data: Mapping[str, Any], services: list[Service]) -> list[
         for i, svc in enumerate(services)
         if svc.user == "root"
     ]
-    if data.get("duckdb_extensions") and not data.get("duckdb_extension_directory"):
-        errors.append(
-            "duckdb_extension_directory: got ''; expected an absolute path outside /root "
-            "with service_hardening = True (the service cannot read root's ~/.duckdb)"
-        )
     env = data.get("uv_environment") or {}
     no_downloads = str(env.get("UV_PYTHON_DOWNLOADS", "")).lower() in ("never", "0", "false")
     install_dir = str(env.get("UV_PYTHON_INSTALL_DIR", ""))

@@ -69,7 +69,6 @@ repo_discard_local_changes = False
 
 # --- DuckDB (runbook §4) ---
 duckdb_extensions = ["httpfs"]
-duckdb_extension_directory = ""
 duckdb_extension_repository = ""
 
 # --- Services (runbook §5) ---

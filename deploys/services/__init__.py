@@ -26,16 +26,13 @@ _TEMPLATES = jinja2.Environment(
 
 def render_unit(settings: Settings, svc: Service) -> str:
     factory = " --factory" if svc.factory else ""
-    env = dict(settings.uv_environment)
-    if settings.duckdb_extension_directory:
-        env["DUCKDB_EXTENSION_DIRECTORY"] = settings.duckdb_extension_directory
     return _TEMPLATES.get_template("unit.service.j2").render(
         service=svc,
         uvicorn_args=f"{svc.module}{factory} --host {svc.host} --port {svc.port}",
         uv_path=settings.uv_path,
         path=f"{settings.uv_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         repo_path=settings.repo_path,
-        environment=sorted(env.items()),
+        environment=sorted(settings.uv_environment.items()),
         restart_sec=settings.service_restart_sec,
         hardening=settings.service_hardening,
         data_dir=settings.service_data_dir,

@@ -165,7 +165,7 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
     )
     builtin = pyinfra(hosts, "-y", "--json")
     assert builtin.returncode == 0, builtin.output[-3000:]
-    assert builtin.changed_ops() == ["DuckDB | DuckDB extensions httpfs, json"]
+    assert builtin.changed_ops() == ["DuckDB | DuckDB extensions httpfs, json for root"]
     marker = c.ssh("cat /var/lib/egograph-deploy/duckdb-builtin-1.4.3-linux_amd64").stdout
     assert marker.split() == ["json"]
     settled = pyinfra(hosts, "-y", "-vv")

@@ -117,6 +117,14 @@ BAD: list[tuple[str, Any, str]] = [
         "duckdb_extension_repository: got 'ftp://x'; expected '' or an http(s) URL",
     ),
     ("services", [], "services: got []; expected a non-empty list"),
+    (
+        "duckdb_extension_directory",
+        "/opt/egograph/duckdb-extensions",
+        "duckdb_extension_directory: removed: the app sets no extension_directory, so DuckDB "
+        "only looks in its default, ~/.duckdb/extensions of the user running it; the deploy "
+        "now installs duckdb_extensions there",
+    ),
+    ("duckdb_extension_directory", "", "duckdb_extension_directory: removed"),
     ("service_health_timeout", 0, "service_health_timeout: got 0"),
 ]
 
@@ -304,8 +312,8 @@ def test_hardened_services_need_a_user_and_reachable_python_and_extensions(
         validate(data)
     text = "\n".join(err.value.errors)
     assert "services[0].user: got 'root'; expected a dedicated system user" in text
-    assert "duckdb_extension_directory: got ''; expected an absolute path outside /root" in text
     assert "UV_PYTHON_DOWNLOADS='never'" in text
+    assert "duckdb_extension" not in text  # DuckDB's own default directory is used now
 
 
 # --- controller-side secret files must be 0600 ---------------------------------------------
@@ -385,3 +393,12 @@ def test_every_open_secret_file_is_reported_at_once(tmp_path: Path) -> None:
     assert sorted(e.split(":", 1)[0] for e in err.value.errors) == [
         "pve_secret_source", "services[0].env_source", "tailscale_authkey_source",
     ]  # fmt: skip
+
+
+def test_a_removed_setting_given_to_the_deploy_file_is_refused_too() -> None:
+    # `pyinfra --data duckdb_extension_directory=...` reaches validate() through data_of.
+    from deploys.hostsettings import data_of
+
+    assert data_of({"duckdb_extension_directory": "/x", "ssh_user": "root"}) == {
+        "duckdb_extension_directory": "/x"
+    }
