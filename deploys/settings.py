@@ -591,18 +591,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "service_hardening",
         "True or False",
-        "Run the services as their own system user (each service's user/group, created by "
-        "the deploy) with systemd sandboxing: NoNewPrivileges, ProtectSystem=strict, "
-        "ProtectHome, PrivateTmp, a writable service_data_dir and nothing else",
+        "Run the services as their own system user (the services' user/group, created by "
+        "the deploy, HOME /var/lib/<user>: DuckDB's extensions, XDG dirs) with systemd "
+        "sandboxing: NoNewPrivileges, ProtectSystem=strict, ProtectHome, PrivateTmp; "
+        "writable are only that HOME, /var/cache/<user> and the app's data dir next to the "
+        "checkout (<repo_path>/../data, where upstream's egograph_paths.py puts it)",
         _is_bool,
-        "services",
-    ),
-    Setting(
-        "service_data_dir",
-        "an absolute path under /var/lib",
-        "The services' writable data directory (StateDirectory=; EGOGRAPH_DATA_DIR in "
-        "their environment)",
-        lambda v: _is_abs_path(v) and v.startswith("/var/lib/") and v.count("/") == 3,
         "services",
     ),
     # Tailscale (runbook §2, §9)
@@ -799,8 +793,13 @@ REMOVED_SETTINGS: dict[str, str] = {
     "duckdb_extension_directory": (
         "removed: the app sets no extension_directory, so DuckDB only looks in its default, "
         "~/.duckdb/extensions of the user running it; the deploy now installs "
-        "duckdb_extensions there, for each service user (root's /root, or each service "
-        "user's HOME). Delete this setting"
+        "duckdb_extensions there, for each service user (root's /root, or a hardened "
+        "user's HOME /var/lib/<user>). Delete this setting"
+    ),
+    "service_data_dir": (
+        "removed: the app reads no variable for its data; it writes next to the checkout "
+        "(<repo_path>/../data), which service_hardening now makes writable, and a hardened "
+        "user's HOME is /var/lib/<user>. Delete this setting"
     ),
 }
 """Settings that existed once, with why they went and what replaces them: a site that
@@ -945,9 +944,25 @@ class Settings:
         return f"{self.values['repo_path']}/.venv/bin/python"
 
     @property
+    def data_dir(self) -> str:
+        """Where the app writes: next to the checkout, as upstream's egograph_paths.py
+        resolves it (``<repo_path>/../data``: /opt/egograph/data with the runbook's path)."""
+        return app_data_dir(self.values["repo_path"])
+
+    @property
     def service_accounts(self) -> list[tuple[str, str]]:
         """The services' (user, group) pairs, each once, in the order services name them."""
         return list(dict.fromkeys((s.user, s.group) for s in self.services))
+
+
+def app_data_dir(repo_path: str) -> str:
+    return str(PurePosixPath(repo_path).parent / "data")
+
+
+def hardened_home(user: str) -> str:
+    """A hardened service user's HOME: its StateDirectory=, where DuckDB keeps extensions
+    (~/.duckdb) and XDG config/data/state go."""
+    return f"/var/lib/{user}"
 
 
 def _describe(value: Any, secret: bool) -> str:
@@ -1194,8 +1209,8 @@ def _docker_errors(data: Mapping[str, Any]) -> list[str]:
 
 
 def _hardening_errors(data: Mapping[str, Any], services: list[Service]) -> list[str]:
-    """Hardened services cannot reach /root (ProtectHome): what they need must live
-    elsewhere, and they must not run as root."""
+    """Hardened services cannot reach /root (ProtectHome) and must not run as root; they
+    share the app's one data directory, so they run as one user."""
     if data.get("service_hardening") is not True:
         return []
     errors = [
@@ -1203,6 +1218,22 @@ def _hardening_errors(data: Mapping[str, Any], services: list[Service]) -> list[
         "service_hardening = True"
         for i, svc in enumerate(services)
         if svc.user == "root"
+    ]
+    accounts = list(dict.fromkeys((s.user, s.group) for s in services))
+    repo_path = data.get("repo_path")
+    if len(accounts) > 1 and isinstance(repo_path, str):
+        errors.append(
+            f"services[*].user/group: got {', '.join(f'{u}:{g}' for u, g in accounts)}; "
+            "expected one user and group for every service with service_hardening = True "
+            f"(they all write the app's data dir {app_data_dir(repo_path)})"
+        )
+    # The deploy's own stamps live in /var/lib/egograph-deploy (root only): a user of that
+    # name would be handed them as its StateDirectory=.
+    errors += [
+        f"services[{i}].user: got {svc.user!r}; expected another name (its HOME "
+        f"{hardened_home(svc.user)} is the deploy's own state directory)"
+        for i, svc in enumerate(services)
+        if hardened_home(svc.user) == "/var/lib/egograph-deploy"
     ]
     env = data.get("uv_environment") or {}
     no_downloads = str(env.get("UV_PYTHON_DOWNLOADS", "")).lower() in ("never", "0", "false")

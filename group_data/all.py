@@ -95,7 +95,6 @@ env_files_managed = True
 service_health_timeout = 60
 service_restart_sec = 10
 service_hardening = False
-service_data_dir = "/var/lib/egograph"
 
 # --- Tailscale (runbook §2, §9) ---
 tailscale_enabled = True

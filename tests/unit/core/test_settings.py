@@ -14,6 +14,7 @@ import pytest
 
 from deploys.inventory import group_data
 from deploys.settings import SETTINGS, SettingsError, validate
+from tests.sandbox import site
 
 PROJECT = Path(__file__).resolve().parents[3]
 
@@ -51,37 +52,23 @@ def test_runbook_defaults_validate(tmp_path: Path) -> None:
 
 def test_a_second_service_is_a_config_change_only(tmp_path: Path) -> None:
     data = with_env_file(defaults(), tmp_path)
-    data["services"].append(
-        {  # as the README shows it
-            "name": "pipelines",
-            "unit": "egograph-pipelines",
-            "module": "pipelines.app:create_app",
-            "factory": True,
-            "port": 8001,
-            "env_file": "egograph/pipelines/.env",
-            "env_source": data["services"][0]["env_source"],
-            "health_path": "/v1/health",
-        }
-    )
+    data["services"].append({**site.PIPELINES, "env_source": data["services"][0]["env_source"]})
     s = validate(data)
     assert [x.unit for x in s.services] == ["egograph-backend", "egograph-pipelines"]
     pipelines = s.services[1]
     assert pipelines.env_file == "/opt/egograph/repo/egograph/pipelines/.env"
     assert (pipelines.module, pipelines.factory) == ("pipelines.app:create_app", True)
     assert pipelines.health_url == "http://127.0.0.1:8001/v1/health"
+    assert s.data_dir == "/opt/egograph/data"
 
 
-def test_the_readme_second_service_example_is_the_one_tested() -> None:
+def test_the_readme_second_service_example_is_the_one_the_sandbox_runs() -> None:
     readme = (PROJECT / "README.md").read_text()
     example = readme.split("A second service (the app's", 1)[1].split("```python", 1)[1]
-    for line in (
-        '"module": "pipelines.app:create_app",',
-        '"factory": True,',
-        '"port": 8001,',
-        '"env_file": "egograph/pipelines/.env",',
-        '"health_path": "/v1/health",',
-    ):
-        assert line in example.split("```", 1)[0]
+    example = example.split("```", 1)[0]
+    for key, value in site.PIPELINES.items():
+        shown = json.dumps(value) if isinstance(value, str) else repr(value)
+        assert f'"{key}": {shown},' in example, key
 
 
 BAD: list[tuple[str, Any, str]] = [
@@ -125,6 +112,12 @@ BAD: list[tuple[str, Any, str]] = [
         "now installs duckdb_extensions there",
     ),
     ("duckdb_extension_directory", "", "duckdb_extension_directory: removed"),
+    (
+        "service_data_dir",
+        "/var/lib/egograph",
+        "service_data_dir: removed: the app reads no variable for its data; it writes next to "
+        "the checkout (<repo_path>/../data)",
+    ),
     ("service_health_timeout", 0, "service_health_timeout: got 0"),
 ]
 
@@ -314,6 +307,37 @@ def test_hardened_services_need_a_user_and_reachable_python_and_extensions(
     assert "services[0].user: got 'root'; expected a dedicated system user" in text
     assert "UV_PYTHON_DOWNLOADS='never'" in text
     assert "duckdb_extension" not in text  # DuckDB's own default directory is used now
+
+
+def test_hardened_services_share_one_user_and_not_the_deploys_state_dir(
+    tmp_path: Path,
+) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    data["service_hardening"] = True
+    data["uv_environment"] = {"UV_PYTHON_DOWNLOADS": "never"}
+    data["services"][0].update(user="egograph", group="egograph")
+    second = {**data["services"][0], "name": "pipelines", "unit": "egograph-pipelines"}
+    data["services"].append(
+        {**second, "port": 8001, "env_file": "egograph/pipelines/.env", "user": "pipe"}
+    )
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert err.value.errors == [
+        "services[*].user/group: got egograph:egograph, pipe:egograph; expected one user and "
+        "group for every service with service_hardening = True (they all write the app's "
+        "data dir /opt/egograph/data)"
+    ]
+    data["services"][1]["user"] = "egograph"
+    s = validate(data)
+    assert s.service_accounts == [("egograph", "egograph")]
+    data["services"] = data["services"][:1]
+    data["services"][0]["user"] = "egograph-deploy"
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert err.value.errors == [
+        "services[0].user: got 'egograph-deploy'; expected another name (its HOME "
+        "/var/lib/egograph-deploy is the deploy's own state directory)"
+    ]
 
 
 # --- controller-side secret files must be 0600 ---------------------------------------------
