@@ -23,6 +23,8 @@ def converge() -> None:
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)
+    # The services' accounts first: DuckDB's extensions go into their HOMEs.
+    services.create_accounts(settings=settings)
     duckdb.install_extensions(settings=settings)
     services.run_services(settings=settings, commit=commit)
     tailscale.publish_services(settings=settings)
@@ -39,5 +41,6 @@ def update() -> None:
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)
+    services.create_accounts(settings=settings)
     duckdb.install_extensions(settings=settings)
     services.run_services(settings=settings, commit=commit)

@@ -11,6 +11,7 @@ from typing import Any
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from .common.operations import STATE_DIR
+from .duckdb.facts import HOME_OF
 
 _DUCKDB = (
     'import duckdb, json; r = duckdb.execute("select installed from duckdb_extensions() '
@@ -22,14 +23,15 @@ _DUCKDB = (
 class Deployment(FactBase[dict[str, Any]]):
     """
     What is deployed, in one round trip: the checked-out commit and branch, uv's version,
-    DuckDB's version and whether httpfs is installed (with the app's Python), and each
-    unit's state, last healthy start and rollback marker. Defaults are the runbook's paths.
+    DuckDB's version and whether httpfs is installed (with the app's Python, as ``user``'s
+    DuckDB sees it: a hardened service's user has its own HOME), and each unit's state,
+    last healthy start and rollback marker. Defaults are the runbook's paths and user.
 
     .. code:: python
 
         {
             "commit": "5d1c0e9…", "branch": "main", "uv": "0.13.9",
-            "duckdb": "1.4.4", "httpfs": True,
+            "duckdb": "1.4.3", "httpfs": True,
             "units": {"egograph-backend": {
                 "active": "active", "enabled": "enabled",
                 "started": {"unit": "9f2c…", "env": "41d0…", "commit": "5d1c0e9…"},
@@ -43,6 +45,7 @@ class Deployment(FactBase[dict[str, Any]]):
         repo_path: str = "/opt/egograph/repo",
         uv_path: str = "/root/.local/bin/uv",
         units: str = "egograph-backend",
+        user: str = "root",
     ) -> StringCommand:
         r = QuoteString(repo_path)
         names = [QuoteString(u) for u in units.split(",") if u]
@@ -57,6 +60,8 @@ class Deployment(FactBase[dict[str, Any]]):
             QuoteString(uv_path),
             "--version 2>/dev/null | cut -d' ' -f2);",
             "echo duckdb $(",
+            StringCommand("u=", QuoteString(user), _separator=""),
+            f'; {HOME_OF}; HOME="$h"',
             QuoteString(f"{repo_path}/.venv/bin/python"),
             "-c",
             QuoteString(_DUCKDB),

@@ -6,18 +6,19 @@ from typing import Any
 
 from pyinfra import host
 
-from .settings import SETTINGS, Settings, validate
+from .settings import REMOVED_SETTINGS, SETTINGS, Settings, validate
 
 _MISSING = object()
 
 
 def data_of(host_data: Any) -> dict[str, Any]:
-    """Every known setting present in a pyinfra ``HostData`` (absent ones left out)."""
+    """Every known setting present in a pyinfra ``HostData`` (absent ones left out), and
+    any removed one (``validate`` says what replaced it)."""
     values: dict[str, Any] = {}
-    for s in SETTINGS:
-        value = host_data.get(s.name, _MISSING)
+    for name in [*(s.name for s in SETTINGS), *REMOVED_SETTINGS]:
+        value = host_data.get(name, _MISSING)
         if value is not _MISSING:
-            values[s.name] = value
+            values[name] = value
     return values
 
 

@@ -537,16 +537,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "duckdb_extensions",
         "a list of extension names, e.g. ['httpfs']",
-        "DuckDB extensions installed with the app's own environment",
+        "DuckDB extensions installed with the app's own environment, into DuckDB's default "
+        "directory of each service user (~/.duckdb/extensions: the app sets no other)",
         _list_of(_matches(_EXTENSION)),
-        "duckdb",
-    ),
-    Setting(
-        "duckdb_extension_directory",
-        "'' or an absolute path",
-        "'' = DuckDB's default (~/.duckdb/extensions of root). Otherwise extensions go "
-        "there and the services get DUCKDB_EXTENSION_DIRECTORY",
-        _optional_abs_path,
         "duckdb",
     ),
     Setting(
@@ -591,18 +584,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "service_hardening",
         "True or False",
-        "Run the services as their own system user (each service's user/group, created by "
-        "the deploy) with systemd sandboxing: NoNewPrivileges, ProtectSystem=strict, "
-        "ProtectHome, PrivateTmp, a writable service_data_dir and nothing else",
+        "Run the services as their own system user (the services' user/group, created by "
+        "the deploy, HOME /var/lib/<user>: DuckDB's extensions, XDG dirs) with systemd "
+        "sandboxing: NoNewPrivileges, ProtectSystem=strict, ProtectHome, PrivateTmp; "
+        "writable are only that HOME, /var/cache/<user> and the app's data dir next to the "
+        "checkout (<repo_path>/../data, where upstream's egograph_paths.py puts it)",
         _is_bool,
-        "services",
-    ),
-    Setting(
-        "service_data_dir",
-        "an absolute path under /var/lib",
-        "The services' writable data directory (StateDirectory=; EGOGRAPH_DATA_DIR in "
-        "their environment)",
-        lambda v: _is_abs_path(v) and v.startswith("/var/lib/") and v.count("/") == 3,
         "services",
     ),
     # Tailscale (runbook §2, §9)
@@ -797,6 +784,22 @@ SETTINGS: tuple[Setting, ...] = (
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
+REMOVED_SETTINGS: dict[str, str] = {
+    "duckdb_extension_directory": (
+        "removed: the app sets no extension_directory, so DuckDB only looks in its default, "
+        "~/.duckdb/extensions of the user running it; the deploy now installs "
+        "duckdb_extensions there, for each service user (root's /root, or a hardened "
+        "user's HOME /var/lib/<user>). Delete this setting"
+    ),
+    "service_data_dir": (
+        "removed: the app reads no variable for its data; it writes next to the checkout "
+        "(<repo_path>/../data), which service_hardening now makes writable, and a hardened "
+        "user's HOME is /var/lib/<user>. Delete this setting"
+    ),
+}
+"""Settings that existed once, with why they went and what replaces them: a site that
+still sets one is told so instead of having it ignored."""
+
 
 @dataclass(frozen=True)
 class ServiceField:
@@ -829,6 +832,14 @@ SERVICE_FIELDS: tuple[ServiceField, ...] = (
         "'package.module:attribute', e.g. 'backend.main:app'",
         "ASGI app for uvicorn",
         _matches(_MODULE),
+    ),
+    ServiceField(
+        "factory",
+        "True or False",
+        "True: module names a function that returns the app (uvicorn --factory), such as "
+        "upstream pipelines' create_app",
+        _is_bool,
+        False,
     ),
     ServiceField(
         "host",
@@ -914,6 +925,7 @@ class Service:
     health_path: str
     user: str
     group: str
+    factory: bool = False
     publish: str = "off"
     publish_port: int = 0
 
@@ -953,6 +965,27 @@ class Settings:
     @property
     def venv_python(self) -> str:
         return f"{self.values['repo_path']}/.venv/bin/python"
+
+    @property
+    def data_dir(self) -> str:
+        """Where the app writes: next to the checkout, as upstream's egograph_paths.py
+        resolves it (``<repo_path>/../data``: /opt/egograph/data with the runbook's path)."""
+        return app_data_dir(self.values["repo_path"])
+
+    @property
+    def service_accounts(self) -> list[tuple[str, str]]:
+        """The services' (user, group) pairs, each once, in the order services name them."""
+        return list(dict.fromkeys((s.user, s.group) for s in self.services))
+
+
+def app_data_dir(repo_path: str) -> str:
+    return str(PurePosixPath(repo_path).parent / "data")
+
+
+def hardened_home(user: str) -> str:
+    """A hardened service user's HOME: its StateDirectory=, where DuckDB keeps extensions
+    (~/.duckdb) and XDG config/data/state go."""
+    return f"/var/lib/{user}"
 
 
 def _describe(value: Any, secret: bool) -> str:
@@ -1011,6 +1044,7 @@ def _service_errors(
         health_path=values["health_path"],
         user=values["user"],
         group=values["group"],
+        factory=values["factory"],
         publish=values["publish"],
         publish_port=values["publish_port"],
     )
@@ -1142,7 +1176,7 @@ def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
 
 def validate(data: Mapping[str, Any]) -> Settings:
     """Return typed settings, or raise ``SettingsError`` listing every bad setting."""
-    errors: list[str] = []
+    errors = [f"{name}: {why}" for name, why in REMOVED_SETTINGS.items() if name in data]
     for s in SETTINGS:
         if s.name not in data:
             errors.append(f"{s.name}: missing; expected {s.form}")
@@ -1203,8 +1237,8 @@ def _docker_errors(data: Mapping[str, Any]) -> list[str]:
 
 
 def _hardening_errors(data: Mapping[str, Any], services: list[Service]) -> list[str]:
-    """Hardened services cannot reach /root (ProtectHome): what they need must live
-    elsewhere, and they must not run as root."""
+    """Hardened services cannot reach /root (ProtectHome) and must not run as root; they
+    share the app's one data directory, so they run as one user."""
     if data.get("service_hardening") is not True:
         return []
     errors = [
@@ -1213,11 +1247,22 @@ def _hardening_errors(data: Mapping[str, Any], services: list[Service]) -> list[
         for i, svc in enumerate(services)
         if svc.user == "root"
     ]
-    if data.get("duckdb_extensions") and not data.get("duckdb_extension_directory"):
+    accounts = list(dict.fromkeys((s.user, s.group) for s in services))
+    repo_path = data.get("repo_path")
+    if len(accounts) > 1 and isinstance(repo_path, str):
         errors.append(
-            "duckdb_extension_directory: got ''; expected an absolute path outside /root "
-            "with service_hardening = True (the service cannot read root's ~/.duckdb)"
+            f"services[*].user/group: got {', '.join(f'{u}:{g}' for u, g in accounts)}; "
+            "expected one user and group for every service with service_hardening = True "
+            f"(they all write the app's data dir {app_data_dir(repo_path)})"
         )
+    # The deploy's own stamps live in /var/lib/egograph-deploy (root only): a user of that
+    # name would be handed them as its StateDirectory=.
+    errors += [
+        f"services[{i}].user: got {svc.user!r}; expected another name (its HOME "
+        f"{hardened_home(svc.user)} is the deploy's own state directory)"
+        for i, svc in enumerate(services)
+        if hardened_home(svc.user) == "/var/lib/egograph-deploy"
+    ]
     env = data.get("uv_environment") or {}
     no_downloads = str(env.get("UV_PYTHON_DOWNLOADS", "")).lower() in ("never", "0", "false")
     install_dir = str(env.get("UV_PYTHON_INSTALL_DIR", ""))

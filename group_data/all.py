@@ -69,20 +69,22 @@ repo_discard_local_changes = False
 
 # --- DuckDB (runbook §4) ---
 duckdb_extensions = ["httpfs"]
-duckdb_extension_directory = ""
 duckdb_extension_repository = ""
 
 # --- Services (runbook §5) ---
+# The app's layout: the uv workspace member egograph/backend is the package `backend`, with
+# its env file beside it. A second service (pipelines) is in the README.
 services = [
     {
         "name": "backend",
         "unit": "egograph-backend",
         "description": "EgoGraph Backend",
         "module": "backend.main:app",
+        "factory": False,
         "host": "127.0.0.1",
         "port": 8000,
         "working_dir": "",
-        "env_file": "backend/.env",
+        "env_file": "egograph/backend/.env",
         "env_source": {"file": "secrets/backend.env"},
         "health_path": "/health",
         "user": "root",
@@ -95,7 +97,6 @@ env_files_managed = True
 service_health_timeout = 60
 service_restart_sec = 10
 service_hardening = False
-service_data_dir = "/var/lib/egograph"
 
 # --- Tailscale (runbook §2, §9) ---
 tailscale_enabled = True

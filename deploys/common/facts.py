@@ -24,7 +24,7 @@ class FileStates(FactBase[dict[str, dict[str, Any] | None]]):
             "/etc/systemd/system/egograph-backend.service": {
                 "sha256": "9f2c…", "mode": 0o644, "user": "root", "group": "root",
             },
-            "/opt/egograph/repo/backend/.env": None,   # missing
+            "/opt/egograph/repo/egograph/backend/.env": None,   # missing
         }
     """
 

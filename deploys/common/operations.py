@@ -57,7 +57,7 @@ def managed_file(
 
         managed_file(
             name="Env file for egograph-backend",
-            path="/opt/egograph/repo/backend/.env",
+            path="/opt/egograph/repo/egograph/backend/.env",
             content=HiddenValue("API_KEY=...\\n"),
             mode=0o600,
         )
@@ -122,7 +122,7 @@ def kept_file(path: str, *, mode: int = 0o600, user: str = "root", group: str = 
 
     .. code:: python
 
-        kept_file(name="Env file kept on the server", path="/opt/egograph/repo/backend/.env")
+        kept_file(name="Env file kept on the server", path="/opt/egograph/repo/egograph/backend/.env")
     """
     current = read_fact(FileStates, paths=[path]).get(path)
     if current is None:

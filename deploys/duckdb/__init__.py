@@ -12,10 +12,11 @@ from .operations import duckdb_extensions
 def install_extensions(settings: Settings) -> None:
     if not settings.duckdb_extensions:
         return
+    users = [user for user, _group in settings.service_accounts]
     duckdb_extensions(
-        name=f"DuckDB extensions {', '.join(settings.duckdb_extensions)}",
+        name=f"DuckDB extensions {', '.join(settings.duckdb_extensions)} for {', '.join(users)}",
         python=settings.venv_python,
         extensions=settings.duckdb_extensions,
-        directory=settings.duckdb_extension_directory,
+        users=users,
         repository=settings.duckdb_extension_repository,
     )

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand
+from pyinfra.api import StringCommand
 
 from ..common.commands import chain
 from ..common.operations import STATE_DIR
 from ..common.report import change_reason
 from ..common.snapshot import FactRead, fact_read, operation, read_fact
-from .facts import BUILTIN_PREFIX, DuckdbExtensions
+from .facts import BUILTIN_PREFIX, HOME_OF, DuckdbExtensions
 
-# One Python for both: ask duckdb_extensions() about the extensions the fact found no file
-# for, install (and load) those it lacks, and remember those it has built in (no file to
-# find next time; see DuckdbExtensions).
+# One Python per user for both: ask duckdb_extensions() about the extensions the fact found
+# no file for, install (and load) those it lacks, and remember those it has built in (no
+# file to find next time; see DuckdbExtensions). It runs with the user's HOME, so DuckDB
+# installs into that user's default directory, ~/.duckdb/extensions.
 _INSTALL = """
 import os, sys
 import duckdb
-directory, repository, builtin_file, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+repository, builtin_file, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 cfg = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-if directory:
-    cfg["extension_directory"] = directory
 con = duckdb.connect(config=cfg)
 listed = dict(con.execute(
     "select extension_name, installed and install_path = '(BUILT-IN)' "
@@ -50,29 +50,55 @@ if builtin:
 """
 
 
+def _users(users: list[str] | None) -> list[str]:
+    return list(users) if users else ["root"]
+
+
 def _extension_reads(
-    python: str, extensions: list[str], directory: str, **_: Any
+    python: str, extensions: list[str], users: list[str] | None = None, **_: Any
 ) -> list[FactRead[Any]]:
-    return [fact_read(DuckdbExtensions, python=python, directory=directory, expect=extensions)]
+    return [fact_read(DuckdbExtensions, python=python, users=_users(users), expect=extensions)]
 
 
 BUILTIN_FILE = f"{STATE_DIR}/{BUILTIN_PREFIX}{{version}}-{{platform}}"
 
 
+def install_for(user: str, python: str, repository: str, names: list[str]) -> StringCommand:
+    """Shell: install ``names`` for ``user`` (with its HOME, as root), then hand the files
+    DuckDB made in that HOME to the user."""
+    q = shlex.quote
+    args = " ".join(q(a) for a in [repository, BUILTIN_FILE, *names])
+    return StringCommand(f"""\
+u={q(user)}; {HOME_OF}
+if [ -z "$h" ] || [ ! -d "$h" ]; then
+  echo "DuckDB extensions for $u: its HOME (${{h:-none}}) is not a directory;" \\
+    "DuckDB keeps them in ~/.duckdb" >&2
+  exit 1
+fi
+HOME="$h" {q(python)} -c {q(_INSTALL)} {args} && chown -R "$u:" "$h/.duckdb\"""")
+
+
 @operation(reads=_extension_reads)
 def duckdb_extensions(
-    python: str, extensions: list[str], *, directory: str = "", repository: str = ""
+    python: str,
+    extensions: list[str],
+    *,
+    users: list[str] | None = None,
+    repository: str = "",
 ) -> Any:
     """
-    Install DuckDB extensions (``INSTALL x; LOAD x``) with the app's interpreter, only those
+    Install DuckDB extensions (``INSTALL x; LOAD x``) with the app's interpreter, for each
+    user a service runs as, into that user's HOME (``~/.duckdb/extensions``: the app sets
+    no extension directory, so that is where its DuckDB looks); only those
     ``duckdb_extensions()`` does not already list as installed. A host in sync is checked
     without starting Python (the extension files, and the ones this DuckDB build has built
     in, see ``DuckdbExtensions``); an extension found nowhere is looked up and, if missing,
-    installed by one Python run.
+    installed by one Python run per user that lacks it.
 
     + python: the app environment's interpreter (``<repo>/.venv/bin/python``)
     + extensions: names, e.g. ``["httpfs"]``
-    + directory: extension directory; '' = DuckDB's default for the user (root)
+    + users: the services' users (default root, whose HOME is /root); each must have a
+      HOME directory (a hardened user's is made by ``system_user``)
     + repository: '' = DuckDB's core repository, else a mirror URL
 
     **Example:**
@@ -80,34 +106,31 @@ def duckdb_extensions(
     .. code:: python
 
         duckdb_extensions(name="DuckDB httpfs", python="/opt/egograph/repo/.venv/bin/python",
-                          extensions=["httpfs"])
+                          extensions=["httpfs"], users=["egograph"])
     """
-    current = read_fact(DuckdbExtensions, python=python, directory=directory, expect=extensions)
-    listed = current.get("extensions", {})
-    missing = [e for e in extensions if not listed.get(e, {}).get("installed")]
+    users = _users(users)
+    current = read_fact(DuckdbExtensions, python=python, users=users, expect=extensions)
+    found = current.get("users", {})
+    missing = {
+        u: [
+            e
+            for e in extensions
+            if not found.get(u, {}).get("extensions", {}).get(e, {}).get("installed")
+        ]
+        for u in users
+    }
+    missing = {u: names for u, names in missing.items() if names}
+    version = current.get("duckdb")
     if not missing:
-        host.noop(f"DuckDB {current.get('duckdb')}: {', '.join(extensions)} installed")
+        host.noop(f"DuckDB {version}: {', '.join(extensions)} installed for {', '.join(users)}")
         return
-    if not current:
-        change_reason(f"no environment yet: {', '.join(missing)} to install")
-    else:
+    for user, names in missing.items():
+        if not current:
+            change_reason(f"no environment yet: {', '.join(names)} to install for {user}")
+            continue
+        home = found.get(user, {}).get("home") or "(no HOME yet)"
         change_reason(
-            f"DuckDB {current.get('duckdb')}: no {', '.join(missing)} in its extension "
-            "directory (installed unless built in)"
+            f"DuckDB {version}: no {', '.join(names)} in {user}'s ~/.duckdb/extensions "
+            f"({home}) (installed unless built in)"
         )
-    commands = []
-    if directory:
-        # The service may run as another user: the directory must be readable by it.
-        commands.append(StringCommand("install", "-d", "-m", "755", QuoteString(directory)))
-    commands.append(
-        StringCommand(
-            QuoteString(python),
-            "-c",
-            QuoteString(_INSTALL),
-            QuoteString(directory),
-            QuoteString(repository),
-            QuoteString(BUILTIN_FILE),
-            *[QuoteString(e) for e in missing],
-        )
-    )
-    yield chain(commands)
+    yield chain([install_for(u, python, repository, names) for u, names in missing.items()])

@@ -10,7 +10,7 @@ from pyinfra.api import HiddenValue, deploy
 
 from ..common.operations import kept_file, managed_file, sha256_text
 from ..repo.commit import Commit
-from ..settings import Service, Settings, read_env_source
+from ..settings import Service, Settings, hardened_home, read_env_source
 from .operations import daemon_reload, service, system_user
 
 _TEMPLATES = jinja2.Environment(
@@ -25,20 +25,37 @@ _TEMPLATES = jinja2.Environment(
 
 
 def render_unit(settings: Settings, svc: Service) -> str:
-    env = dict(settings.uv_environment)
-    if settings.duckdb_extension_directory:
-        env["DUCKDB_EXTENSION_DIRECTORY"] = settings.duckdb_extension_directory
+    factory = " --factory" if svc.factory else ""
     return _TEMPLATES.get_template("unit.service.j2").render(
         service=svc,
+        uvicorn_args=f"{svc.module}{factory} --host {svc.host} --port {svc.port}",
         uv_path=settings.uv_path,
         path=f"{settings.uv_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         repo_path=settings.repo_path,
-        environment=sorted(env.items()),
+        environment=sorted(settings.uv_environment.items()),
         restart_sec=settings.service_restart_sec,
         hardening=settings.service_hardening,
-        data_dir=settings.service_data_dir,
-        state_directory=settings.service_data_dir.removeprefix("/var/lib/"),
+        home=hardened_home(svc.user),
+        cache=f"/var/cache/{svc.user}",
+        data_dir=settings.data_dir,
     )
+
+
+@deploy("Service accounts")
+def create_accounts(settings: Settings) -> None:
+    """Hardened services' system user, its HOME, and the app's data dir it owns; before
+    the DuckDB step, which installs extensions into that HOME."""
+    if not settings.service_hardening:
+        return
+    for user, group in host.loop(settings.service_accounts):
+        system_user(
+            name=f"System user {user}:{group}, HOME {hardened_home(user)}, owning "
+            f"{settings.data_dir}",
+            user=user,
+            group=group,
+            home=hardened_home(user),
+            owned_dirs=[settings.data_dir],
+        )
 
 
 @deploy("Env files")
@@ -63,9 +80,6 @@ def write_env_files(settings: Settings) -> None:
 @deploy("Services")
 def run_services(settings: Settings, commit: Commit) -> None:
     units = {svc.unit: render_unit(settings, svc) for svc in settings.services}
-    if settings.service_hardening:
-        for user, group in host.loop(sorted({(s.user, s.group) for s in settings.services})):
-            system_user(name=f"System user {user}:{group} for the services", user=user, group=group)
     for svc in host.loop(settings.services):
         managed_file(
             name=f"Unit {svc.unit_file}",

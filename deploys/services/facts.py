@@ -108,29 +108,43 @@ class ServiceStates(FactBase[dict[str, Any]]):
 
 class SystemUser(FactBase[dict[str, Any]]):
     """
-    Whether a user and a group exist, with the user's primary group and shell.
+    Whether a user and a group exist, with the user's primary group, HOME and shell, and
+    the owner and mode of some directories (``None``: missing).
 
     .. code:: python
 
-        {"user": True, "group": True, "primary_group": "egograph", "shell": "/usr/sbin/nologin"}
+        {"user": True, "group": True, "primary_group": "egograph",
+         "home": "/var/lib/egograph", "shell": "/usr/sbin/nologin",
+         "dirs": {"/var/lib/egograph": {"owner": "egograph:egograph", "mode": 0o750},
+                  "/opt/egograph/data": None}}
     """
 
-    def command(self, user: str, group: str) -> StringCommand:
+    def command(self, user: str, group: str, dirs: str | list[str] = "") -> StringCommand:
         return StringCommand(
             "echo user $(getent passwd",
             QuoteString(user),
-            "| cut -d: -f4,7);",
+            "| cut -d: -f4,6,7);",
             "echo group $(getent group",
             QuoteString(group),
             "| cut -d: -f3);",
             "echo primary $(id -gn",
             QuoteString(user),
-            "2>/dev/null)",
+            "2>/dev/null);",
+            "for d in",
+            *[QuoteString(d) for d in as_list(dirs)],
+            """; do echo "dir $d $(stat -c '%U:%G %a' "$d" 2>/dev/null)"; done""",
         )
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"user": False, "group": False, "primary_group": None, "shell": None}
+        return {
+            "user": False,
+            "group": False,
+            "primary_group": None,
+            "home": None,
+            "shell": None,
+            "dirs": {},
+        }
 
     def process(self, output: list[str]) -> dict[str, Any]:
         result = self.default()
@@ -138,10 +152,14 @@ class SystemUser(FactBase[dict[str, Any]]):
             key, _, rest = line.partition(" ")
             rest = rest.strip()
             if key == "user" and rest:
-                result["user"] = True
-                result["shell"] = rest.partition(":")[2] or None
+                _gid, home, shell = [*rest.split(":", 2), "", ""][:3]
+                result.update(user=True, home=home or None, shell=shell or None)
             elif key == "group" and rest:
                 result["group"] = True
             elif key == "primary" and rest:
                 result["primary_group"] = rest
+            elif key == "dir":
+                path, _, stat = rest.partition(" ")
+                owner, _, mode = stat.partition(" ")
+                result["dirs"][path] = {"owner": owner, "mode": int(mode, 8)} if mode else None
         return result

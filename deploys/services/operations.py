@@ -134,7 +134,7 @@ def service(
         service(name="egograph-backend running", unit="egograph-backend",
                 stamp={"unit": "9f2c…", "env": "41d0…"},
                 unit_file="/etc/systemd/system/egograph-backend.service",
-                env_file="/opt/egograph/repo/backend/.env", health_url="http://127.0.0.1:8000/health",
+                env_file="/opt/egograph/repo/egograph/backend/.env", health_url="http://127.0.0.1:8000/health",
                 health_timeout=60, repo_path="/opt/egograph/repo")
     """
     commit = commit_of(commit)
@@ -198,38 +198,91 @@ def service(
     yield chain([*commands, release])
 
 
-@operation(reads=lambda user, group, **_: [fact_read(SystemUser, user=user, group=group)])
-def system_user(user: str, group: str) -> Any:
+def _user_reads(
+    user: str, group: str, home: str, owned_dirs: list[str] | None = None, **_: Any
+) -> list[FactRead[Any]]:
+    return [fact_read(SystemUser, user=user, group=group, dirs=[home, *(owned_dirs or [])])]
+
+
+@operation(reads=_user_reads)
+def system_user(user: str, group: str, *, home: str, owned_dirs: list[str] | None = None) -> Any:
     """
-    A system user with its own group, no home directory and no login shell, for a hardened
-    service.
+    A system user with its own group, no login shell, and a HOME of its own; the user owns
+    that HOME and ``owned_dirs`` (mode 0750), for a hardened service.
+
+    + home: the user's HOME (also its units' StateDirectory=): made if missing
+    + owned_dirs: directories the service writes (the app's data dir): made if missing; one
+      owned by someone else is handed over with what is in it (``chown -R``), as systemd
+      does with a StateDirectory= it finds with another owner
 
     **Example:**
 
     .. code:: python
 
-        system_user(name="System user egograph", user="egograph", group="egograph")
+        system_user(name="System user egograph", user="egograph", group="egograph",
+                    home="/var/lib/egograph", owned_dirs=["/opt/egograph/data"])
     """
-    current = read_fact(SystemUser, user=user, group=group)
+    dirs = [home, *(owned_dirs or [])]
+    current = read_fact(SystemUser, user=user, group=group, dirs=dirs)
+    commands: list[StringCommand] = []
     if not current["group"]:
         change_reason(f"group {group} does not exist")
-        yield StringCommand("groupadd", "--system", QuoteString(group))
+        commands.append(StringCommand("groupadd", "--system", QuoteString(group)))
     if not current["user"]:
         change_reason(f"user {user} does not exist")
-        yield StringCommand(
-            "useradd",
-            "--system",
-            "--gid",
-            QuoteString(group),
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            QuoteString(user),
+        commands.append(
+            StringCommand(
+                "useradd",
+                "--system",
+                "--gid",
+                QuoteString(group),
+                "--no-create-home",
+                "--home-dir",
+                QuoteString(home),
+                "--shell",
+                "/usr/sbin/nologin",
+                QuoteString(user),
+            )
         )
-    elif current["primary_group"] != group:
-        change_reason(f"user {user}'s group is {current['primary_group']}, want {group}")
-        yield StringCommand("usermod", "--gid", QuoteString(group), QuoteString(user))
-    if current["user"] and current["group"] and current["primary_group"] == group:
-        host.noop(f"user {user}:{group} exists")
+    else:
+        if current["primary_group"] != group:
+            change_reason(f"user {user}'s group is {current['primary_group']}, want {group}")
+            commands.append(
+                StringCommand("usermod", "--gid", QuoteString(group), QuoteString(user))
+            )
+        if current["home"] != home:
+            # DuckDB and other tools find their files through HOME: without one
+            # (/nonexistent) DuckDB cannot load any extension.
+            change_reason(f"user {user}'s HOME is {current['home']}, want {home}")
+            commands.append(
+                StringCommand("usermod", "--home", QuoteString(home), QuoteString(user))
+            )
+    owner = f"{user}:{group}"
+    for path in dirs:
+        state = current["dirs"].get(path)
+        if state is None:
+            change_reason(f"{path} does not exist")
+            commands.append(
+                StringCommand(
+                    "install",
+                    "-d",
+                    "-o",
+                    QuoteString(user),
+                    "-g",
+                    QuoteString(group),
+                    "-m",
+                    "750",
+                    QuoteString(path),
+                )
+            )
+            continue
+        if state["owner"] != owner:
+            change_reason(f"{path} is owned by {state['owner']}, want {owner}")
+            commands.append(StringCommand("chown", "-R", QuoteString(owner), QuoteString(path)))
+        if state["mode"] != 0o750:
+            change_reason(f"{path} has mode {state['mode']:o}, want 750")
+            commands.append(StringCommand("chmod", "750", QuoteString(path)))
+    if not commands:
+        host.noop(f"user {user}:{group} exists, HOME {home}, owning {', '.join(dirs)}")
+        return
+    yield chain(commands)

@@ -99,10 +99,10 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
 
     # --- verify, independently of the deploy's own facts ---
     target = testinfra.get_host(f"ssh://{c.name}", ssh_config=str(paths.SSH_CONFIG))
-    env_file = target.file("/opt/egograph/repo/backend/.env")
+    env_file = target.file("/opt/egograph/repo/egograph/backend/.env")
     assert env_file.is_file and env_file.mode == 0o600
     assert env_file.user == "root" and env_file.group == "root"
-    assert "EGOGRAPH_GREETING=hello from the sandbox" in env_file.content_string
+    assert "CORS_ORIGINS=http://localhost:5173" in env_file.content_string
     unit = target.file("/etc/systemd/system/egograph-backend.service")
     assert unit.mode == 0o644
     assert (
@@ -110,7 +110,7 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
         "backend.main:app --host 127.0.0.1 --port 8000" in unit.content_string
     )
     assert "Environment=USE_ENV_FILE=false" in unit.content_string
-    assert "EnvironmentFile=/opt/egograph/repo/backend/.env" in unit.content_string
+    assert "EnvironmentFile=/opt/egograph/repo/egograph/backend/.env" in unit.content_string
     svc = target.service("egograph-backend")
     assert svc.is_enabled and svc.is_running
     assert target.package("git").is_installed and target.package("curl").is_installed
@@ -126,7 +126,7 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
     assert httpfs == "True"
     answer = health(c)
     assert answer["status"] == "ok" and answer["httpfs"] is True, answer
-    assert answer["greeting"] == "hello from the sandbox"
+    assert answer["cors_origins"] == "http://localhost:5173"
 
     # --- change one setting: the port. Only the dependent operations change. ---
     services = site.settings(secret_env)["services"]
@@ -147,16 +147,16 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
     assert c.ssh("curl -fsS http://127.0.0.1:8000/health", check=False).returncode != 0
 
     # --- change an env value: the env file and the restart, nothing else ---
-    site.write_secret_env(secret_env.stem, {"EGOGRAPH_GREETING": "a new greeting"})
+    site.write_secret_env(secret_env.stem, {"CORS_ORIGINS": "https://new.example"})
     changed_env = pyinfra(hosts, "-y", "--json")
     assert changed_env.returncode == 0, changed_env.output[-3000:]
     assert sorted(changed_env.changed_ops()) == sorted(
         [
-            "Env files | Env file for egograph-backend (/opt/egograph/repo/backend/.env, 0600)",
+            "Env files | Env file for egograph-backend (/opt/egograph/repo/egograph/backend/.env, 0600)",
             "Services | egograph-backend enabled, running the current release, healthy",
         ]
     )
-    assert health(c, 8001)["greeting"] == "a new greeting"
+    assert health(c, 8001)["cors_origins"] == "https://new.example"
 
     # --- an extension DuckDB has built in (json, in the pip wheel: no file to find) is asked
     # about once, then recognised without Python: the run after changes nothing ---
@@ -165,8 +165,8 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
     )
     builtin = pyinfra(hosts, "-y", "--json")
     assert builtin.returncode == 0, builtin.output[-3000:]
-    assert builtin.changed_ops() == ["DuckDB | DuckDB extensions httpfs, json"]
-    marker = c.ssh("cat /var/lib/egograph-deploy/duckdb-builtin-1.4.4-linux_amd64").stdout
+    assert builtin.changed_ops() == ["DuckDB | DuckDB extensions httpfs, json for root"]
+    marker = c.ssh("cat /var/lib/egograph-deploy/duckdb-builtin-1.4.3-linux_amd64").stdout
     assert marker.split() == ["json"]
     settled = pyinfra(hosts, "-y", "-vv")
     assert settled.returncode == 0, settled.output[-3000:]

@@ -58,7 +58,7 @@ def test_docker_deploy_builds_runs_rebuilds_and_rolls_back(
     assert {BUILD, RUN} <= set(first.changed_ops())
     assert "Docker engine | docker.service running and enabled" in first.changed_ops()
     answer = health(c)
-    assert answer["status"] == "ok" and answer["greeting"] == "hello from the sandbox"
+    assert answer["status"] == "ok" and answer["cors_origins"] == "http://localhost:5173"
     assert running_image(c) == f"egograph-backend:{first_commit}"
 
     # --- independent checks: loopback only, env file private, engine enabled ---
@@ -78,7 +78,7 @@ def test_docker_deploy_builds_runs_rebuilds_and_rolls_back(
     assert site.CANARY not in output
 
     # --- a new commit: checkout, one build, one recreate (predicted by the drift check) ---
-    new = site.publish_app("release 2", {"backend/src/backend/__init__.py": 'RELEASE = "2"\n'})
+    new = site.publish_app("release 2", {"egograph/backend/__init__.py": 'RELEASE = "2"\n'})
     code, report, _ = drift(hosts, deploy=DEPLOY)
     assert code == 2, report
     changes = {ch["operation"]: ch["reasons"] for ch in report["hosts"][c.name]}
@@ -93,7 +93,7 @@ def test_docker_deploy_builds_runs_rebuilds_and_rolls_back(
     # --- a broken release: the previous container comes back, the run fails clearly ---
     site.publish_app(
         "broken release",
-        {"backend/src/backend/__init__.py": 'raise RuntimeError("broken release")\n'},
+        {"egograph/backend/__init__.py": 'raise RuntimeError("broken release")\n'},
     )
     broken = pyinfra(hosts, "-y", "--json", deploy=DEPLOY)
     assert broken.returncode != 0

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 UNIT = "Services | Unit /etc/systemd/system/egograph-backend.service"
 RELOAD = "Services | Reload systemd when a unit changed"
 SERVICE = "Services | egograph-backend enabled, running the current release, healthy"
-ENV = "Env files | Env file for egograph-backend (/opt/egograph/repo/backend/.env, 0600)"
+ENV = "Env files | Env file for egograph-backend (/opt/egograph/repo/egograph/backend/.env, 0600)"
 CHECKOUT = "App repository | Check out main at /opt/egograph/repo"
 SYNC = "uv sync | uv sync --all-packages --locked in /opt/egograph/repo"
 LOGIN = "Tailscale | Logged in to the tailnet as egograph-prod"
@@ -76,14 +76,16 @@ def test_drift_names_each_kind_of_drift_and_converging_clears_it(
         # The deploy puts the file back as the running service read it: no restart needed.
         (
             "env file changed on the server",
-            lambda: c.ssh("echo EXTRA=1 >> /opt/egograph/repo/backend/.env"),
+            lambda: c.ssh("echo EXTRA=1 >> /opt/egograph/repo/egograph/backend/.env"),
             {ENV},
         ),
         ("Tailscale logged out", lambda: c.ssh("tailscale logout"), {LOGIN}),
         ("serve config reset", lambda: c.ssh("tailscale serve reset"), {SERVE}),
         (
             "new commit on the remote",
-            lambda: site.publish_app("drift release", {"backend/NEWS": f"{uuid.uuid4()}\n"}),
+            lambda: site.publish_app(
+                "drift release", {"egograph/backend/NEWS": f"{uuid.uuid4()}\n"}
+            ),
             {CHECKOUT, SYNC, SERVICE},
         ),
     ]
@@ -123,7 +125,7 @@ def test_update_moves_to_a_new_commit_restarting_once_and_refuses_local_edits(
 ) -> None:
     c, hosts = deployed
     pid_before = c.ssh("systemctl show -p MainPID --value egograph-backend").stdout.strip()
-    new = site.publish_app("release 2", {"backend/src/backend/__init__.py": 'RELEASE = "2"\n'})
+    new = site.publish_app("release 2", {"egograph/backend/__init__.py": 'RELEASE = "2"\n'})
 
     dry = pyinfra(hosts, "--dry", "--json", deploy="deploys/update.py")
     assert dry.returncode == 0
@@ -144,12 +146,12 @@ def test_update_moves_to_a_new_commit_restarting_once_and_refuses_local_edits(
     health = json.loads(c.ssh("curl -fsS http://127.0.0.1:8000/health").stdout)
     assert health["release"] == "2"
 
-    c.ssh("echo '# hotfix' >> /opt/egograph/repo/backend/pyproject.toml")
-    site.publish_app("release 3", {"backend/src/backend/__init__.py": 'RELEASE = "3"\n'})
+    c.ssh("echo '# hotfix' >> /opt/egograph/repo/egograph/backend/pyproject.toml")
+    site.publish_app("release 3", {"egograph/backend/__init__.py": 'RELEASE = "3"\n'})
     refused = pyinfra(hosts, "-y", deploy="deploys/update.py")
     assert refused.returncode != 0
     assert "has local changes to tracked files" in refused.output
-    assert "M backend/pyproject.toml" in refused.output
+    assert "M egograph/backend/pyproject.toml" in refused.output
     assert "repo_discard_local_changes = True" in refused.output
     assert c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip() == new
     assert json.loads(c.ssh("curl -fsS http://127.0.0.1:8000/health").stdout)["release"] == "2"
@@ -211,7 +213,7 @@ def test_every_fact_the_readme_shows_works_ad_hoc(deployed: tuple[Container, Pat
     assert deployment["commit"] == site.app_head()
     assert (deployment["uv"], deployment["duckdb"], deployment["httpfs"]) == (
         "0.13.9",
-        "1.4.4",
+        "1.4.3",
         True,
     )
     assert deployment["units"]["egograph-backend"]["active"] == "active"

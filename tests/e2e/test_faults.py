@@ -60,14 +60,14 @@ def test_a_stale_lock_fails_loudly_and_keeps_the_running_release(
     c, hosts = deployed
     good_head = c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip()
     pid = main_pid(c)
-    pyproject = (site.FIXTURE_APP / "backend/pyproject.toml").read_text()
+    pyproject = (site.FIXTURE_APP / "egograph/backend/pyproject.toml").read_text()
     site.publish_app(
         "stale lock",
         {
-            "backend/pyproject.toml": pyproject.replace(
-                '"duckdb==1.4.4",', '"duckdb==1.4.4",\n    "six==1.16.0",'
+            "egograph/backend/pyproject.toml": pyproject.replace(
+                '"duckdb==1.4.3",', '"duckdb==1.4.3",\n    "six==1.16.0",'
             ),
-            "backend/src/backend/__init__.py": 'RELEASE = "stale"\n',
+            "egograph/backend/__init__.py": 'RELEASE = "stale"\n',
         },
     )
 
@@ -92,7 +92,7 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
     bad = site.publish_app(
         "broken",
         {
-            "backend/src/backend/__init__.py": 'raise RuntimeError("this release cannot start")\n',
+            "egograph/backend/__init__.py": 'raise RuntimeError("this release cannot start")\n',
         },
     )
 
@@ -107,7 +107,7 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
     dry = pyinfra(hosts, "--dry", "-v")
     assert f"release {bad[:12]} was rolled back" in dry.output
 
-    site.publish_app("fixed", {"backend/src/backend/__init__.py": 'RELEASE = "fixed"\n'})
+    site.publish_app("fixed", {"egograph/backend/__init__.py": 'RELEASE = "fixed"\n'})
     converged(hosts)
     assert release(c) == "fixed"
     assert c.ssh("ls /var/lib/egograph-deploy/").stdout.count("rolled-back") == 0
@@ -118,12 +118,12 @@ def test_env_file_deleted_and_unit_masked_on_the_server_are_repaired(
     deployed: tuple[Container, Path],
 ) -> None:
     c, hosts = deployed
-    c.ssh("rm /opt/egograph/repo/backend/.env")
+    c.ssh("rm /opt/egograph/repo/egograph/backend/.env")
     c.ssh("systemctl stop egograph-backend && systemctl mask --runtime egograph-backend")
 
     converged(hosts)
 
-    assert c.ssh("stat -c %a /opt/egograph/repo/backend/.env").stdout.strip() == "600"
+    assert c.ssh("stat -c %a /opt/egograph/repo/egograph/backend/.env").stdout.strip() == "600"
     assert c.ssh("systemctl is-enabled egograph-backend").stdout.strip() == "enabled"
     assert release(c) == "1"
     assert_idempotent(hosts)

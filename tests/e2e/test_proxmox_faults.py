@@ -71,7 +71,12 @@ def pve(sandbox: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nod
     site.publish_app()
     prefix = f"pf{time.time_ns() % 100000}x"
     node = pve_site.start_node(tmp / "pve", prefix=prefix)
-    n = Node(node, SandboxBackend(prefix), site.write_secret_env(f"backend-pve-faults-{os.getpid()}"), tmp)
+    n = Node(
+        node,
+        SandboxBackend(prefix),
+        site.write_secret_env(f"backend-pve-faults-{os.getpid()}"),
+        tmp,
+    )
     try:
         yield n
     finally:

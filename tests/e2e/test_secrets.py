@@ -44,7 +44,7 @@ def canaries() -> tuple[str, ...]:
     return (site.CANARY, tailscale_site.authkey(), PVE_CANARY)
 
 
-ENV_FILE = "/opt/egograph/repo/backend/.env"
+ENV_FILE = "/opt/egograph/repo/egograph/backend/.env"
 SAMPLE_LOOP = "for i in $(seq 1 4000); do ps -eo args; echo @@; sleep 0.2; done"  # <= ~15 min
 
 
@@ -160,7 +160,7 @@ def assert_controller_secret_files(*files: Path) -> None:
 
 def new_env(name: str, step: int) -> Path:
     """The env source again, with the canary and a changed value (the env file changes)."""
-    return site.write_secret_env(name, {"EGOGRAPH_GREETING": f"hello, step {step}"})
+    return site.write_secret_env(name, {"CORS_ORIGINS": f"https://step-{step}.example"})
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ def test_no_entry_point_leaks_a_secret_without_proxmox(
         # the update flow, both ways, with a new release each time
         for step, flags in ((3, ("-vvv", "--diff")), (4, ("-vvv", "--json"))):
             site.publish_app(f"release {step}",
-                             {"backend/src/backend/__init__.py": f'RELEASE = "r{step}"\n'})  # fmt: skip
+                             {"egograph/backend/__init__.py": f'RELEASE = "r{step}"\n'})  # fmt: skip
             upd = rec.pyinfra(hosts, "-y", *flags, deploy="deploys/update.py")
             assert upd.returncode == 0, upd.output[-3000:]
             assert target_files(c) == ("600", [])
@@ -229,7 +229,7 @@ def test_no_entry_point_leaks_a_secret_without_proxmox(
                 assert r.returncode == 0, (query, (r.stdout + r.stderr)[-2000:])
 
         # a FAILED run (the release's health check fails; rolled back) with a changed env file
-        site.publish_app("broken", {"backend/src/backend/__init__.py":
+        site.publish_app("broken", {"egograph/backend/__init__.py":
                                     'raise RuntimeError("this release cannot start")\n'})  # fmt: skip
         new_env(env_name, 6)
         failed = rec.pyinfra(hosts, "-y", "-vvv", "--diff")

@@ -46,7 +46,7 @@ def hosts_file(
     # Each container its own tailnet name: names stay free for the next test.
     data = {
         **c.pyinfra_data(),
-        **site.settings(env, tailnet),
+        **site.settings(env, tailnet=tailnet),
         "tailscale_hostname": c.name,
         **overrides,
     }

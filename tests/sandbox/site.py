@@ -1,6 +1,7 @@
 """The sandbox's outside world, and the settings that point at it.
 
-- the app repository: the fixture app, committed into a bare repo served by git daemon
+- the app repository: the fixture app (shaped like upstream's: egograph/backend and
+  egograph/pipelines in one uv workspace), committed into a bare repo served by git daemon
 - DuckDB's extension repository: httpfs from the `duckdb-ext-httpfs` wheel, over HTTP
 - the env file's source: a 0600 file on the controller holding a recognisable canary
 - Tailscale: the real package in a signed apt repository over HTTP and the sandbox's
@@ -26,7 +27,8 @@ FIXTURE_APP = Path(__file__).parent / "fixture_app"
 APP_REPO = os.environ.get("EGOGRAPH_SANDBOX_APP", "egograph") + ".git"
 """The app repository's name under git daemon. Each test session sets its own (see
 tests/conftest.py), so sessions running side by side never deploy each other's releases."""
-DUCKDB_VERSION = "1.4.4"
+DUCKDB_VERSION = "1.4.3"
+"""The fixture's (and upstream's uv.lock's) DuckDB: httpfs must exist for exactly it."""
 CANARY = "canary-sandbox-secret-5f3a9c"
 """A fake secret in the env file; tests look for it where it must never appear."""
 
@@ -103,15 +105,33 @@ def publish_duckdb_extensions() -> str:
     return f"http://{paths.HOST_IP}:{paths.HTTP_PORT}/duckdb"
 
 
-def write_secret_env(name: str = "backend", extra: dict[str, str] | None = None) -> Path:
-    """The controller-side env file for a service (0600), with a canary secret in it."""
+ENV_VALUES = {
+    # Upstream's own key names (egograph/*/.env.example) with fake values, as its CI runs
+    # the backend (R2 at example.invalid); the canary stands for the real secrets.
+    "backend": {
+        "CORS_ORIGINS": "http://localhost:5173",
+        "R2_ENDPOINT_URL": "https://example.invalid",
+        "R2_ACCESS_KEY_ID": "test",
+        "R2_SECRET_ACCESS_KEY": CANARY,
+        "R2_BUCKET_NAME": "test-bucket",
+    },
+    "pipelines": {
+        "PIPELINES_API_KEY": CANARY,
+        "R2_ENDPOINT_URL": "https://example.invalid",
+        "R2_ACCESS_KEY_ID": "test",
+        "R2_SECRET_ACCESS_KEY": CANARY,
+    },
+}
+
+
+def write_secret_env(
+    name: str = "backend", extra: dict[str, str] | None = None, *, app: str = "backend"
+) -> Path:
+    """The controller-side env file ``<name>.env`` (0600) for the ``app`` service (backend
+    or pipelines), with the canary secret in it."""
     secrets = paths.STATE / "secrets"
     secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
-    values = {
-        "EGOGRAPH_GREETING": "hello from the sandbox",
-        "EGOGRAPH_API_KEY": CANARY,
-        **(extra or {}),
-    }
+    values = {**ENV_VALUES[app], **(extra or {})}
     path = secrets / f"{name}.env"
     path.touch(mode=0o600)
     path.chmod(0o600)
@@ -119,27 +139,46 @@ def write_secret_env(name: str = "backend", extra: dict[str, str] | None = None)
     return path
 
 
-def settings(env_file: Path, tailnet: str = tailscale_site.CERTS) -> dict[str, Any]:
-    """Settings that point the deploy at the sandbox's stand-ins (override group_data);
-    ``tailnet`` is the sandbox tailnet the node joins (see tailscale_site)."""
+BACKEND = {
+    "name": "backend",
+    "unit": "egograph-backend",
+    "description": "EgoGraph Backend",
+    "module": "backend.main:app",
+    "port": 8000,
+    "env_file": "egograph/backend/.env",
+    "health_path": "/health",
+}
+PIPELINES = {
+    "name": "pipelines",
+    "unit": "egograph-pipelines",
+    "description": "EgoGraph Pipelines",
+    "module": "pipelines.app:create_app",
+    "factory": True,
+    "port": 8001,
+    "env_file": "egograph/pipelines/.env",
+    "health_path": "/v1/health",
+    "publish": "https",
+    "publish_port": 8443,
+}
+"""The fixture's two services, as the README's example runs upstream's."""
+
+
+def settings(
+    env_file: Path, pipelines_env: Path | None = None, *, tailnet: str = tailscale_site.CERTS
+) -> dict[str, Any]:
+    """Settings that point the deploy at the sandbox's outside world (override group_data):
+    the backend service, and the pipelines service beside it given its env file; the node
+    joins the sandbox tailnet ``tailnet`` (see tailscale_site)."""
+    services = [{**BACKEND, "env_source": {"file": str(env_file)}}]
+    if pipelines_env is not None:
+        services.append({**PIPELINES, "env_source": {"file": str(pipelines_env)}})
     return {
         "repo_url": f"git://{paths.HOST_IP}/{APP_REPO}",
         "uv_install_method": "wheel",
         # uv must trust the host's CA (TLS-intercepting egress), and use the distro Python.
         "uv_environment": {"UV_SYSTEM_CERTS": "1", "UV_PYTHON_DOWNLOADS": "never"},
         "duckdb_extension_repository": publish_duckdb_extensions(),
-        "services": [
-            {
-                "name": "backend",
-                "unit": "egograph-backend",
-                "description": "EgoGraph Backend",
-                "module": "backend.main:app",
-                "port": 8000,
-                "env_file": "backend/.env",
-                "env_source": {"file": str(env_file)},
-                "health_path": "/health",
-            }
-        ],
+        "services": services,
         # Tailscale: the real package from the host's signed repository, the sandbox's
         # headscale with a pre-auth key of ``tailnet``.
         **tailscale_site.settings(tailnet),

@@ -14,6 +14,7 @@ import pytest
 
 from deploys.inventory import group_data
 from deploys.settings import SETTINGS, SettingsError, validate
+from tests.sandbox import site
 
 PROJECT = Path(__file__).resolve().parents[3]
 
@@ -42,28 +43,32 @@ def test_runbook_defaults_validate(tmp_path: Path) -> None:
     assert s.repo_path == "/opt/egograph/repo"
     assert s.uv_path == "/root/.local/bin/uv"
     (svc,) = s.services
-    assert svc.module == "backend.main:app"
+    assert (svc.module, svc.factory) == ("backend.main:app", False)
     assert (svc.host, svc.port) == ("127.0.0.1", 8000)
-    assert svc.env_file == "/opt/egograph/repo/backend/.env"
+    assert svc.env_file == "/opt/egograph/repo/egograph/backend/.env"
     assert svc.working_dir == "/opt/egograph/repo"
     assert (svc.user, svc.group, svc.health_path) == ("root", "root", "/health")
 
 
 def test_a_second_service_is_a_config_change_only(tmp_path: Path) -> None:
     data = with_env_file(defaults(), tmp_path)
-    data["services"].append(
-        {
-            "name": "pipelines",
-            "unit": "egograph-pipelines",
-            "module": "egograph.pipelines.main:app",
-            "port": 8001,
-            "env_file": "pipelines/.env",
-            "env_source": data["services"][0]["env_source"],
-        }
-    )
+    data["services"].append({**site.PIPELINES, "env_source": data["services"][0]["env_source"]})
     s = validate(data)
     assert [x.unit for x in s.services] == ["egograph-backend", "egograph-pipelines"]
-    assert s.services[1].env_file == "/opt/egograph/repo/pipelines/.env"
+    pipelines = s.services[1]
+    assert pipelines.env_file == "/opt/egograph/repo/egograph/pipelines/.env"
+    assert (pipelines.module, pipelines.factory) == ("pipelines.app:create_app", True)
+    assert pipelines.health_url == "http://127.0.0.1:8001/v1/health"
+    assert s.data_dir == "/opt/egograph/data"
+
+
+def test_the_readme_second_service_example_is_the_one_the_sandbox_runs() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    example = readme.split("A second service (the app's", 1)[1].split("```python", 1)[1]
+    example = example.split("```", 1)[0]
+    for key, value in site.PIPELINES.items():
+        shown = json.dumps(value) if isinstance(value, str) else repr(value)
+        assert f'"{key}": {shown},' in example, key
 
 
 BAD: list[tuple[str, Any, str]] = [
@@ -99,6 +104,20 @@ BAD: list[tuple[str, Any, str]] = [
         "duckdb_extension_repository: got 'ftp://x'; expected '' or an http(s) URL",
     ),
     ("services", [], "services: got []; expected a non-empty list"),
+    (
+        "duckdb_extension_directory",
+        "/opt/egograph/duckdb-extensions",
+        "duckdb_extension_directory: removed: the app sets no extension_directory, so DuckDB "
+        "only looks in its default, ~/.duckdb/extensions of the user running it; the deploy "
+        "now installs duckdb_extensions there",
+    ),
+    ("duckdb_extension_directory", "", "duckdb_extension_directory: removed"),
+    (
+        "service_data_dir",
+        "/var/lib/egograph",
+        "service_data_dir: removed: the app reads no variable for its data; it writes next to "
+        "the checkout (<repo_path>/../data)",
+    ),
     ("service_health_timeout", 0, "service_health_timeout: got 0"),
 ]
 
@@ -132,6 +151,7 @@ BAD_SERVICE: list[tuple[str, Any, str]] = [
         "EGOGRAPH_TEST_UNSET_VAR unset or empty",
     ),
     ("health_path", "health", "services[0].health_path: got 'health'"),
+    ("factory", "yes", "services[0].factory: got 'yes'; expected True or False"),
     ("user", "Root User", "services[0].user: got 'Root User'"),
     ("colour", "blue", "services[0].colour: unknown key"),
 ]
@@ -285,8 +305,45 @@ def test_hardened_services_need_a_user_and_reachable_python_and_extensions(
         validate(data)
     text = "\n".join(err.value.errors)
     assert "services[0].user: got 'root'; expected a dedicated system user" in text
-    assert "duckdb_extension_directory: got ''; expected an absolute path outside /root" in text
     assert "UV_PYTHON_DOWNLOADS='never'" in text
+    assert "duckdb_extension" not in text  # DuckDB's own default directory is used now
+
+
+def test_hardened_services_share_one_user_and_not_the_deploys_state_dir(
+    tmp_path: Path,
+) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    data["service_hardening"] = True
+    data["uv_environment"] = {"UV_PYTHON_DOWNLOADS": "never"}
+    data["services"][0].update(user="egograph", group="egograph")
+    second = {**data["services"][0], "name": "pipelines", "unit": "egograph-pipelines"}
+    data["services"].append(
+        {
+            **second,
+            "port": 8001,
+            "env_file": "egograph/pipelines/.env",
+            "user": "pipe",
+            "publish": "off",
+        }
+    )
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert err.value.errors == [
+        "services[*].user/group: got egograph:egograph, pipe:egograph; expected one user and "
+        "group for every service with service_hardening = True (they all write the app's "
+        "data dir /opt/egograph/data)"
+    ]
+    data["services"][1]["user"] = "egograph"
+    s = validate(data)
+    assert s.service_accounts == [("egograph", "egograph")]
+    data["services"] = data["services"][:1]
+    data["services"][0]["user"] = "egograph-deploy"
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert err.value.errors == [
+        "services[0].user: got 'egograph-deploy'; expected another name (its HOME "
+        "/var/lib/egograph-deploy is the deploy's own state directory)"
+    ]
 
 
 # --- controller-side secret files must be 0600 ---------------------------------------------
@@ -366,3 +423,12 @@ def test_every_open_secret_file_is_reported_at_once(tmp_path: Path) -> None:
     assert sorted(e.split(":", 1)[0] for e in err.value.errors) == [
         "pve_secret_source", "services[0].env_source", "tailscale_authkey_source",
     ]  # fmt: skip
+
+
+def test_a_removed_setting_given_to_the_deploy_file_is_refused_too() -> None:
+    # `pyinfra --data duckdb_extension_directory=...` reaches validate() through data_of.
+    from deploys.hostsettings import data_of
+
+    assert data_of({"duckdb_extension_directory": "/x", "ssh_user": "root"}) == {
+        "duckdb_extension_directory": "/x"
+    }

@@ -180,7 +180,7 @@ SERVICE = {
     "unit": "egograph-backend",
     "stamp": {"unit": "u", "env": "e"},
     "unit_file": "/etc/systemd/system/egograph-backend.service",
-    "env_file": "/opt/egograph/repo/backend/.env",
+    "env_file": "/opt/egograph/repo/egograph/backend/.env",
     "health_url": "http://127.0.0.1:8000/health",
     "health_timeout": 30,
     "repo_path": "/opt/egograph/repo",
@@ -208,7 +208,7 @@ OPERATIONS: list[tuple[Any, dict[str, Any]]] = [
     (duckdb_ops.duckdb_extensions, {"python": "/py", "extensions": ["httpfs"]}),
     (service_ops.daemon_reload, {"units": {"a": "sha"}, "repo_path": "/r"}),
     (service_ops.service, SERVICE),
-    (service_ops.system_user, {"user": "u", "group": "g"}),
+    (service_ops.system_user, {"user": "u", "group": "g", "home": "/var/lib/u"}),
 ]
 
 
