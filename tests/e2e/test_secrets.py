@@ -62,6 +62,8 @@ class Sampler:
         )
         self.samples = 0
         self.found: set[str] = set()
+        self.lines: list[str] = []
+        """The sampled command lines that held a canary (shown when a check fails)."""
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -70,8 +72,9 @@ class Sampler:
         for line in self.proc.stdout:
             if line.startswith("@@"):
                 self.samples += 1
-            else:
-                self.found.update(hits(line))
+            elif found := hits(line):
+                self.found.update(found)
+                self.lines.append(line.strip())
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -249,7 +252,8 @@ def test_no_entry_point_leaks_a_secret_without_proxmox(
     rec.add("target journal and /var/log", logs)
     assert rec.leaks() == []
     assert on_target.samples >= 50 and on_controller.samples >= 50
-    assert on_target.found == set() and on_controller.found == set()
+    assert on_target.found == set(), on_target.lines[:5]
+    assert on_controller.found == set(), on_controller.lines[:5]
     assert_controller_secret_files(env, authkey)
     assert env.parent.stat().st_mode & 0o077 == 0
 
