@@ -162,6 +162,13 @@ def _create(pve: Pve, settings: Settings) -> None:
         vmid = pve.vmid or api.next_id()
         try:
             upid = api.create_container(node, create_params(settings, vmid))
+        except PvePermissionError as exc:
+            if exc.reason != "Permission check failed":
+                raise
+            # create's gate is the one refusal that names nothing (pve-container create_vm)
+            raise ProxmoxError(
+                f"{exc} (the create needs VM.Allocate on /vms/{vmid} for {api.auth_id})"
+            ) from None
         except PveError as exc:
             # nextid is racy: another create may take the id first (PVE answers 500)
             if not pve.vmid and "already exists" in exc.reason and attempt < 4:

@@ -38,7 +38,7 @@ DEPLOY_TOKEN = "deploy@pve!egograph"
 DEPLOY_PRIVS = [
     "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
     "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "Datastore.AllocateSpace",
-    "Datastore.AllocateTemplate",
+    "Datastore.AllocateTemplate", "SDN.Use",
 ]  # fmt: skip
 PROJECT = Path(__file__).resolve().parents[2]
 

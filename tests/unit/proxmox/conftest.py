@@ -22,8 +22,9 @@ ROOT_TOKEN_SECRET = "r00t-t0ken-0000-4000-8000-000000000002"
 
 DEPLOY_PRIVS = [
     "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
-    "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "Datastore.AllocateSpace",
-    "Datastore.AllocateTemplate", "Datastore.Audit", "Sys.Audit",
+    "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "VM.Snapshot",
+    "Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Datastore.Audit", "Sys.Audit",
+    "SDN.Use",
 ]  # fmt: skip
 
 UBUNTU = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst"
