@@ -4,7 +4,10 @@
 - :mod:`.client`: the API client (token or password ticket, TLS verification, tasks)
 - :mod:`.conf`: pure edits of the node's conf files; :mod:`.spec`: the container spec and
   its diff against the API's config
-- :mod:`.access`: client, container lookup and address from the settings
+- :mod:`.access`: client, container lookup and address from the settings, and the privilege
+  report for a run
+- :mod:`.privileges`: pure: the privileges (and ACL paths) a run needs, checked against
+  ``GET /access/permissions``
 - :mod:`.facts` / :mod:`.operations`: what runs against the node host
 - :mod:`.connector`: ``@pvelxc/<name>``, the container host, connected on first use
 """
@@ -26,10 +29,12 @@ def ensure_container(settings: Settings) -> None:
     if not settings.pve_host:
         return
     from .access import Pve
-    from .operations import ct_present, ct_running, ct_template, ct_tun
+    from .operations import ct_present, ct_privileges, ct_running, ct_template, ct_tun
 
     pve = Pve.from_settings(settings)
     label = f"CT {settings.ct_hostname}"
+    # first: a missing privilege stops the run before anything changes
+    ct_privileges(name=f"{label}: the API privileges this run needs", pve=pve, settings=settings)
     ct_template(
         name=f"Template {settings.ct_ostemplate} on {settings.ct_template_storage}",
         pve=pve,

@@ -32,7 +32,15 @@ from pyinfra.context import state as current_state
 
 from ..inventory import NODE_ROLE, ROLE
 from ..settings import Settings
-from .access import ProxmoxError, Pve, client, find, node_name, wait_reachable
+from .access import (
+    ProxmoxError,
+    Pve,
+    client,
+    find,
+    node_name,
+    privilege_report,
+    wait_reachable,
+)
 from .client import ContainerRef, PveError, PvePermissionError, PveTaskError
 from .conf import ensure_top_lines, tun_lines
 from .facts import PveConfFile
@@ -108,6 +116,54 @@ def _require(pve: Pve) -> ContainerRef | None:
             "containers the token has VM.Audit on)"
         )
     return ref
+
+
+# --------------------------------------------------------------------------- privileges
+
+
+@operation()
+def ct_privileges(pve: Pve, settings: Settings) -> Any:
+    """
+    The API identity holds every PVE privilege this run needs, each on the ACL path PVE
+    checks it on (:mod:`deploys.proxmox.privileges`), read with one
+    ``GET /access/permissions`` while the deploy is prepared: a missing one stops the run
+    with one message naming every missing privilege and its path, before anything changes
+    (also in ``--dry``). A root@pam password login holds them all and is not checked.
+
+    + pve: API connection (:class:`deploys.proxmox.access.Pve`)
+    + settings: the settings, which decide what the run will do
+
+    **Example:**
+
+    .. code:: python
+
+        ct_privileges(name="CT egograph-prod: the API privileges this run needs", pve=pve,
+                      settings=settings)
+    """
+    if _elsewhere():
+        return
+    if _executing():
+        # decided while preparing, before any operation ran; nothing has changed since
+        host.noop("the privileges were checked before the run")
+        return
+
+    def tun_changes(ref: ContainerRef) -> bool:
+        return tun_would_change(
+            pve, ref, settings.ct_tun_method, settings.pve_conf_dir,
+            settings.ct_apparmor_unconfined,
+        )  # fmt: skip
+
+    try:
+        report = privilege_report(pve, settings, tun_changes)
+    except PveError as exc:
+        # an answer the check could not use: PVE still refuses what is missing, naming it
+        logger.warning(f"{host.print_prefix}privilege check skipped: {exc}")
+        host.noop("the privileges could not be read")
+        return
+    if not report.ok:
+        raise OperationError(report.message())
+    host.noop(report.skipped or f"{report.auth_id} holds the {len(report.checks)} privileges")
+    yield from ()  # a check, never a change: an operation with no commands
 
 
 # --------------------------------------------------------------------------- template

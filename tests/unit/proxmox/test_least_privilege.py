@@ -28,7 +28,8 @@ from pyinfra.api.operations import run_ops
 
 from deploys import proxmox
 from deploys.inventory import NODE_ROLE, ROLE, group_data
-from deploys.proxmox import access
+from deploys.proxmox import access, operations
+from deploys.proxmox.privileges import PrivilegeReport
 from deploys.settings import validate
 from tests.sandbox import pve_site
 from tests.sandbox.pve.emulator import PveEmulator
@@ -37,6 +38,7 @@ PROJECT = Path(__file__).resolve().parents[3]
 USER = "deploy@pve"
 TOKEN = "deploy@pve!egograph"
 SECRET = "lp-canary-token-secret-7d41"
+ROOT_PASSWORD = "lp-canary-root-password-5e02"
 # the README's paths are for the default settings
 DEFAULT_PATHS = {"<ct_storage>": "local-lvm", "<ct_template_storage>": "local",
                  "<ct_bridge>": "vmbr0"}  # fmt: skip
@@ -108,6 +110,7 @@ def make_node(tmp_path: Path) -> Iterator[Any]:
         ]
         emu = PveEmulator(
             tmp_path / f"pve{len(made)}",
+            users={"root@pam": {"password": ROOT_PASSWORD}},
             tokens={TOKEN: {"secret": SECRET}},
             roles=roles,
             acl=acl,
@@ -144,8 +147,8 @@ def settings_for(emu: PveEmulator, tmp_path: Path, **overrides: Any) -> Any:
         ct_tun_method="none",
         tailscale_userspace=True,
         ct_ssh_public_keys=[str(key)],
-        **overrides,
     )
+    data.update(overrides)
     return validate(data)
 
 
@@ -228,10 +231,25 @@ def fails_at(emu: PveEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture)
     raise AssertionError("the stage ran through")
 
 
+def without_preflight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch the deploy's own check off: what is left is what PVE (the emulator) checks."""
+    monkeypatch.setattr(
+        operations, "privilege_report", lambda *a, **k: PrivilegeReport(TOKEN, skipped="off")
+    )
+
+
 @pytest.mark.parametrize(("missing", "path"), GRANTS, ids=[f"{p}@{a}" for p, a in GRANTS])
 def test_each_privilege_is_needed_on_its_path(
-    missing: str, path: str, make_node: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    missing: str,
+    path: str,
+    make_node: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # PVE itself refuses the stage without it: the deploy's check is off here, so this
+    # rests on the emulator's reading of PVE's code, not on the deploy's
+    without_preflight(monkeypatch)
     emu = make_node(without=(missing, path))
     try:
         said = fails_at(emu, tmp_path, caplog)
@@ -242,3 +260,96 @@ def test_each_privilege_is_needed_on_its_path(
     # or names nothing (create's VM.Allocate gate), the deploy names it itself
     assert re.search(rf"(?<![\w.]){re.escape(missing)}(?![\w.])", said), said
     assert SECRET not in said
+
+
+@pytest.mark.parametrize(("missing", "path"), GRANTS, ids=[f"{p}@{a}" for p, a in GRANTS])
+def test_the_preflight_names_a_missing_privilege_before_any_change(
+    missing: str, path: str, make_node: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = make_node(without=(missing, path))
+    ok, said = run_stage(settings_for(emu, tmp_path), caplog)
+    assert not ok
+    # one message: the privilege with its path, the token, the role to fix
+    (line,) = [ln for ln in said.splitlines() if "Proxmox privileges:" in ln]
+    # on the path PVE checks: the grant's, or below it (/vms/100 for a grant on /vms)
+    assert f"the API token {TOKEN} (pve_token_id) is missing on {path}" in line, line
+    named = rf"on {re.escape(path)}(/\S*)?: [^;(]*(?<![\w.]){re.escape(missing)}(?![\w.])"
+    assert re.search(named, line), line
+    assert ACL[path] in line
+    assert "Permission check failed" not in said  # PVE was never asked to change anything
+    assert emu.tasks == {} and emu.vmids() == []
+    assert SECRET not in said
+
+
+def test_the_preflight_lists_everything_missing_at_once(
+    make_node: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = make_node(without=("SDN.Use", "/sdn/zones/localnetwork/vmbr0"))
+    emu.user_cfg.roles["EgographTemplates"] = frozenset({"Datastore.Audit"})
+    ok, said = run_stage(settings_for(emu, tmp_path), caplog)
+    assert not ok
+    assert (
+        "is missing on /storage/local: Datastore.AllocateTemplate; "
+        "on /sdn/zones/localnetwork/vmbr0: SDN.Use (needed for: downloading the template; "
+        "net0 on vmbr0)"
+    ) in said, said
+    assert "EgographTemplates, EgographNet" in said
+    assert emu.tasks == {}
+
+
+def test_moving_the_bridge_needs_sdn_use_on_both_bridges(
+    make_node: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = make_node()
+    assert run_stage(settings_for(emu, tmp_path), caplog)[0]
+    (vmid,) = emu.vmids()
+    before = emu.load_conf(vmid)["net0"]
+    ok, said = run_stage(settings_for(emu, tmp_path, ct_bridge="vmbr1"), caplog)
+    assert not ok
+    assert (
+        "is missing on /sdn/zones/localnetwork/vmbr1: SDN.Use (needed for: net0 on vmbr1)" in said
+    )
+    assert emu.load_conf(vmid)["net0"] == before
+    # the README's alternative: EgographNet on the zone covers every plain bridge
+    emu.user_cfg.grant("/sdn/zones/localnetwork", ["EgographNet"], users=[USER], tokens=[TOKEN])
+    ok, said = run_stage(settings_for(emu, tmp_path, ct_bridge="vmbr1"), caplog)
+    assert ok, said
+    assert "bridge=vmbr1" in emu.load_conf(vmid)["net0"]
+
+
+def permission_reads(emu: PveEmulator) -> list[str]:
+    return [path for _method, path, _status in emu.request_log if "/access/permissions" in path]
+
+
+def test_the_check_is_one_call(
+    make_node: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = make_node()
+    assert run_stage(settings_for(emu, tmp_path), caplog)[0]
+    assert permission_reads(emu) == ["/api2/json/access/permissions"]
+    # an entry the dump cannot see past (PVEAuditor without propagate on /vms, beside the
+    # propagating role): the container's own path is asked for, and the run goes on
+    emu.request_log.clear()
+    emu.user_cfg.grant("/vms", ["PVEAuditor"], users=[USER], tokens=[TOKEN], propagate=False)
+    ok, said = run_stage(settings_for(emu, tmp_path), caplog)
+    assert ok, said
+    (vmid,) = emu.vmids()
+    assert permission_reads(emu) == [
+        "/api2/json/access/permissions",
+        f"/api2/json/access/permissions?path=%2Fvms%2F{vmid}",
+    ]
+
+
+def test_root_pam_is_not_checked(
+    make_node: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = make_node(without=("SDN.Use", "/sdn/zones/localnetwork/vmbr0"))
+    root_password = tmp_path / "root.password"
+    root_password.write_text(ROOT_PASSWORD + "\n")
+    root_password.chmod(0o600)
+    settings = settings_for(emu, tmp_path, pve_token_id="", pve_user="root@pam",
+                            pve_secret_source={"file": str(root_password)})  # fmt: skip
+    ok, said = run_stage(settings, caplog)
+    assert ok, said
+    assert permission_reads(emu) == []
+    assert ROOT_PASSWORD not in said
