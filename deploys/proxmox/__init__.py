@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
 
+from ..inventory import NODE_ROLE, ROLE
 from ..settings import Settings
 
 # The API client (proxmoxer, requests) is imported only when a node is configured: every
@@ -29,12 +31,13 @@ def ensure_container(settings: Settings) -> None:
     if not settings.pve_host:
         return
     from .access import Pve
-    from .operations import ct_present, ct_privileges, ct_running, ct_template, ct_tun
+    from .operations import ct_present, ct_running, ct_template, ct_tun, require_privileges
 
     pve = Pve.from_settings(settings)
+    if host.data.get(ROLE) == NODE_ROLE:
+        # before any operation: a missing privilege stops the whole run, nothing changed
+        require_privileges(pve, settings)
     label = f"CT {settings.ct_hostname}"
-    # first: a missing privilege stops the run before anything changes
-    ct_privileges(name=f"{label}: the API privileges this run needs", pve=pve, settings=settings)
     ct_template(
         name=f"Template {settings.ct_ostemplate} on {settings.ct_template_storage}",
         pve=pve,

@@ -121,31 +121,16 @@ def _require(pve: Pve) -> ContainerRef | None:
 # --------------------------------------------------------------------------- privileges
 
 
-@operation()
-def ct_privileges(pve: Pve, settings: Settings) -> Any:
+def require_privileges(pve: Pve, settings: Settings) -> None:
+    """Stop the run when the API identity lacks a PVE privilege this run needs, each on the
+    ACL path PVE checks it on (:mod:`deploys.proxmox.privileges`, one
+    ``GET /access/permissions``): one message names every missing privilege and its path.
+
+    Called by the stage for the node while the deploy is loaded, before any operation is
+    prepared or run, so it holds with ``-y`` (which skips preparing), in ``--dry``, and for
+    the container host's operations too: the run stops as a whole. A root@pam password
+    login holds every privilege and is not checked.
     """
-    The API identity holds every PVE privilege this run needs, each on the ACL path PVE
-    checks it on (:mod:`deploys.proxmox.privileges`), read with one
-    ``GET /access/permissions`` while the deploy is prepared: a missing one stops the run
-    with one message naming every missing privilege and its path, before anything changes
-    (also in ``--dry``). A root@pam password login holds them all and is not checked.
-
-    + pve: API connection (:class:`deploys.proxmox.access.Pve`)
-    + settings: the settings, which decide what the run will do
-
-    **Example:**
-
-    .. code:: python
-
-        ct_privileges(name="CT egograph-prod: the API privileges this run needs", pve=pve,
-                      settings=settings)
-    """
-    if _elsewhere():
-        return
-    if _executing():
-        # decided while preparing, before any operation ran; nothing has changed since
-        host.noop("the privileges were checked before the run")
-        return
 
     def tun_changes(ref: ContainerRef) -> bool:
         return tun_would_change(
@@ -156,14 +141,12 @@ def ct_privileges(pve: Pve, settings: Settings) -> Any:
     try:
         report = privilege_report(pve, settings, tun_changes)
     except PveError as exc:
-        # an answer the check could not use: PVE still refuses what is missing, naming it
-        logger.warning(f"{host.print_prefix}privilege check skipped: {exc}")
-        host.noop("the privileges could not be read")
+        # an answer the check cannot use: PVE still refuses what is missing, naming it
+        logger.warning(f"{host.print_prefix}Proxmox privilege check skipped: {exc}")
         return
     if not report.ok:
         raise OperationError(report.message())
-    host.noop(report.skipped or f"{report.auth_id} holds the {len(report.checks)} privileges")
-    yield from ()  # a check, never a change: an operation with no commands
+    logger.debug(f"{host.print_prefix}{report.skipped or report.auth_id + ' holds them all'}")
 
 
 # --------------------------------------------------------------------------- template

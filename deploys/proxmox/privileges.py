@@ -284,7 +284,8 @@ class PrivilegeReport:
             f"{path}: {', '.join(c.need.label for c in checks)}" for path, checks in by_path.items()
         ]
         whys = "; ".join(dict.fromkeys(c.need.why for c in missing))
-        roles = ", ".join(dict.fromkeys(c.need.role for c in missing))
+        role_names = list(dict.fromkeys(c.need.role for c in missing))
+        roles = ("roles " if len(role_names) > 1 else "role ") + ", ".join(role_names)
         token = "!" in self.auth_id
         who = f"API token {self.auth_id} (pve_token_id)" if token else f"user {self.auth_id}"
         grant = (
@@ -297,5 +298,5 @@ class PrivilegeReport:
             f"Proxmox privileges: the {who} is missing on "
             + "; on ".join(parts)
             + f" (needed for: {whys}). Nothing was changed; {grant}: the README's "
-            f"'API access' roles {roles} on those paths."
+            f"'API access' {roles} on " + ("those paths." if len(by_path) > 1 else "that path.")
         )

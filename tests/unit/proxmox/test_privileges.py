@@ -158,6 +158,7 @@ def test_the_refusal_message() -> None:
     user = PrivilegeReport("deploy@pve", checks[:1])
     assert user.message().startswith("Proxmox privileges: the user deploy@pve is missing on ")
     assert "grant them to the user:" in user.message()
+    assert user.message().endswith("the README's 'API access' role EgographNet on that path.")
     assert PrivilegeReport("x@pve!t", checks[2:]).message() == ""
     # undecided is not missing
     assert PrivilegeReport("x@pve!t", (PrivilegeCheck(audit, None),)).ok
