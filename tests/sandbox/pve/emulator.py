@@ -2113,9 +2113,14 @@ class PveEmulator:
     ) -> Any:
         return [{"cmd": "rollback"}, {"cmd": "config"}]
 
-    def api_delete_nodes_node_lxc_vmid_snapshot_snapname(
-        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
-    ) -> Any:
+    def _snapshot_task(
+        self,
+        ident: Identity,
+        a: dict[str, Any],
+        task_type: str,
+        change: Callable[[Task, int, dict[str, Any], dict[str, Any]], None],
+    ) -> str:
+        """A task on one existing snapshot: ``change(task, vmid, conf, snapshot)``."""
         vmid, name = int(a["vmid"]), str(a["snapname"])
         self.load_conf(vmid)
 
@@ -2123,7 +2128,19 @@ class PveEmulator:
             with self.lock:
                 conf = self.load_conf(vmid)
                 snap = self._snapshot(conf, name)
+            change(task, vmid, conf, snap)
+
+        return self.run_task(task_type, str(vmid), ident, work)
+
+    def api_delete_nodes_node_lxc_vmid_snapshot_snapname(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        name = str(a["snapname"])
+
+        def delete(task: Task, vmid: int, conf: dict[str, Any], snap: dict[str, Any]) -> None:
+            with self.lock:
                 del conf["snapshots"][name]
+                # its children (and the current state) hang from its parent now
                 for other in [conf, *conf["snapshots"].values()]:
                     if other.get("parent") == name:
                         if snap.get("parent"):
@@ -2132,30 +2149,24 @@ class PveEmulator:
                             other.pop("parent", None)
                 self.write_conf(vmid, conf)
 
-        return self.run_task("vzdelsnapshot", str(vmid), ident, work)
+        return self._snapshot_task(ident, a, "vzdelsnapshot", delete)
 
     def api_post_nodes_node_lxc_vmid_snapshot_snapname_rollback(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
-        vmid, name = int(a["vmid"]), str(a["snapname"])
-        self.load_conf(vmid)
-
-        def work(task: Task) -> None:
-            with self.lock:
-                conf = self.load_conf(vmid)
-                snap = self._snapshot(conf, name)
-                self._check_lock(conf)
+        def rollback(task: Task, vmid: int, conf: dict[str, Any], snap: dict[str, Any]) -> None:
+            self._check_lock(conf)
             if self._is_running(vmid):
                 self.backend.stop(vmid)
             with self.lock:
                 restored = {k: v for k, v in snap.items() if k not in ("snaptime", "parent")}
-                restored.update(snapshots=conf["snapshots"], pending={}, parent=name)
+                restored.update(snapshots=conf["snapshots"], pending={}, parent=a["snapname"])
                 self.write_conf(vmid, restored)
             if a.get("start"):
                 # a direct call of the start handler: no VM.PowerMgmt check (§2.19)
                 self._do_start(vmid, task)
 
-        return self.run_task("vzrollback", str(vmid), ident, work)
+        return self._snapshot_task(ident, a, "vzrollback", rollback)
 
     def api_get_nodes_node_lxc_vmid_snapshot_snapname_config(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]

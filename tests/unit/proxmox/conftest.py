@@ -46,6 +46,22 @@ def make_emulator(state_dir: Path, version: str = "9.1", **kwargs: Any) -> PveEm
 
 
 @pytest.fixture
+def start_emulator(tmp_path: Path) -> Iterator[Callable[..., PveEmulator]]:
+    """Factory: ``PveEmulator(<tmp>/pveN, auth_delay=0, **kwargs)`` on a free port; every one
+    started is stopped after the test."""
+    made: list[PveEmulator] = []
+
+    def start(**kwargs: Any) -> PveEmulator:
+        emu = PveEmulator(tmp_path / f"pve{len(made)}", **{"auth_delay": 0.0, **kwargs})
+        made.append(emu.start(port=0))
+        return emu
+
+    yield start
+    for emu in made:
+        emu.stop()
+
+
+@pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[PveEmulator]:
     emu = make_emulator(tmp_path / "pve9")
     try:

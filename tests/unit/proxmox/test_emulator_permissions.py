@@ -4,8 +4,7 @@ Status, reason phrase and body are checked as a client sees them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,17 +24,16 @@ CT_ADMIN = [
 STORAGE = ["Datastore.AllocateSpace", "Datastore.Audit"]
 
 
+CREATE = {
+    "ostemplate": UBUNTU, "hostname": "app", "rootfs": "local-lvm:8",
+    "net0": "name=eth0,bridge=vmbr0,ip=dhcp", "unprivileged": 1, "features": "nesting=1",
+}  # fmt: skip
+
+
 def base(vmid: int = 100, **extra: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "vmid": vmid, "ostemplate": UBUNTU, "hostname": "app", "rootfs": "local-lvm:8",
-        "net0": "name=eth0,bridge=vmbr0,ip=dhcp", "unprivileged": 1, "features": "nesting=1",
-    }  # fmt: skip
-    for key, value in extra.items():
-        if value is None:
-            params.pop(key, None)
-        else:
-            params[key] = value
-    return params
+    """A create's parameters; an ``extra`` of None leaves that one out."""
+    merged = {"vmid": vmid, **CREATE, **extra}
+    return {key: value for key, value in merged.items() if value is not None}
 
 
 class Api:
@@ -78,31 +76,23 @@ def denied(what: str = "") -> tuple[int, str]:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Callable[..., PveEmulator]]:
-    made: list[PveEmulator] = []
-
+def node(start_emulator: Callable[..., PveEmulator]) -> Callable[..., PveEmulator]:
     def make(
         acl: list[dict[str, Any]],
         version: str = "9.1",
         roles: dict[str, list[str]] | None = None,
         **kw: Any,
     ) -> PveEmulator:
-        emu = PveEmulator(
-            tmp_path / f"pve{len(made)}",
+        return start_emulator(
             version=version,
             users={"root@pam": {"password": ROOT_PASSWORD}, USER: {"password": PASSWORD}},
             tokens={TOKEN: {"secret": SECRET}},
             roles={"CTAdmin": CT_ADMIN, "Store": STORAGE, "Net": ["SDN.Use"], **(roles or {})},
             acl=acl,
-            auth_delay=0.0,
             **kw,
-        ).start(port=0)
-        made.append(emu)
-        return emu
+        )
 
-    yield make
-    for emu in made:
-        emu.stop()
+    return make
 
 
 def grant(path: str, *roles: str, propagate: int = 1) -> dict[str, Any]:

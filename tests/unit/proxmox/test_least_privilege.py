@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +94,7 @@ def _fresh_clients(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def make_node(tmp_path: Path) -> Iterator[Any]:
-    made: list[PveEmulator] = []
-
+def make_node(start_emulator: Any) -> Any:
     def make(without: tuple[str, str] | None = None) -> PveEmulator:
         """The README's setup; ``without`` = (privilege, path) left out of it."""
         roles = {name: list(privs) for name, privs in ROLES.items()}
@@ -108,21 +105,15 @@ def make_node(tmp_path: Path) -> Iterator[Any]:
             {"path": path, "roles": [role], "users": [USER], "tokens": [TOKEN]}
             for path, role in ACL.items()
         ]
-        emu = PveEmulator(
-            tmp_path / f"pve{len(made)}",
+        return start_emulator(
             users={"root@pam": {"password": ROOT_PASSWORD}},
             tokens={TOKEN: {"secret": SECRET}},
             roles=roles,
             acl=acl,
-            auth_delay=0.0,
             templates=(),  # an empty node: the template must be downloaded
-        ).start(port=0)
-        made.append(emu)
-        return emu
+        )
 
-    yield make
-    for emu in made:
-        emu.stop()
+    return make
 
 
 def settings_for(emu: PveEmulator, tmp_path: Path, **overrides: Any) -> Any:
