@@ -144,6 +144,8 @@ def require_privileges(pve: Pve, settings: Settings) -> None:
         # an answer the check cannot use: PVE still refuses what is missing, naming it
         logger.warning(f"{host.print_prefix}Proxmox privilege check skipped: {exc}")
         return
+    except ProxmoxError as exc:  # the settings do not pick one node or container
+        raise OperationError(str(exc)) from None
     if not report.ok:
         raise OperationError(report.message())
     logger.debug(f"{host.print_prefix}{report.skipped or report.auth_id + ' holds them all'}")
