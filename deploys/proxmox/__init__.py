@@ -4,15 +4,20 @@
 - :mod:`.client`: the API client (token or password ticket, TLS verification, tasks)
 - :mod:`.conf`: pure edits of the node's conf files; :mod:`.spec`: the container spec and
   its diff against the API's config
-- :mod:`.access`: client, container lookup and address from the settings
+- :mod:`.access`: client, container lookup and address from the settings, and the privilege
+  report for a run
+- :mod:`.privileges`: pure: the privileges (and ACL paths) a run needs, checked against
+  ``GET /access/permissions``
 - :mod:`.facts` / :mod:`.operations`: what runs against the node host
 - :mod:`.connector`: ``@pvelxc/<name>``, the container host, connected on first use
 """
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
 
+from ..inventory import NODE_ROLE, ROLE
 from ..settings import Settings
 
 # The API client (proxmoxer, requests) is imported only when a node is configured: every
@@ -26,9 +31,12 @@ def ensure_container(settings: Settings) -> None:
     if not settings.pve_host:
         return
     from .access import Pve
-    from .operations import ct_present, ct_running, ct_template, ct_tun
+    from .operations import ct_present, ct_running, ct_template, ct_tun, require_privileges
 
     pve = Pve.from_settings(settings)
+    if host.data.get(ROLE) == NODE_ROLE:
+        # before any operation: a missing privilege stops the whole run, nothing changed
+        require_privileges(pve, settings)
     label = f"CT {settings.ct_hostname}"
     ct_template(
         name=f"Template {settings.ct_ostemplate} on {settings.ct_template_storage}",

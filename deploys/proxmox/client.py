@@ -587,6 +587,13 @@ class PveClient:
     def download_template(self, node: str, storage: str, template: str) -> str:
         return str(self.post(f"/nodes/{node}/aplinfo", storage=storage, template=template))
 
+    def permissions(self, path: str | None = None) -> dict[str, dict[str, int]]:
+        """The caller's own effective privileges, ``{path: {privilege: propagate}}``: every
+        path with an ACL entry (and the top ones), or just ``path`` (PVE's ``userid``
+        defaults to the caller, a token included: it answers for the token itself)."""
+        data = self.request("GET", "/access/permissions", {"path": path}) or {}
+        return {str(k): {str(p): int(v) for p, v in dict(d).items()} for k, d in data.items()}
+
 
 # --------------------------------------------------------------------------- helpers
 

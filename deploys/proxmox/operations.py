@@ -32,7 +32,15 @@ from pyinfra.context import state as current_state
 
 from ..inventory import NODE_ROLE, ROLE
 from ..settings import Settings
-from .access import ProxmoxError, Pve, client, find, node_name, wait_reachable
+from .access import (
+    ProxmoxError,
+    Pve,
+    client,
+    find,
+    node_name,
+    privilege_report,
+    wait_reachable,
+)
 from .client import ContainerRef, PveError, PvePermissionError, PveTaskError
 from .conf import ensure_top_lines, tun_lines
 from .facts import PveConfFile
@@ -110,6 +118,39 @@ def _require(pve: Pve) -> ContainerRef | None:
     return ref
 
 
+# --------------------------------------------------------------------------- privileges
+
+
+def require_privileges(pve: Pve, settings: Settings) -> None:
+    """Stop the run when the API identity lacks a PVE privilege this run needs, each on the
+    ACL path PVE checks it on (:mod:`deploys.proxmox.privileges`, one
+    ``GET /access/permissions``): one message names every missing privilege and its path.
+
+    Called by the stage for the node while the deploy is loaded, before any operation is
+    prepared or run, so it holds with ``-y`` (which skips preparing), in ``--dry``, and for
+    the container host's operations too: the run stops as a whole. A root@pam password
+    login holds every privilege and is not checked.
+    """
+
+    def tun_changes(ref: ContainerRef) -> bool:
+        return tun_would_change(
+            pve, ref, settings.ct_tun_method, settings.pve_conf_dir,
+            settings.ct_apparmor_unconfined,
+        )  # fmt: skip
+
+    try:
+        report = privilege_report(pve, settings, tun_changes)
+    except PveError as exc:
+        # an answer the check cannot use: PVE still refuses what is missing, naming it
+        logger.warning(f"{host.print_prefix}Proxmox privilege check skipped: {exc}")
+        return
+    except ProxmoxError as exc:  # the settings do not pick one node or container
+        raise OperationError(str(exc)) from None
+    if not report.ok:
+        raise OperationError(report.message())
+    logger.debug(f"{host.print_prefix}{report.skipped or report.auth_id + ' holds them all'}")
+
+
 # --------------------------------------------------------------------------- template
 
 
@@ -162,6 +203,13 @@ def _create(pve: Pve, settings: Settings) -> None:
         vmid = pve.vmid or api.next_id()
         try:
             upid = api.create_container(node, create_params(settings, vmid))
+        except PvePermissionError as exc:
+            if exc.reason != "Permission check failed":
+                raise
+            # create's gate is the one refusal that names nothing (pve-container create_vm)
+            raise ProxmoxError(
+                f"{exc} (the create needs VM.Allocate on /vms/{vmid} for {api.auth_id})"
+            ) from None
         except PveError as exc:
             # nextid is racy: another create may take the id first (PVE answers 500)
             if not pve.vmid and "already exists" in exc.reason and attempt < 4:

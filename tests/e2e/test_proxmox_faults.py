@@ -6,10 +6,12 @@ them (``POST /_emulator/faults``), the deploy runs as a user runs it.
 - tasks ending ``WARNINGS: n``: they succeed and the warnings are shown;
 - 596 answers: retried, the run succeeds (and is the 0-change run after the rerun);
 - a SLOW task: waited for within ``pve_task_timeout``; past it, a clear timeout error naming
-  the UPID, and the run after the task ends converges with 0 changes.
+  the UPID, and the run after the task ends converges with 0 changes;
+- a token without SDN.Use on the bridge (its own node): ``--dry`` and the real run stop with
+  the one privilege message before anything is downloaded or created.
 
-One node and one container serve the whole module (the tests run in order); the container
-is destroyed at the end.
+One node and one container serve the fault tests (they run in order); the container is
+destroyed at the end.
 """
 
 from __future__ import annotations
@@ -169,3 +171,34 @@ def test_a_slow_task_past_the_timeout_names_its_upid(pve: Node) -> None:
     after = ok(run(hosts))
     assert after.totals()["success"] == 0, after.changed_ops()
     assert pve.health()["status"] == "ok"
+
+
+def test_a_token_missing_a_privilege_is_refused_before_anything_changes(
+    sandbox: None, tmp_path: Path
+) -> None:
+    prefix = f"pp{time.time_ns() % 100000}x"
+    node = pve_site.start_node(tmp_path / "pve", prefix=prefix, omit=("SDN.Use",))
+    try:
+        env = site.write_secret_env("backend-pve-privileges")
+        data = {**site.settings(env), **pve_site.settings(node, ct_tun_method="raw")}
+        hosts = site.write_hosts_file(tmp_path / "hosts.json", [("egograph-prod", data)])
+        token_secret = (node.state_dir / "token.secret").read_text().strip()
+        refusal = (
+            "Proxmox privileges: the API token deploy@pve!egograph (pve_token_id) is missing "
+            "on /sdn/zones/localnetwork/vmbr0: SDN.Use (needed for: net0 on vmbr0). Nothing "
+            "was changed;"
+        )
+        for args in (("--dry",), ("-y",)):
+            run = pyinfra(hosts, *args, timeout=300)
+            out = run.output
+            assert run.returncode != 0, out[-4000:]
+            assert out.count(refusal) == 1, out[-4000:]
+            assert "EgographNet" in out
+            assert "Permission check failed" not in out  # PVE never refused a change
+            assert token_secret not in out and site.CANARY not in out
+            # nothing happened on the node: no container, no task (no vzcreate, no download)
+            state = node.admin("state")
+            assert state["containers"] == {} and state["tasks"] == [], state
+            assert list(node.conf_dir.glob("*.conf")) == []
+    finally:
+        node.stop()

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,25 @@ from .host import run
 NODE_DIR = paths.STATE / "node"
 NODE_SSH_PORT = 2213
 DEPLOY_TOKEN = "deploy@pve!egograph"
-# The least-privilege role the README documents for the deploy's token.
-DEPLOY_PRIVS = [
-    "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
-    "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "Datastore.AllocateSpace",
-    "Datastore.AllocateTemplate",
-]  # fmt: skip
+DEPLOY_USER = "deploy@pve"
+# The least-privilege setup the README documents ("API access"): each role, and the ACL path
+# it is granted on, to the user and to its token (privilege separation intersects them).
+# tests/unit/proxmox/test_least_privilege.py checks that the README says the same.
+DEPLOY_ROLES = {
+    "EgographDeploy": [
+        "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
+        "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt",
+    ],
+    "EgographDisk": ["Datastore.AllocateSpace"],
+    "EgographTemplates": ["Datastore.AllocateTemplate", "Datastore.Audit"],
+    "EgographNet": ["SDN.Use"],
+}  # fmt: skip
+DEPLOY_ACL = {
+    "/vms": "EgographDeploy",
+    "/storage/local-lvm": "EgographDisk",
+    "/storage/local": "EgographTemplates",
+    "/sdn/zones/localnetwork/vmbr0": "EgographNet",
+}
 PROJECT = Path(__file__).resolve().parents[2]
 
 
@@ -180,8 +194,20 @@ def _credentials(state_dir: Path) -> dict[str, Any]:
         out[name] = path.read_text().strip()
     return {
         "users": {"root@pam": {"password": out["root.password"]}},
-        "tokens": {DEPLOY_TOKEN: {"secret": out["token.secret"], "privs": {"/": DEPLOY_PRIVS}}},
+        "tokens": {DEPLOY_TOKEN: {"secret": out["token.secret"], "privsep": 1}},
     }
+
+
+def deploy_access(omit: Iterable[str] = ()) -> dict[str, Any]:
+    """The emulator's ``roles`` and ``acl`` for the deploy's token, without the privileges
+    in ``omit`` (a misconfigured token, for the tests)."""
+    left_out = set(omit)
+    roles = {name: [p for p in privs if p not in left_out] for name, privs in DEPLOY_ROLES.items()}
+    acl = [
+        {"path": path, "roles": [role], "users": [DEPLOY_USER], "tokens": [DEPLOY_TOKEN]}
+        for path, role in DEPLOY_ACL.items()
+    ]
+    return {"roles": roles, "acl": acl}
 
 
 def start_node(
@@ -191,13 +217,16 @@ def start_node(
     prefix: str = "pve",
     port: int = 0,
     daemon: bool = False,
+    omit: Iterable[str] = (),
 ) -> Node:
-    """Start the emulator (empty node: no containers, no templates) and the node's sshd."""
+    """Start the emulator (empty node: no containers, no templates) and the node's sshd.
+    ``omit``: privileges the deploy's token lacks (see :func:`deploy_access`)."""
     ensure_node_sshd()
     state_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "tests.sandbox.pve_site", "serve", "--state-dir", str(state_dir),
         "--version", version, "--prefix", prefix, "--port", str(port),
+        *(f"--omit={priv}" for priv in omit),
     ]  # fmt: skip
     log = open(state_dir / "emulator.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
@@ -276,6 +305,7 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="9.1")
     parser.add_argument("--prefix", default="pve")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--omit", action="append", default=[], help="a privilege to leave out")
     args = parser.parse_args(argv)
 
     from .pve.emulator import PveEmulator
@@ -288,6 +318,7 @@ def serve(argv: list[str] | None = None) -> int:
         version=args.version,
         users=creds["users"],
         tokens=creds["tokens"],
+        **deploy_access(args.omit),
         backend=SandboxBackend(args.prefix),
         auth_delay=0.5,
         templates=(),

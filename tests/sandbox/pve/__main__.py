@@ -2,9 +2,10 @@
 
 Prints one JSON line on stdout (``url``, ``api_url``, ``ca_path``, ``fingerprint``, ``node``,
 ``version``, ``pid`` and the configured credentials), then serves until SIGTERM/SIGINT.
-Users and tokens come from ``--config FILE`` (JSON ``{"users": {...}, "tokens": {...}}``);
-without it, ``root@pam`` gets a random password and ``root@pam!emulator`` a random token
-secret (both printed in the JSON line -- this is a loopback test server).
+Users and tokens come from ``--config FILE`` (JSON ``{"users": {...}, "tokens": {...},
+"roles": {...}, "acl": [...], "pools": {...}}``, see :class:`.emulator.PveEmulator`);
+without it, ``root@pam`` gets a random password and ``root@pam!emulator`` (privsep 0) a
+random token secret (both printed in the JSON line -- this is a loopback test server).
 """
 
 from __future__ import annotations
@@ -39,14 +40,17 @@ def main(argv: list[str] | None = None) -> int:
 
     users: dict[str, Any]
     tokens: dict[str, Any]
+    access: dict[str, Any] = {}
     if args.config:
         cfg = json.loads(Path(args.config).read_text())
         users = cfg.get("users", {})
         tokens = cfg.get("tokens", {})
+        access = {key: cfg[key] for key in ("roles", "acl", "pools") if key in cfg}
     else:
         users = {"root@pam": {"password": secrets.token_urlsafe(12)}}
-        tokens = {"root@pam!emulator": {"secret": str(secrets.token_hex(16))}}
-    kwargs: dict[str, Any] = {}
+        # privsep 0: the token has root's privileges (but is not root@pam: no dev[n] etc.)
+        tokens = {"root@pam!emulator": {"secret": str(secrets.token_hex(16)), "privsep": 0}}
+    kwargs: dict[str, Any] = dict(access)
     if args.no_default_template:
         kwargs["templates"] = ()
     emu = PveEmulator(

@@ -13,8 +13,11 @@ or from the shell: ``python -m tests.sandbox.pve serve --version 9 --port 8006 -
 Faithfulness points (see the shared NOTES): parameter validation against the version's
 schema with PVE's messages, reason phrase = first line of the error message, JSON error
 body ``{"data":null,"message":...,"errors":...}``, 401s without body and delayed, 501 for
-unknown paths, API token / ticket + CSRF auth, privilege checks (schema ``permissions`` plus
-the root@pam-only rules), UPIDs and background tasks with PVE's log/exitstatus format,
+unknown paths, API token / ticket + CSRF auth, privilege checks as PVE makes them (the ACL
+model, token privilege separation and pools in :mod:`.permissions`; the schema's declarative
+``permissions`` blocks; the code-level checks of create/PUT -- per option, the bridge's
+``SDN.Use``, the root@pam-only rules -- in :mod:`.lxc_permissions`; see the shared
+PERMISSIONS.md), UPIDs and background tasks with PVE's log/exitstatus format,
 configs persisted as PVE conf files under ``<state>/etc/pve/lxc/<vmid>.conf`` and re-read on
 every request (external edits are seen; digest = sha1 of the file), pending changes.
 
@@ -51,6 +54,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from . import lxc_permissions as lxcperm
+from .errors import PveError, param_error, perm_error
+from .permissions import ROOT, Rpc, UserCfg, split_tokenid
 from .schema import (
     load_schema,
     parse_boolean,
@@ -377,27 +383,6 @@ def write_pct_config(conf: dict[str, Any]) -> str:
 # errors, auth, tasks
 
 
-class PveError(Exception):
-    """An API error: HTTP status, message (reason phrase = first line), optional errors."""
-
-    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message if message.endswith("\n") else message + "\n"
-        self.errors = errors
-
-
-def param_error(errors: dict[str, str]) -> PveError:
-    return PveError(400, "Parameter verification failed.\n", errors)
-
-
-def perm_error(what: str | None = None) -> PveError:
-    msg = "Permission check failed"
-    if what:
-        msg += f" ({what})"
-    return PveError(403, msg + "\n")
-
-
 class AuthError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -416,37 +401,8 @@ class Identity:
 
     @property
     def is_root(self) -> bool:
-        return self.authuser == "root@pam"
-
-
-ALL_PRIVS = {
-    "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
-    "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "VM.Console", "VM.Backup",
-    "VM.Snapshot", "VM.Migrate", "VM.Clone", "VM.Config.HWType", "VM.Config.Cloudinit",
-    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.AllocateTemplate",
-    "Datastore.Audit", "Sys.Audit", "Sys.Modify", "Sys.Console", "Sys.PowerMgmt",
-    "Sys.Syslog", "Sys.AccessNetwork", "Pool.Allocate", "Pool.Audit", "SDN.Use", "SDN.Audit",
-    "Permissions.Modify", "User.Modify", "Realm.Allocate", "Realm.AllocateUser",
-    "Mapping.Use", "Mapping.Audit", "Mapping.Modify", "Group.Allocate",
-}  # fmt: skip
-
-
-def _normalize_privs(spec: Any) -> dict[str, set[str]]:
-    """``privs`` may be a list (granted on ``/``) or ``{acl_path: [privs]}``; ``*`` = all."""
-    if spec is None:
-        return {}
-    if isinstance(spec, list | set | tuple):
-        spec = {"/": list(spec)}
-    out: dict[str, set[str]] = {}
-    for path, privs in dict(spec).items():
-        names: set[str] = set()
-        for p in privs:
-            if p in ("*", "Administrator"):
-                names |= ALL_PRIVS
-            else:
-                names.add(p)
-        out[str(path).rstrip("/") or "/"] = names
-    return out
+        # a string test, as everywhere in PVE: a token of root is not root
+        return self.authuser == ROOT
 
 
 @dataclass
@@ -698,8 +654,6 @@ _NON_CONF_CREATE = {
     "unprivileged",
 }  # fmt: skip
 
-_NEW_DISK_RE = re.compile(r"^(?:([^/:\s]+):)?(\d+(\.\d+)?)$")
-
 VERSIONS = {
     "9": {"version": "9.1.2", "release": "9.1", "repoid": "5a5d1f9c"},
     "8": {"version": "8.4.14", "release": "8.4", "repoid": "b502d23c"},
@@ -709,10 +663,22 @@ VERSIONS = {
 class PveEmulator:
     """A single-node PVE API (subset) over HTTPS on loopback.
 
-    ``users``:  ``{"root@pam": {"password": "...", "privs": {...}}}`` (ticket login)
-    ``tokens``: ``{"deploy@pve!pyinfra": {"secret": "...", "privs": {"/": ["VM.Allocate", ...]}}}``
-    ``privs`` is a list of privilege names (granted on ``/``) or ``{acl_path: [privs]}``;
-    ``"*"`` means every privilege.  root@pam (password login) bypasses all checks, like PVE.
+    Who may do what is ``user.cfg`` (:class:`.permissions.UserCfg`), checked as PVE checks
+    it (:mod:`.permissions`, :mod:`.lxc_permissions`). Give it ready-made (``user_cfg``), or:
+
+    - ``users``: ``{"root@pam": {"password": "...", "groups": [...], "privs": ...}}``
+      (ticket login; ``groups`` are made as needed)
+    - ``tokens``: ``{"deploy@pve!pyinfra": {"secret": "...", "privsep": 1, "privs": ...}}``
+      (``privsep`` defaults to 1, as in PVE)
+    - ``roles``: ``{"CTDeploy": ["VM.Allocate", ...]}`` (custom roles; the built-in ones exist)
+    - ``acl``: ``[{"path": "/vms", "roles": ["CTDeploy"], "users": [...], "groups": [...],
+      "tokens": [...], "propagate": 1}]`` (``pveum acl modify``)
+    - ``pools``: ``{"deploy": {"vms": [100], "storage": ["local-lvm"]}}``
+
+    ``privs`` is a shorthand: a list of privilege names (granted on ``/``) or ``{acl_path:
+    [privs]}``, ``"*"`` for all of them, as a propagating ACL entry with a role of exactly
+    those; on a token it is granted to the token *and* its owner, so that privilege
+    separation leaves exactly them. root@pam (password login) passes every check, like PVE.
     """
 
     def __init__(
@@ -728,6 +694,10 @@ class PveEmulator:
         templates: Iterable[str] = DEFAULT_TEMPLATES,
         template_source: str | os.PathLike[str] | None = None,
         task_min_duration: float = 0.0,
+        roles: Mapping[str, Iterable[str]] | None = None,
+        acl: Iterable[Mapping[str, Any]] = (),
+        pools: Mapping[str, Mapping[str, Any]] | None = None,
+        user_cfg: UserCfg | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.version = version
@@ -735,6 +705,8 @@ class PveEmulator:
         self.major = self.schema.major
         self.users = dict(users or {})
         self.tokens = dict(tokens or {})
+        self.user_cfg = user_cfg or self._make_user_cfg(roles or {}, acl, pools or {})
+        self.rpc = Rpc(self.user_cfg)
         self.backend: ContainerBackend = backend or FakeBackend()
         self.node = node
         self.auth_delay = auth_delay
@@ -771,6 +743,51 @@ class PveEmulator:
             },
             "local-lvm": {"type": "lvmthin", "content": ["images", "rootdir"]},
         }
+
+    def _make_user_cfg(
+        self,
+        roles: Mapping[str, Iterable[str]],
+        acl: Iterable[Mapping[str, Any]],
+        pools: Mapping[str, Mapping[str, Any]],
+    ) -> UserCfg:
+        cfg = UserCfg(major=self.major)
+        for name, privs in roles.items():
+            cfg.add_role(name, privs)
+        shorthand = 0
+
+        def grant_shorthand(spec: Any, **who: list[str]) -> None:
+            nonlocal shorthand
+            if spec is None:
+                return
+            by_path = {"/": spec} if isinstance(spec, list | set | tuple) else dict(spec)
+            for path, privs in by_path.items():
+                if "*" in privs or "Administrator" in privs:
+                    role = "Administrator"
+                else:
+                    shorthand += 1
+                    role = f"EmulatorRole{shorthand}"
+                    cfg.add_role(role, privs)
+                cfg.grant(path, [role], **who)
+
+        for userid, spec in self.users.items():
+            cfg.add_user(userid, spec.get("groups", ()))
+            grant_shorthand(spec.get("privs"), users=[userid])
+        for tokenid, spec in self.tokens.items():
+            cfg.add_token(tokenid, privsep=bool(int(spec.get("privsep", 1))))
+            owner = tokenid.split("!", 1)[0]
+            grant_shorthand(spec.get("privs"), tokens=[tokenid], users=[owner])
+        for entry in acl:
+            cfg.grant(
+                str(entry["path"]),
+                list(entry["roles"]),
+                users=list(entry.get("users", ())),
+                groups=list(entry.get("groups", ())),
+                tokens=list(entry.get("tokens", ())),
+                propagate=bool(int(entry.get("propagate", 1))),
+            )
+        for name, spec in pools.items():
+            cfg.add_pool(name, spec.get("vms", ()), spec.get("storage", ()))
+        return cfg
 
     # ------------------------------------------------------------------ paths / files
     @property
@@ -931,84 +948,9 @@ class PveEmulator:
                 raise AuthError("Permission denied - invalid csrf token")
         return Identity(user=user, ticket=True)
 
-    def privs_for(self, ident: Identity, path: str) -> set[str]:
-        if ident.is_root:
-            return set(ALL_PRIVS)
-        if ident.tokenid:
-            spec = self.tokens.get(ident.authuser, {})
-            if "privs" in spec:
-                acl = _normalize_privs(spec.get("privs"))
-            elif ident.user == "root@pam":
-                return set(ALL_PRIVS)
-            else:
-                acl = _normalize_privs(self.users.get(ident.user, {}).get("privs"))
-        else:
-            acl = _normalize_privs(self.users.get(ident.user, {}).get("privs"))
-        path = path.rstrip("/") or "/"
-        out: set[str] = set()
-        for acl_path, privs in acl.items():
-            if acl_path == "/" or path == acl_path or path.startswith(acl_path + "/"):
-                out |= privs
-        return out
-
-    def check(self, ident: Identity, path: str, privs: list[str], any_: bool = False) -> None:
-        have = self.privs_for(ident, path)
-        if any_:
-            if not any(p in have for p in privs):
-                raise perm_error(f"{path}, " + "|".join(privs))
-            return
-        for p in privs:
-            if p not in have:
-                raise perm_error(f"{path}, {p}")
-
-    def has(self, ident: Identity, path: str, privs: list[str]) -> bool:
-        have = self.privs_for(ident, path)
-        return any(p in have for p in privs)
-
-    def _exec_perm_check(
-        self, check: list[Any], ident: Identity, params: dict[str, Any], noerr: bool = False
-    ) -> bool:
-        test = check[0]
-        if test == "and":
-            for sub in check[1:]:
-                self._exec_perm_check(sub, ident, params)
-            return True
-        if test == "or":
-            for sub in check[1:]:
-                if self._exec_perm_check(sub, ident, params, True):
-                    return True
-            if noerr:
-                return False
-            raise perm_error()
-        if test == "perm":
-            tmpl, privs = check[1], check[2]
-            opts = dict(zip(check[3::2], check[4::2], strict=False))
-            path = re.sub(r"\{(\w+)\}", lambda m: str(params.get(m.group(1), "")), tmpl)
-            path = re.sub(r"/+", "/", path)
-            try:
-                self.check(ident, path, list(privs), bool(opts.get("any")))
-            except PveError:
-                if noerr:
-                    return False
-                raise
-            return True
-        raise PveError(500, "unknown permission test")
-
-    def check_api2_permissions(
-        self, perm: dict[str, Any] | None, ident: Identity, params: dict[str, Any]
-    ) -> None:
-        if perm and perm.get("user") == "world":
-            return
-        if ident.is_root:
-            return
-        if not perm:
-            raise perm_error("user != root@pam")
-        if perm.get("user") == "all":
-            return
-        if perm.get("check"):
-            self._exec_perm_check(perm["check"], ident, params)
-            return
-        raise perm_error()
+    def can(self, ident: Identity, path: str, privs: list[str]) -> bool:
+        """Any of ``privs`` on ``path`` (the silent ``check_any(..., noerr)`` of listings)."""
+        return self.rpc.check_any(ident.authuser, path, privs, noerr=True)
 
     # ------------------------------------------------------------------ request entry
     def handle(
@@ -1120,7 +1062,7 @@ class PveEmulator:
         if ident.tokenid and not ep.allowtoken:
             raise perm_error(f"URI '{rel}' not available with API token, need proper ticket.\n")
         if rel != "/access/ticket":
-            self.check_api2_permissions(ep.permissions, ident, merged)
+            self.rpc.check_api2_permissions(ep.permissions, ident.authuser, merged)
         if ep.proxyto == "node" and merged.get("node") not in (None, self.node, "localhost"):
             node = merged["node"]
             raise PveError(
@@ -1255,16 +1197,37 @@ class PveEmulator:
         for task in list(self.tasks.values()):
             task.done.wait(max(0.0, deadline - time.monotonic()))
 
-    def _get_task(self, ident: Identity, upid: str, write: bool = False) -> Task:
-        if not UPID_RE.match(upid):
-            raise PveError(500, f"unable to parse worker upid '{upid}'")
+    @staticmethod
+    def _task_owner(upid: str) -> tuple[str, str | None]:
+        """(user, token name) from a UPID's user field; 400 if it does not parse."""
+        m = UPID_RE.match(upid)
+        if not m:
+            raise param_error({"upid": "unable to parse worker upid"})
+        user, _, token = m.group(8).partition("!")
+        return user, token or None
+
+    @staticmethod
+    def _owns_task(ident: Identity, user: str, tokenid: str | None) -> bool:
+        """A token's task is its own and its owner's; a user's task is only the user's, not
+        its tokens' (a string test: pve-manager:PVE/API2/Tasks.pm:$check_task_user)."""
+        if tokenid:
+            return ident.authuser in (f"{user}!{tokenid}", user)
+        return ident.authuser == user
+
+    def _get_task(
+        self, ident: Identity, upid: str, node: str, priv: str, *, known_first: bool = True
+    ) -> Task:
+        """The task, for its owner or with ``priv`` on ``/nodes/{node}`` (the URL's node).
+        Status and stop say "no such task" before the permission check, the log after it
+        (pve-manager:PVE/API2/Tasks.pm:read_task_status, stop_task, read_task_log)."""
+        user, tokenid = self._task_owner(upid)
         task = self.tasks.get(upid)
+        if task is None and known_first:
+            raise param_error({"upid": "no such task"})
+        if not self._owns_task(ident, user, tokenid):
+            self.rpc.check(ident.authuser, f"/nodes/{node}", [priv])
         if task is None:
             raise param_error({"upid": "no such task"})
-        own = task.user == ident.user and task.tokenid == ident.tokenid
-        if not own and not ident.is_root:
-            priv = "Sys.Modify" if write else "Sys.Audit"
-            self.check(ident, f"/nodes/{task.node}", [priv])
         return task
 
     # ------------------------------------------------------------------ helpers
@@ -1305,99 +1268,25 @@ class PveEmulator:
         return ";".join(tags)
 
     def _parse_features(self, value: str | None) -> dict[str, Any]:
-        if not value:
-            return {}
-        fmt = self.schema.prop("PUT", "/nodes/{node}/lxc/{vmid}/config", "features")["format"]
-        return parse_property_string(fmt, value)
+        return lxcperm.parse_features(self.schema, value)
 
     def _mp_type(self, key: str, value: str) -> tuple[str, dict[str, Any]]:
-        base = "rootfs" if key == "rootfs" else "mp0"
-        fmt = self.schema.prop("PUT", "/nodes/{node}/lxc/{vmid}/config", base)["format"]
-        mp = parse_property_string(fmt, value)
-        volume = str(mp.get("volume", ""))
-        if volume.startswith("/dev/"):
-            return "device", mp
-        if volume.startswith("/"):
-            return "bind", mp
-        return "volume", mp
+        return lxcperm.parse_mountpoint(self.schema, key, value)
 
     def check_ct_modify_config_perm(
         self,
         ident: Identity,
         vmid: int,
+        pool: str | None,
         oldconf: dict[str, Any] | None,
         newconf: dict[str, Any],
         delete: list[str],
         unprivileged: bool,
     ) -> None:
-        if ident.is_root:
-            return
-        vm = f"/vms/{vmid}"
-
-        def one(opt: str, is_delete: bool) -> None:
-            if opt in ("cores", "cpuunits", "cpulimit"):
-                self.check(ident, vm, ["VM.Config.CPU"])
-            elif opt == "rootfs" or re.match(r"^mp\d+$", opt):
-                self.check(ident, vm, ["VM.Config.Disk"])
-                if is_delete:
-                    return
-                mptype, mp = self._mp_type(opt, str(newconf[opt]))
-                if mptype != "volume":
-                    raise perm_error(f"mount point type {mptype} is only allowed for root@pam")
-                m = _NEW_DISK_RE.match(str(mp.get("volume", "")))
-                if m and m.group(1):
-                    self.check(ident, f"/storage/{m.group(1)}", ["Datastore.AllocateSpace"])
-            elif opt in ("memory", "swap"):
-                self.check(ident, vm, ["VM.Config.Memory"])
-            elif re.match(r"^net\d+$", opt):
-                self.check(ident, vm, ["VM.Config.Network"])
-            elif re.match(r"^dev\d+$", opt):
-                raise perm_error("configuring device passthrough is only allowed for root@pam")
-            elif opt in ("nameserver", "searchdomain", "hostname"):
-                self.check(ident, vm, ["VM.Config.Network"])
-            elif opt == "features":
-                if not unprivileged:
-                    raise perm_error(
-                        "changing feature flags for privileged container is only allowed for "
-                        "root@pam"
-                    )
-                nesting_changed = other_changed = False
-                if not is_delete:
-                    feats = self._parse_features(newconf.get(opt))
-                    old = self._parse_features((oldconf or {}).get(opt))
-                    if oldconf and oldconf.get(opt):
-                        for feat in [*old, *feats]:
-                            if str(old.get(feat, "")) != str(feats.get(feat, "")):
-                                if feat == "nesting":
-                                    nesting_changed = True
-                                else:
-                                    other_changed = True
-                                    break
-                    elif list(feats) == ["nesting"]:
-                        nesting_changed = True
-                    elif feats:
-                        other_changed = True
-                else:
-                    feats = self._parse_features((oldconf or {}).get(opt))
-                    if list(feats) == ["nesting"]:
-                        nesting_changed = True
-                    elif feats:
-                        other_changed = True
-                if other_changed:
-                    raise perm_error(
-                        "changing feature flags (except nesting) is only allowed for root@pam"
-                    )
-                if nesting_changed:
-                    self.check(ident, vm, ["VM.Allocate"])
-            elif opt == "hookscript":
-                raise perm_error("changing the hookscript is only allowed for root@pam")
-            else:
-                self.check(ident, vm, ["VM.Config.Options"])
-
-        for opt in newconf:
-            one(opt, False)
-        for opt in delete:
-            one(opt, True)
+        lxcperm.check_ct_modify_config_perm(
+            self.rpc, ident.authuser, self.schema, self.storages, vmid, pool, oldconf,
+            newconf, delete, unprivileged,
+        )  # fmt: skip
 
     def _storage(self, sid: str) -> dict[str, Any]:
         st = self.storages.get(sid)
@@ -1405,12 +1294,18 @@ class PveEmulator:
             raise PveError(500, f"storage '{sid}' does not exist")
         return st
 
-    def _alloc_volume(self, sid: str, vmid: int, size: str, disk_index: int) -> str:
+    def _check_target_storage(self, ident: Identity, sid: str) -> None:
+        """A storage a create puts a volume on: enabled, for container directories, and
+        Datastore.AllocateSpace on it (create_vm's $check_and_activate_storage)."""
         st = self._storage(sid)
         if "rootdir" not in st["content"]:
             raise param_error(
                 {"storage": f"storage '{sid}' does not support container directories"}
             )
+        self.rpc.check(ident.authuser, f"/storage/{sid}", ["Datastore.AllocateSpace"])
+
+    def _alloc_volume(self, sid: str, vmid: int, size: str, disk_index: int) -> str:
+        st = self._storage(sid)
         size_g = size.split(".")[0] if size.endswith(".0") else size
         if st["type"] == "dir":
             vol = f"{sid}:{vmid}/vm-{vmid}-disk-{disk_index}.raw"
@@ -1524,27 +1419,28 @@ class PveEmulator:
             "username": username,
             "ticket": ticket,
             "CSRFPreventionToken": csrf,
-            "cap": {"vms": {}, "storage": {}, "nodes": {}, "access": {}, "dc": {}, "sdn": {}},
+            # coarse, for the GUI (pve-access-control:src/PVE/API2/AccessControl.pm:create_ticket)
+            "cap": self.rpc.compute_api_permission(username),
         }
 
+    def _node_entry(self, ident: Identity) -> dict[str, Any]:
+        """This node as ``/nodes`` and ``/cluster/resources`` list it; without Sys.Audit on
+        ``/nodes/{node}`` the stats are left out (pve-manager:PVE/API2Tools.pm:
+        extract_node_stats)."""
+        entry: dict[str, Any] = {
+            "node": self.node, "id": f"node/{self.node}", "type": "node", "status": "online",
+            "level": "",
+        }  # fmt: skip
+        if self.rpc.check(ident.authuser, f"/nodes/{self.node}", ["Sys.Audit"], noerr=True):
+            entry.update(
+                cpu=0.01, maxcpu=os.cpu_count() or 1, mem=2 * 1024**3, maxmem=16 * 1024**3,
+                disk=10 * 1024**3, maxdisk=100 * 1024**3, uptime=123456,
+            )  # fmt: skip
+        return entry
+
     def api_get_nodes(self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]) -> Any:
-        return [
-            {
-                "node": self.node,
-                "id": f"node/{self.node}",
-                "type": "node",
-                "status": "online",
-                "cpu": 0.01,
-                "maxcpu": os.cpu_count() or 1,
-                "mem": 2 * 1024**3,
-                "maxmem": 16 * 1024**3,
-                "disk": 10 * 1024**3,
-                "maxdisk": 100 * 1024**3,
-                "uptime": 123456,
-                "level": "",
-                "ssl_fingerprint": self.fingerprint,
-            }
-        ]
+        # every node is listed (pve-manager:PVE/API2/Nodes.pm:index)
+        return [{**self._node_entry(ident), "ssl_fingerprint": self.fingerprint}]
 
     def _ct_status(self, vmid: int, conf: dict[str, Any]) -> dict[str, Any]:
         running = self._is_running(vmid)
@@ -1584,7 +1480,9 @@ class PveEmulator:
         return status
 
     def _visible(self, ident: Identity, vmid: int) -> bool:
-        return ident.is_root or self.has(ident, f"/vms/{vmid}", ["VM.Audit"])
+        """Listings show a guest only with VM.Audit on it (pve-container:src/PVE/API2/LXC.pm:
+        vmlist, pve-manager:PVE/API2/Cluster.pm:resources)."""
+        return self.rpc.check(ident.authuser, f"/vms/{vmid}", ["VM.Audit"], noerr=True)
 
     def api_get_nodes_node_lxc(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
@@ -1603,6 +1501,7 @@ class PveEmulator:
     def api_get_cluster_resources(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
+        # every item filtered silently (pve-manager:PVE/API2/Cluster.pm:resources, §2.3)
         kind = a.get("type")
         out: list[dict[str, Any]] = []
         if kind in (None, "vm"):
@@ -1637,17 +1536,23 @@ class PveEmulator:
                 for key in ("tags", "lock"):
                     if key in st:
                         item[key] = st[key]
+                # the pool field only with Pool.Audit on the pool
+                pool = self.user_cfg.pool_of(vmid)
+                if pool and self.rpc.check(
+                    ident.authuser, f"/pool/{pool}", ["Pool.Audit"], noerr=True
+                ):
+                    item["pool"] = pool
                 out.append(item)
+        if kind is None:
+            for pool in sorted(self.user_cfg.pools):
+                if self.rpc.check(ident.authuser, f"/pool/{pool}", ["Pool.Audit"], noerr=True):
+                    out.append({"id": f"/pool/{pool}", "pool": pool, "type": "pool"})
         if kind in (None, "node"):
-            n = self.api_get_nodes(ident, {}, {})[0]
-            out.append(n)
+            out.append(self._node_entry(ident))
         if kind in (None, "storage"):
             for sid, st in self.storages.items():
-                if not (
-                    ident.is_root
-                    or self.has(
-                        ident, f"/storage/{sid}", ["Datastore.Audit", "Datastore.AllocateSpace"]
-                    )
+                if not self.rpc.check(
+                    ident.authuser, f"/storage/{sid}", ["Datastore.Audit"], noerr=True
                 ):
                     continue
                 out.append(
@@ -1683,17 +1588,24 @@ class PveEmulator:
     def api_post_nodes_node_lxc(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
+        # the checks in create_vm's order (pve-container:src/PVE/API2/LXC.pm:create_vm, §2.8)
         vmid = int(a["vmid"])
+        authid = ident.authuser
         start_after = bool(a.get("start"))
-        unprivileged = a.get("unprivileged")
         if a.get("restore"):
             raise PveError(500, "restore is not supported by the emulator")
-        if unprivileged is None:
-            unprivileged = 1 if self.major >= 9 else 0
-        if not unprivileged:
-            self.check(ident, "/", ["Sys.Modify"])
+        unprivileged = a.get("unprivileged")
+        if self.major >= 9:
+            # 9 (pve-container 6.0.6): unprivileged by default; privileged needs Sys.Modify
+            if unprivileged is None:
+                unprivileged = 1
+            if not unprivileged:
+                self.rpc.check(authid, "/", ["Sys.Modify"])
+        # 8: unset means privileged, and nothing is checked for it
+        unprivileged = 1 if unprivileged else 0
         if a.get("ha-managed"):
-            self.check(ident, "/", ["Sys.Console"])
+            # 9 (pve-container 6.1.3); the parameter does not exist on 8
+            self.rpc.check(authid, "/", ["Sys.Console"])
         with self.lock:
             if vmid in self.race_vmids:
                 self.race_vmids.discard(vmid)
@@ -1703,26 +1615,48 @@ class PveEmulator:
                         {"hostname": f"racer{vmid}", "memory": "512", "lock": "create",
                          "pending": {}, "snapshots": {}},
                     )  # fmt: skip
+            # vmid unused comes before any VM privilege check
             if self.conf_path(vmid).exists():
                 raise PveError(500, f"CT {vmid} already exists on node '{self.node}'")
             pool = a.get("pool")
             if pool is not None:
-                raise perm_error(f"pool '{pool}' does not exist")
-            self.check(ident, f"/vms/{vmid}", ["VM.Allocate"])
+                self.rpc.check_pool_exist(pool)
+            # the gate: VM.Allocate on /vms/{vmid}, else on the pool; else a bare 403
+            if not (
+                self.rpc.check(authid, f"/vms/{vmid}", ["VM.Allocate"], noerr=True)
+                or (pool and self.rpc.check(authid, f"/pool/{pool}", ["VM.Allocate"], noerr=True))
+            ):
+                raise perm_error()
             newconf = {k: v for k, v in a.items() if k not in _NON_CONF_CREATE}
-            if "rootfs" not in newconf:
-                newconf["rootfs"] = f"{a.get('storage', 'local')}:4"
-            self.check_ct_modify_config_perm(ident, vmid, None, newconf, [], bool(unprivileged))
+            self.check_ct_modify_config_perm(
+                ident, vmid, pool, None, newconf, [], bool(unprivileged)
+            )
+            # read access to the template (pve-storage:src/PVE/Storage.pm:check_volume_access)
+            lxcperm.check_volume_access(
+                self.rpc, authid, self.storages, vmid, str(a["ostemplate"]), "vztmpl"
+            )
             template_path = self._template_path(str(a["ostemplate"]))
+            storage = str(a.get("storage") or "local")
+            rootfs = newconf.get("rootfs")
+            if rootfs is not None and re.fullmatch(r"\d+(\.\d+)?", str(rootfs)):
+                newconf["rootfs"] = f"{storage}:{rootfs}"  # a bare size: the default storage
+            for key in sorted(k for k in newconf if k == "rootfs" or re.fullmatch(r"mp\d+", k)):
+                mptype, mp = self._mp_type(key, str(newconf[key]))
+                if mptype != "volume":
+                    if not ident.is_root:
+                        raise PveError(500, "Only root can pass arbitrary filesystem paths.")
+                    continue
+                self._check_target_storage(ident, str(mp.get("volume", "")).split(":", 1)[0])
+            if rootfs is None:
+                # no rootfs: 4 GiB on `storage`, with only its AllocateSpace checked
+                self._check_target_storage(ident, storage)
+                newconf["rootfs"] = f"{storage}:4"
             # rootfs allocation
             mptype, mp = self._mp_type("rootfs", str(newconf["rootfs"]))
             fmt = self.schema.prop("PUT", "/nodes/{node}/lxc/{vmid}/config", "rootfs")["format"]
-            m = _NEW_DISK_RE.match(str(mp.get("volume", "")))
+            m = lxcperm.NEW_DISK_RE.match(str(mp.get("volume", "")))
             if mptype == "volume" and m:
-                sid = m.group(1) or a.get("storage", "local")
-                if not ident.is_root:
-                    self.check(ident, f"/storage/{sid}", ["Datastore.AllocateSpace"])
-                vol = self._alloc_volume(sid, vmid, m.group(2), 0)
+                vol = self._alloc_volume(m.group(1), vmid, m.group(2), 0)
                 volume, _, size = vol.partition(",size=")
                 mp["volume"] = volume
                 mp["size"] = size
@@ -1780,7 +1714,12 @@ class PveEmulator:
                 cur.pop("lock", None)
                 self.write_conf(vmid, cur)
             if start_after:
+                # a direct call of the start handler: no VM.PowerMgmt check (§2.8 step 13)
                 self._do_start(vmid, task)
+            if pool is not None:
+                # the very end of the task: pool roles reach the new CT only from here
+                with self.lock:
+                    self.user_cfg.add_vm_to_pool(vmid, pool)
 
         def cleanup(task: Task) -> None:
             with contextlib.suppress(Exception):
@@ -1832,6 +1771,9 @@ class PveEmulator:
             task.log(f'  Logical volume "vm-{vmid}-disk-0" successfully removed.')
             with self.lock:
                 self.conf_path(vmid).unlink(missing_ok=True)
+                # per-vmid ACLs and the pool membership go with the CT
+                # (pve-access-control:src/PVE/AccessControl.pm:remove_vm_access)
+                self.user_cfg.remove_vm_access(vmid)
 
         return self.run_task("vzdestroy", str(vmid), ident, work)
 
@@ -1848,6 +1790,17 @@ class PveEmulator:
             out["lxc"] = [[k, v] for k, v in conf["lxc"]]
         return out
 
+    def _read_restricted(self, ident: Identity, vmid: int, conf: dict[str, Any]) -> dict[str, Any]:
+        """9.1: ``env`` (and its pending value) only for VM.Config.Options; no error
+        (pve-container:src/PVE/LXC.pm:delete_read_restricted_options)."""
+        if self.major < 9 or self.rpc.check_vm_perm(
+            ident.authuser, vmid, None, ["VM.Config.Options"], noerr=True
+        ):
+            return conf
+        conf.pop("env", None)
+        (conf.get("pending") or {}).pop("env", None)
+        return conf
+
     def api_get_nodes_node_lxc_vmid_config(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
@@ -1855,7 +1808,7 @@ class PveEmulator:
         if a.get("snapshot") and a.get("current"):
             msg = "cannot use 'snapshot' parameter with 'current'"
             raise param_error({"snapshot": msg, "current": msg})
-        full = self.load_conf(vmid)
+        full = self._read_restricted(ident, vmid, self.load_conf(vmid))
         if a.get("snapshot"):
             snap = full["snapshots"].get(a["snapshot"])
             if snap is None:
@@ -1877,7 +1830,8 @@ class PveEmulator:
     def api_get_nodes_node_lxc_vmid_pending(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
-        full = self.load_conf(int(a["vmid"]))
+        vmid = int(a["vmid"])
+        full = self._read_restricted(ident, vmid, self.load_conf(vmid))
         pending = full.get("pending") or {}
         deletes = {}
         for opt in split_list(pending.get("delete", "")):
@@ -1916,8 +1870,10 @@ class PveEmulator:
                     500, "detected modified configuration - file changed by other user? Try again."
                 )
             unpriv = str(conf.get("unprivileged", "0")) == "1"
-            self.check_ct_modify_config_perm(ident, vmid, conf, {}, delete, unpriv)
-            self.check_ct_modify_config_perm(ident, vmid, conf, {}, revert, unpriv)
+            # deletes, then reverts (as deletes), then validation, then the set keys, all
+            # with pool undef (pve-container:src/PVE/API2/LXC/Config.pm:update_vm, §2.10)
+            self.check_ct_modify_config_perm(ident, vmid, None, conf, {}, delete, unpriv)
+            self.check_ct_modify_config_perm(ident, vmid, None, conf, {}, revert, unpriv)
             for opt in revert:
                 if opt not in option_exists or opt in ("delete", "revert", "digest", "node"):
                     raise param_error({"revert": f"unknown option '{opt}'"})
@@ -1938,7 +1894,7 @@ class PveEmulator:
                             "delete": f"you can't use '-delete {opt}' and '-revert {opt}' at the same time"
                         }
                     )
-            self.check_ct_modify_config_perm(ident, vmid, conf, a, [], unpriv)
+            self.check_ct_modify_config_perm(ident, vmid, None, conf, a, [], unpriv)
             pending = conf.setdefault("pending", {})
             for opt in revert:
                 pending.pop(opt, None)
@@ -1963,8 +1919,8 @@ class PveEmulator:
                     value = self._normalize_tags(str(value))
                 elif opt == "rootfs" or re.match(r"^mp\d+$", opt):
                     mptype, mp = self._mp_type(opt, str(value))
-                    m = _NEW_DISK_RE.match(str(mp.get("volume", "")))
-                    if mptype == "volume" and m and m.group(1):
+                    m = lxcperm.NEW_DISK_RE.match(str(mp.get("volume", "")))
+                    if mptype == "volume" and m:
                         st = self._storage(m.group(1))
                         if "rootdir" not in st["content"]:
                             raise PveError(
@@ -2095,18 +2051,170 @@ class PveEmulator:
             return None
         return self.backend.interfaces(vmid)
 
+    # ---------------------------------------------------------------- snapshots
+    # Config-level snapshots (pve-container:src/PVE/API2/LXC/Snapshot.pm; the bookkeeping of
+    # pve-guest-common:src/PVE/AbstractConfig.pm, which checks no privileges itself). The
+    # backends keep no filesystem state per snapshot. Privileges: the schema's blocks (§2.19).
+
+    def _snapshot(self, conf: dict[str, Any], name: str) -> dict[str, Any]:
+        snap = conf["snapshots"].get(name)
+        if snap is None:
+            raise PveError(500, f"snapshot '{name}' does not exist")
+        return dict(snap)
+
+    def api_get_nodes_node_lxc_vmid_snapshot(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid = int(a["vmid"])
+        conf = self.load_conf(vmid)
+        out: list[dict[str, Any]] = []
+        for name, snap in conf["snapshots"].items():
+            item = {"name": name, "snaptime": int(snap.get("snaptime", 0)),
+                    "description": snap.get("description") or ""}  # fmt: skip
+            if snap.get("parent"):
+                item["parent"] = snap["parent"]
+            out.append(item)
+        current: dict[str, Any] = {"name": "current", "digest": conf["digest"],
+                                   "running": int(self._is_running(vmid)),
+                                   "description": "You are here!"}  # fmt: skip
+        if conf.get("parent"):
+            current["parent"] = conf["parent"]
+        return [*out, current]
+
+    def api_post_nodes_node_lxc_vmid_snapshot(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid, name = int(a["vmid"]), str(a["snapname"])
+        if name in ("current", "vzdump"):
+            raise PveError(500, f"unable to use snapshot name '{name}' (reserved name)")
+        self.load_conf(vmid)
+
+        def work(task: Task) -> None:
+            with self.lock:
+                conf = self.load_conf(vmid)
+                self._check_lock(conf)
+                if name in conf["snapshots"]:
+                    raise TaskAbort(f"snapshot name '{name}' already used")
+                snap = {
+                    k: v for k, v in conf.items() if k not in ("pending", "snapshots", "digest")
+                }
+                snap["snaptime"] = int(time.time())
+                snap["description"] = a.get("description") or ""
+                if not snap["description"]:
+                    del snap["description"]
+                conf["snapshots"][name] = snap
+                conf["parent"] = name
+                self.write_conf(vmid, conf)
+
+        return self.run_task("vzsnapshot", str(vmid), ident, work)
+
+    def api_get_nodes_node_lxc_vmid_snapshot_snapname(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        return [{"cmd": "rollback"}, {"cmd": "config"}]
+
+    def _snapshot_task(
+        self,
+        ident: Identity,
+        a: dict[str, Any],
+        task_type: str,
+        change: Callable[[Task, int, dict[str, Any], dict[str, Any]], None],
+    ) -> str:
+        """A task on one existing snapshot: ``change(task, vmid, conf, snapshot)``."""
+        vmid, name = int(a["vmid"]), str(a["snapname"])
+        self.load_conf(vmid)
+
+        def work(task: Task) -> None:
+            with self.lock:
+                conf = self.load_conf(vmid)
+                snap = self._snapshot(conf, name)
+            change(task, vmid, conf, snap)
+
+        return self.run_task(task_type, str(vmid), ident, work)
+
+    def api_delete_nodes_node_lxc_vmid_snapshot_snapname(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        name = str(a["snapname"])
+
+        def delete(task: Task, vmid: int, conf: dict[str, Any], snap: dict[str, Any]) -> None:
+            with self.lock:
+                del conf["snapshots"][name]
+                # its children (and the current state) hang from its parent now
+                for other in [conf, *conf["snapshots"].values()]:
+                    if other.get("parent") == name:
+                        if snap.get("parent"):
+                            other["parent"] = snap["parent"]
+                        else:
+                            other.pop("parent", None)
+                self.write_conf(vmid, conf)
+
+        return self._snapshot_task(ident, a, "vzdelsnapshot", delete)
+
+    def api_post_nodes_node_lxc_vmid_snapshot_snapname_rollback(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        def rollback(task: Task, vmid: int, conf: dict[str, Any], snap: dict[str, Any]) -> None:
+            self._check_lock(conf)
+            if self._is_running(vmid):
+                self.backend.stop(vmid)
+            with self.lock:
+                restored = {k: v for k, v in snap.items() if k not in ("snaptime", "parent")}
+                restored.update(snapshots=conf["snapshots"], pending={}, parent=a["snapname"])
+                self.write_conf(vmid, restored)
+            if a.get("start"):
+                # a direct call of the start handler: no VM.PowerMgmt check (§2.19)
+                self._do_start(vmid, task)
+
+        return self._snapshot_task(ident, a, "vzrollback", rollback)
+
+    def api_get_nodes_node_lxc_vmid_snapshot_snapname_config(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        snap = self._snapshot(self.load_conf(int(a["vmid"])), str(a["snapname"]))
+        return self._public_conf(snap)  # without the raw lxc keys
+
+    def api_put_nodes_node_lxc_vmid_snapshot_snapname_config(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        vmid, name = int(a["vmid"]), str(a["snapname"])
+        with self.lock:
+            conf = self.load_conf(vmid)
+            self._snapshot(conf, name)
+            if "description" in a:
+                conf["snapshots"][name]["description"] = a["description"]
+                self.write_conf(vmid, conf)
+        return None
+
+    # ---------------------------------------------------------------- access
+    def api_get_access_permissions(
+        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
+        """Oneself and one's own tokens; anyone else needs Sys.Audit on /access. With
+        ``path``: that path's set as ``check`` tests it (echoing ``path`` as sent); without:
+        the dump (pve-access-control:src/PVE/API2/AccessControl.pm:permissions, §5)."""
+        authid = ident.authuser
+        userid = str(a["userid"]) if a.get("userid") is not None else authid
+        token = split_tokenid(userid)
+        if not (userid == authid or (token is not None and token[0] == authid)):
+            self.rpc.check(authid, "/access", ["Sys.Audit"])
+        path = a.get("path")
+        if path:
+            held = self.rpc.permissions(userid, str(path))
+            return {str(path): {p: int(v) for p, v in sorted(held.items())}}
+        return self.rpc.effective_permissions(userid)
+
     # ---------------------------------------------------------------- tasks
     def api_get_nodes_node_tasks(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
-        audit = ident.is_root or self.has(ident, f"/nodes/{self.node}", ["Sys.Audit"])
+        # own tasks, or all of them with Sys.Audit on the node
+        # (pve-manager:PVE/API2/Tasks.pm:node_tasks)
+        audit = self.rpc.check(ident.authuser, f"/nodes/{a['node']}", ["Sys.Audit"], noerr=True)
         source = a.get("source", "archive")
         out = []
         for task in sorted(self.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True):
-            own = task.user == ident.user and task.tokenid == ident.tokenid
-            if ident.tokenid and not own:
-                continue
-            if not own and not audit:
+            if not (audit or self._owns_task(ident, task.user, task.tokenid)):
                 continue
             if source == "archive" and task.status == "running":
                 continue
@@ -2149,7 +2257,7 @@ class PveEmulator:
     def api_delete_nodes_node_tasks_upid(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
-        task = self._get_task(ident, a["upid"], write=True)
+        task = self._get_task(ident, a["upid"], a["node"], "Sys.Modify")
         if task.status == "running":
             task.cancel.set()
         return None
@@ -2157,12 +2265,12 @@ class PveEmulator:
     def api_get_nodes_node_tasks_upid_status(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
-        return self._get_task(ident, a["upid"]).status_dict()
+        return self._get_task(ident, a["upid"], a["node"], "Sys.Audit").status_dict()
 
     def api_get_nodes_node_tasks_upid_log(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
-        task = self._get_task(ident, a["upid"])
+        task = self._get_task(ident, a["upid"], a["node"], "Sys.Audit", known_first=False)
         lines = list(task.lines)
         start = int(a.get("start", 0))
         limit = int(a.get("limit", 50))
@@ -2184,11 +2292,8 @@ class PveEmulator:
                 continue
             if want and not want & set(st["content"]):
                 continue
-            if not (
-                ident.is_root
-                or self.has(
-                    ident, f"/storage/{sid}", ["Datastore.Audit", "Datastore.AllocateSpace"]
-                )
+            if not self.can(
+                ident, f"/storage/{sid}", ["Datastore.Audit", "Datastore.AllocateSpace"]
             ):
                 continue
             total, used = 100 * 1024**3, 10 * 1024**3
@@ -2237,7 +2342,13 @@ class PveEmulator:
                         {"volid": volid, "content": "rootdir", "format": "raw", "vmid": vmid,
                          "size": 8 * 1024**3, "ctime": int(time.time())}
                     )  # fmt: skip
-        return out
+        # each volume only if check_volume_access passes, errors swallowed
+        # (pve-storage:src/PVE/API2/Storage/Content.pm:index)
+        return [
+            item
+            for item in out
+            if lxcperm.volume_visible(self.rpc, ident.authuser, self.storages, item["volid"])
+        ]
 
     def _download(self, sid: str, filename: str, ident: Identity, url: str) -> str:
         st = self._storage(sid)

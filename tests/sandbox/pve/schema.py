@@ -30,6 +30,24 @@ SCHEMA_FILES = {
     "9": "pve9-lxc-api-subset.json",
     "8": "pve8-lxc-api-subset.json",
 }
+# The extra endpoints (same commits) the emulator serves: snapshots and the privilege
+# preflight. The others there (feature, resize, vzdump) are not emulated and stay 501.
+EXTRA_FILES = {
+    "9": "pve9-lxc-api-extra.json",
+    "8": "pve8-lxc-api-extra.json",
+}
+EXTRA_ENDPOINTS = frozenset(
+    {
+        ("GET", "/nodes/{node}/lxc/{vmid}/snapshot"),
+        ("POST", "/nodes/{node}/lxc/{vmid}/snapshot"),
+        ("GET", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}"),
+        ("DELETE", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}"),
+        ("POST", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback"),
+        ("GET", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config"),
+        ("PUT", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config"),
+        ("GET", "/access/permissions"),
+    }
+)
 
 # numbered keys: upper bound (exclusive) from pve-container Config.pm
 NUMBERED_LIMITS = {"net": 32, "mp": 256, "dev": 256, "unused": 256}
@@ -628,9 +646,14 @@ class ApiSchema:
             raise ValueError(f"unsupported PVE version {version!r} (use 8 or 9)")
         self.major = int(major)
         data = json.loads((SCHEMA_DIR / SCHEMA_FILES[major]).read_text())
+        extra = json.loads((SCHEMA_DIR / EXTRA_FILES[major]).read_text())
         self.source: dict[str, Any] = data.get("source", {})
         self.endpoints: list[Endpoint] = [
             Endpoint(e["method"], e["path"], e) for e in data["endpoints"]
+        ] + [
+            Endpoint(e["method"], e["path"], e)
+            for e in extra["endpoints"]
+            if (e["method"], e["path"]) in EXTRA_ENDPOINTS
         ]
 
     def find(self, method: str, path: str) -> tuple[Endpoint, dict[str, str]] | None:

@@ -22,8 +22,9 @@ ROOT_TOKEN_SECRET = "r00t-t0ken-0000-4000-8000-000000000002"
 
 DEPLOY_PRIVS = [
     "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
-    "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "Datastore.AllocateSpace",
-    "Datastore.AllocateTemplate", "Datastore.Audit", "Sys.Audit",
+    "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "VM.Snapshot",
+    "Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Datastore.Audit", "Sys.Audit",
+    "SDN.Use",
 ]  # fmt: skip
 
 UBUNTU = "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst"
@@ -42,6 +43,22 @@ def make_emulator(state_dir: Path, version: str = "9.1", **kwargs: Any) -> PveEm
         auth_delay=0.0,
         **kwargs,
     ).start(port=0)
+
+
+@pytest.fixture
+def start_emulator(tmp_path: Path) -> Iterator[Callable[..., PveEmulator]]:
+    """Factory: ``PveEmulator(<tmp>/pveN, auth_delay=0, **kwargs)`` on a free port; every one
+    started is stopped after the test."""
+    made: list[PveEmulator] = []
+
+    def start(**kwargs: Any) -> PveEmulator:
+        emu = PveEmulator(tmp_path / f"pve{len(made)}", **{"auth_delay": 0.0, **kwargs})
+        made.append(emu.start(port=0))
+        return emu
+
+    yield start
+    for emu in made:
+        emu.stop()
 
 
 @pytest.fixture

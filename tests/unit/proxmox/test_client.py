@@ -91,10 +91,14 @@ def test_bad_token_is_401_and_secret_never_shown(
 def test_missing_privilege_is_403_naming_it(client_factory: Callable[..., PveClient]) -> None:
     auditor = client_factory(token_id=AUDIT_TOKEN, token_secret=AUDIT_SECRET)
     with pytest.raises(PvePermissionError) as info:
-        create(auditor, 120)
+        auditor.start("pve", 120)
     assert info.value.status_code == 403
-    assert info.value.reason == "Permission check failed (/vms/120, VM.Allocate)"
-    assert "VM.Allocate" in str(info.value)
+    assert info.value.reason == "Permission check failed (/vms/120, VM.PowerMgmt)"
+    assert "VM.PowerMgmt" in str(info.value)
+    # create's VM.Allocate gate names nothing (PERMISSIONS.md §2.8 step 7)
+    with pytest.raises(PvePermissionError) as info:
+        create(auditor, 120)
+    assert (info.value.status_code, info.value.reason) == (403, "Permission check failed")
 
 
 def test_ticket_login_and_csrf(

@@ -275,11 +275,20 @@ def test_version_differences(raw: Raw, raw8: Raw) -> None:
     assert resp.json()["errors"] == {"entrypoint": UNDEF}
     assert raw8.call("GET", "/version").json()["data"]["release"] == "8.4"
     create_ok(raw, entrypoint="/sbin/init")
-    # default unprivileged: 1 on 9.x; privileged (needs Sys.Modify on /) on 8.x
+    # default unprivileged: 1 on 9.x; on 8.x unset means privileged, where a token may
+    # not set features (PERMISSIONS.md §2.8 step 2, pitfall "PVE 8 + features")
     create_ok(raw, vmid=103, unprivileged=None)
     assert "unprivileged: 1" in (raw.emu.conf_path(103)).read_text()
     resp = raw8.call("POST", "/nodes/pve/lxc", base(unprivileged=None))
+    assert (resp.status_code, resp.reason) == (
+        403,
+        "Permission check failed (changing feature flags for privileged container is only "
+        "allowed for root@pam)",
+    )
+    # an explicitly privileged create needs Sys.Modify on / on 9, nothing more on 8
+    resp = raw.call("POST", "/nodes/pve/lxc", base(vmid=104, unprivileged=0, features=None))
     assert (resp.status_code, resp.reason) == (403, "Permission check failed (/, Sys.Modify)")
+    assert raw8.call("POST", "/nodes/pve/lxc", base(unprivileged=0, features=None)).ok
     resp = raw8.call("POST", "/nodes/pve/lxc", base(net0="name=eth0,host-managed=1"))
     assert resp.json()["errors"] == {
         "net0": f"invalid format - format error\nnet0.host-managed: {UNDEF}\n"
@@ -450,6 +459,7 @@ def test_schema_helpers() -> None:
     assert not perl_match("0[0-7]{3}", "0644\n\n")
     assert perl_match("(?^:\\d+(?:;\\d+)*)", "1;2")
     schema9, schema8 = load_schema("9.1"), load_schema("8.4")
-    assert len(schema9.endpoints) == len(schema8.endpoints) == 28
+    # the 28 of the subset plus the 8 extra ones served (snapshots, /access/permissions)
+    assert len(schema9.endpoints) == len(schema8.endpoints) == 28 + 8
     props = schema9.endpoint("POST", "/nodes/{node}/lxc").properties
     assert "net31" in props and "net32" not in props and "dev255" in props
