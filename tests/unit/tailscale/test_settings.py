@@ -137,6 +137,14 @@ def service(tmp_path: Path, name: str, port: int, **fields: Any) -> dict[str, An
     }
 
 
+def both(tmp_path: Path, backend: dict[str, Any], pipelines: dict[str, Any]) -> list[Any]:
+    """backend on 8000 and pipelines on 8001, each with the publish fields given."""
+    return [
+        service(tmp_path, "backend", 8000, **backend),
+        service(tmp_path, "pipelines", 8001, **pipelines),
+    ]
+
+
 def test_each_service_chooses_how_it_is_published(tmp_path: Path) -> None:
     s = validate(data(tmp_path, services=[service(tmp_path, "backend", 8000),
                                          service(tmp_path, "pipelines", 8001)]))  # fmt: skip
@@ -144,19 +152,13 @@ def test_each_service_chooses_how_it_is_published(tmp_path: Path) -> None:
     s = validate(
         data(
             tmp_path,
-            services=[
-                service(tmp_path, "backend", 8000, publish="http"),
-                service(tmp_path, "pipelines", 8001, publish="http", publish_port=8080),
-            ],
+            services=both(tmp_path, {"publish": "http"}, {"publish": "http", "publish_port": 8080}),
         )
     )
     assert [(v.publish, v.tailnet_port) for v in s.services] == [("http", 80), ("http", 8080)]
     message = errors(
         tmp_path,
-        services=[
-            service(tmp_path, "backend", 8000, publish="HTTPS"),
-            service(tmp_path, "pipelines", 8001, publish="https", publish_port=70000),
-        ],
+        services=both(tmp_path, {"publish": "HTTPS"}, {"publish": "https", "publish_port": 70000}),
     )
     assert "services[0].publish: got 'HTTPS'; expected 'https', 'http' or 'off'" in message
     assert "services[1].publish_port: got 70000; expected 0 (443 for https" in message
@@ -165,10 +167,7 @@ def test_each_service_chooses_how_it_is_published(tmp_path: Path) -> None:
 def test_two_services_on_one_tailnet_port_are_refused(tmp_path: Path) -> None:
     message = errors(
         tmp_path,
-        services=[
-            service(tmp_path, "backend", 8000, publish="https"),
-            service(tmp_path, "pipelines", 8001, publish="https", publish_port=443),
-        ],
+        services=both(tmp_path, {"publish": "https"}, {"publish": "https", "publish_port": 443}),
     )
     assert "services[*].publish_port: tailnet port 443 is used by two services" in message
 
