@@ -39,13 +39,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from deploys.inventory import group_data
 from deploys.services import render_unit
-from deploys.settings import Settings, read_env_source, validate
+from deploys.services.settings import Service
+from deploys.settings import Settings, validate
 from deploys.tailscale import node_name, served_services
 from deploys.uv import wheel
 from tests.sandbox import container, host, paths, pve_site, site
-from tests.sandbox.runner import PROJECT
 
 from . import containers, measure, report
 from .measure import Run
@@ -268,6 +267,12 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def env_text(svc: Service) -> str:
+    """The env file text validation read from the service's controller-side source."""
+    assert svc.env is not None, "the bench writes its env files from the controller"
+    return svc.env.text
+
+
 def shell_vars(settings: Settings) -> dict[str, str]:
     svc = settings.services[0]
     uv, uvx = uv_binaries(settings)
@@ -299,7 +304,7 @@ def shell_vars(settings: Settings) -> dict[str, str]:
         "REPO_BRANCH": settings.repo_branch,
         "REPO_PATH": settings.repo_path,
         "ENV_FILE": svc.env_file,
-        "ENV_B64": base64.b64encode(read_env_source(svc.env_source).encode()).decode(),
+        "ENV_B64": base64.b64encode(env_text(svc).encode()).decode(),
         "DUCKDB_EXTENSIONS": " ".join(settings.duckdb_extensions),
         "DUCKDB_REPOSITORY": settings.duckdb_extension_repository,
         "UNIT": svc.unit,
@@ -335,7 +340,7 @@ def ansible_vars(settings: Settings) -> dict[str, Any]:
         "repo_branch": settings.repo_branch,
         "repo_path": settings.repo_path,
         "env_file": svc.env_file,
-        "env_text": read_env_source(svc.env_source),
+        "env_text": env_text(svc),
         "duckdb_extensions": list(settings.duckdb_extensions),
         "duckdb_repository": settings.duckdb_extension_repository,
         "unit": svc.unit,
@@ -420,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     host.ensure_services()
     env = site.write_secret_env("bench")
     data = {**site.settings(env), "repo_url": containers.publish_app()}
-    settings = validate({**group_data(PROJECT / "group_data"), **data})
+    settings = validate(data)
     containers.destroy_all()
     bench: Bench | None = None
     error: str | None = None

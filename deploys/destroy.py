@@ -10,8 +10,8 @@ from pyinfra import host
 
 from deploys import proxmox
 from deploys.common.connection import without_nagle
+from deploys.common.roles import NODE_ROLE, ROLE
 from deploys.hostsettings import current
-from deploys.inventory import NODE_ROLE, ROLE
 
 without_nagle()
 if host.data.get(ROLE) == NODE_ROLE:

@@ -1,4 +1,4 @@
-"""Generate the README's settings tables from the schema and ``group_data/all.py``.
+"""Generate the README's settings tables from the settings' declarations (deploys/*/settings.py).
 
 python -m deploys.docs          # rewrite README.md between the settings markers
 python -m deploys.docs --check  # exit 1 when README.md is stale
@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .inventory import group_data
-from .settings import SERVICE_FIELDS, SETTINGS
+from .services.settings import DEFAULT_SERVICES, SERVICE_FIELDS
+from .settings import SETTINGS
 
 PROJECT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
@@ -37,7 +37,6 @@ def _py(value: Any) -> str:
 
 
 def tables() -> str:
-    defaults = group_data(PROJECT / "group_data")
     out: list[str] = []
     concern = None
     for s in SETTINGS:
@@ -50,8 +49,8 @@ def tables() -> str:
                 "| Setting | Default | Form | Meaning |",
                 "|---|---|---|---|",
             ]
-        default = "(list, see below)" if s.name == "services" else _cell(defaults.get(s.name))
-        out.append(f"| `{s.name}` | {default} | {s.form} | {s.doc} |")
+        default = "(list, see below)" if s.name == "services" else _cell(s.shown_default)
+        out.append(f"| `{s.name}` | {default} | {s.info.form} | {s.info.doc} |")
     out += [
         "",
         "**services** — each entry of `services`:",
@@ -62,7 +61,7 @@ def tables() -> str:
     for f in SERVICE_FIELDS:
         default = "(required)" if f.default is None else _cell(f.default)
         out.append(f"| `{f.name}` | {default} | {f.form} | {f.doc} |")
-    backend = defaults["services"][0]
+    backend = DEFAULT_SERVICES[0]
     out += [
         "",
         "The default `services` list has one entry, the runbook's backend:",

@@ -6,6 +6,7 @@ from typing import Any
 
 from pyinfra import host
 
+from .inventory import SETTINGS_KEY
 from .settings import REMOVED_SETTINGS, SETTINGS, Settings, validate
 
 _MISSING = object()
@@ -22,6 +23,15 @@ def data_of(host_data: Any) -> dict[str, Any]:
     return values
 
 
+def settings_of(host_data: Any) -> Settings:
+    """The settings the inventory validated for a host (once per host and run); validated
+    here only for a host that came from another inventory (raises ``SettingsError``)."""
+    settings = host_data.get(SETTINGS_KEY, None)
+    if isinstance(settings, Settings):
+        return settings
+    return validate(data_of(host_data))
+
+
 def current() -> Settings:
-    """Validate and return the current host's settings (raises ``SettingsError``)."""
-    return validate(data_of(host.data))
+    """The current host's settings."""
+    return settings_of(host.data)

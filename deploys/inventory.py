@@ -2,8 +2,10 @@
 
 pyinfra connects to every host before it loads a deploy file, so a deploy file is too late
 to refuse bad settings "before anything is touched". The inventory is the last thing
-pyinfra runs before connecting: it merges the group data the way pyinfra will and stops
-the run with every bad setting listed.
+pyinfra runs before connecting: it merges the group data, the host's data and the run's
+``--data`` overrides the way pyinfra will, stops the run with every bad setting listed
+(unknown names too), and hands each host its validated settings (``SETTINGS_KEY``): the
+deploy validates nothing again.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import types
 from pathlib import Path
 from typing import Any
 
-from .settings import SETTINGS_BY_NAME, Settings, SettingsError, validate
+from .common.roles import NODE_ROLE, ROLE
+from .settings import REMOVED_SETTINGS, SETTINGS_BY_NAME, Settings, SettingsError, validate
 
 GROUP = "egograph"
 HOSTS_FILE_ENV = "EGOGRAPH_HOSTS_FILE"
+SETTINGS_KEY = "egograph_settings"
+"""Host data key: the host's validated ``Settings``."""
 DEFAULT_HOST = "egograph-prod"
-ROLE = "egograph_role"
-"""Host data key: ``pve-node`` for the Proxmox node; absent for the container."""
-NODE_ROLE = "pve-node"
 
 
 def _hosts_from_env() -> list[tuple[str, dict[str, Any]]]:
@@ -62,22 +64,61 @@ def group_data(*dirs: Path) -> dict[str, Any]:
     return merged
 
 
+def pyinfra_keys() -> frozenset[str]:
+    """Host data keys that are pyinfra's, not settings: the SSH and Docker connectors' data
+    (``ConnectorData`` in pyinfra/connectors/ssh.py and docker.py; the ``@pvelxc``
+    connector takes the SSH ones) and the deploy's own role key. Keys starting with ``_``
+    are pyinfra's global arguments."""
+    from pyinfra.connectors.docker import ConnectorData as DockerData
+    from pyinfra.connectors.ssh import ConnectorData as SSHData
+
+    return frozenset({*SSHData.__annotations__, *DockerData.__annotations__, ROLE})
+
+
+def settings_part(data: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    """``data`` without pyinfra's own keys (``keys``, and ``_`` global arguments)."""
+    return {k: v for k, v in data.items() if k not in keys and not k.startswith("_")}
+
+
+def cli_data_overrides(argv: list[str]) -> dict[str, Any]:
+    """The run's ``--data key=value`` overrides, parsed as pyinfra parses them
+    (pyinfra_cli.cli ``_set_override_data``): pyinfra applies them after the inventory, so
+    they are read here to be checked with the rest."""
+    from pyinfra_cli.util import parse_cli_arg
+
+    raw: dict[str, str] = {}
+    for i, arg in enumerate(argv):
+        if arg == "--data" and i + 1 < len(argv):
+            text = argv[i + 1]
+        elif arg.startswith("--data="):
+            text = arg.removeprefix("--data=")
+        else:
+            continue
+        key, sep, value = text.partition("=")
+        if sep:
+            raw[key] = value
+    return {key: parse_cli_arg(value) for key, value in raw.items()}
+
+
 def load_hosts(inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
-    """Return ``[(host, data)]``; exit with every bad setting listed if any is wrong."""
+    """Return ``[(host, data)]``, each host's data with its validated settings; exit with
+    every bad setting listed if any is wrong (nothing has been touched then)."""
     hosts = _hosts_from_env()
     inventory_dir = Path(inventory_file).resolve().parent
     group = group_data(Path.cwd() / "group_data", inventory_dir / "group_data")
+    overrides = cli_data_overrides(sys.argv)
+    keys = pyinfra_keys()
     problems: list[str] = []
     expanded: list[tuple[str, dict[str, Any]]] = []
     for name, data in hosts:
         try:
-            settings = validate({**group, **data})
+            settings = validate(settings_part({**group, **data, **overrides}, keys))
         except SettingsError as exc:
             problems += [f"  {name}: {e}" for e in exc.errors]
             continue
-        for host in with_proxmox(name, data, settings):
-            if host[0] not in {h[0] for h in expanded}:
-                expanded.append(host)
+        for host_name, host_data in with_proxmox(name, data, settings):
+            if host_name not in {h[0] for h in expanded}:
+                expanded.append((host_name, {**host_data, SETTINGS_KEY: settings}))
     if problems:
         print("egograph-deploy: bad settings, nothing was touched:", file=sys.stderr)
         print("\n".join(problems), file=sys.stderr)
@@ -98,7 +139,9 @@ def with_proxmox(
     """
     if not settings.pve_host:
         return [(name, data)]
-    node_data: dict[str, Any] = {k: v for k, v in data.items() if k in SETTINGS_BY_NAME}
+    node_data: dict[str, Any] = {
+        k: v for k, v in data.items() if k in SETTINGS_BY_NAME or k in REMOVED_SETTINGS
+    }
     node_data[ROLE] = NODE_ROLE
     if settings.ct_tun_method == "raw":
         node_name = settings.pve_ssh_host or settings.pve_host

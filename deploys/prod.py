@@ -11,8 +11,8 @@ from pyinfra import host
 
 from deploys import container, proxmox
 from deploys.common.connection import without_nagle
+from deploys.common.roles import NODE_ROLE, ROLE
 from deploys.hostsettings import current
-from deploys.inventory import NODE_ROLE, ROLE
 
 without_nagle()
 # Every host gets the Proxmox stage (it does nothing on the container host and without

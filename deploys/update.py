@@ -11,7 +11,7 @@ from pyinfra import host
 
 from deploys import container
 from deploys.common.connection import without_nagle
-from deploys.inventory import NODE_ROLE, ROLE
+from deploys.common.roles import NODE_ROLE, ROLE
 
 without_nagle()
 if host.data.get(ROLE) != NODE_ROLE:

@@ -5,31 +5,33 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyinfra.api import HiddenValue, deploy
 
-from .. import packages, repo, tailscale
 from ..common.operations import managed_file, sha256_text
-from ..common.snapshot import planned
-from ..hostsettings import current
 from ..packages.operations import apt_packages
 from ..repo.commit import Commit
-from ..settings import Settings, environ_mapping, read_env_source
+from ..services.settings import Service, environ_mapping
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 from .operations import docker_container, docker_engine, docker_image, docker_repository
 
 DOCKER_REPO_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin")
 
 
-def env_text(source: Mapping[str, Any]) -> str:
-    """The ``--env-file`` text. A file source is taken as it is; values from environment
-    variables are written raw, because ``docker run --env-file`` keeps quotes literally
-    (unlike systemd's EnvironmentFile=) and cannot hold a newline."""
-    if "file" in source:
-        return read_env_source(source)
+def env_text(svc: Service) -> str:
+    """The ``--env-file`` text. A file source is taken as it is (read once, while
+    validating); values from environment variables are written raw, because ``docker run
+    --env-file`` keeps quotes literally (unlike systemd's EnvironmentFile=) and cannot hold
+    a newline."""
+    if "file" in svc.env_source:
+        if svc.env is None:
+            raise ValueError(f"services[0] ({svc.name}): its env file was not read")
+        return svc.env.text
     lines = []
-    for key, var in environ_mapping(source).items():
+    for key, var in environ_mapping(svc.env_source).items():
         value = os.environ[var]
         if "\n" in value:
             raise ValueError(f"{var}: a value with a newline cannot go in a Docker env file")
@@ -76,7 +78,7 @@ def write_env_file(settings: Settings) -> None:
     managed_file(
         name=f"Env file for the container ({settings.docker_env_file}, 0600)",
         path=settings.docker_env_file,
-        content=HiddenValue(env_text(settings.services[0].env_source)),
+        content=HiddenValue(env_text(settings.services[0])),
         mode=0o600,
         create_parent=True,
     )
@@ -102,7 +104,7 @@ def run_container(settings: Settings, commit: Commit) -> None:
         image=settings.docker_image_name,
         repo_path=settings.repo_path,
         env_file=settings.docker_env_file,
-        env_sha256=sha256_text(env_text(settings.services[0].env_source)),
+        env_sha256=sha256_text(env_text(settings.services[0])),
         restart=settings.docker_restart_policy,
         host_port=settings.docker_host_port,
         container_port=settings.docker_container_port,
@@ -110,20 +112,3 @@ def run_container(settings: Settings, commit: Commit) -> None:
         health_timeout=settings.service_health_timeout,
         commit=commit,
     )
-
-
-@planned
-def converge() -> None:
-    """The Docker variant in the runbook's order (§2 packages and Tailscale, §8 engine,
-    §3 checkout and env file, §8 build and run, §2/§9 ``tailscale serve``)."""
-    settings = current()
-    packages.install_packages(settings=settings)
-    tailscale.join_tailnet(settings=settings)
-    install_engine(settings=settings)
-    # One commit for the whole run (as the LXC deploy).
-    commit = repo.run_commit(settings)
-    repo.checkout_repo(settings=settings, commit=commit)
-    write_env_file(settings=settings)
-    build_image(settings=settings, commit=commit)
-    run_container(settings=settings, commit=commit)
-    tailscale.publish_services(settings=served_settings(settings))

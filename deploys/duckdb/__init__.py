@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyinfra.api import deploy
 
-from ..settings import Settings
 from .operations import duckdb_extensions
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 @deploy("DuckDB")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyinfra.api import deploy
 
-from ..settings import Settings
 from .operations import apt_packages
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 REQUIRED_PACKAGES = ("git", "curl", "ca-certificates")
 """What the deploy itself needs on the target: git for the checkout, curl for health checks."""

@@ -14,11 +14,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyinfra import host
 from pyinfra.api import deploy
 
-from ..inventory import NODE_ROLE, ROLE
-from ..settings import Settings
+from ..common.roles import NODE_ROLE, ROLE
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 # The API client (proxmoxer, requests) is imported only when a node is configured: every
 # run of a deploy without Proxmox would otherwise pay ~0.2 s of imports for nothing.

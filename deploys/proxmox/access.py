@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyinfra.api import HiddenValue
 
-from ..settings import Settings
 from .client import ContainerRef, PveClient, PveError, PvePermissionError
 from .privileges import PrivilegeReport, StagePlan, evaluate, required_privileges, undecided_paths
 from .spec import (
@@ -27,6 +27,9 @@ from .spec import (
     is_unprivileged,
     pending_keys,
 )
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 _clients: dict[tuple[object, ...], PveClient] = {}
 _lock = threading.Lock()

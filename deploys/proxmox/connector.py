@@ -32,8 +32,8 @@ from pyinfra.connectors.ssh import ConnectorData, SSHConnector, connector_data_m
 from pyinfra.connectors.util import CommandOutput
 
 from ..common.connection import without_nagle
-from ..hostsettings import data_of
-from ..settings import SettingsError, validate
+from ..common.setting import SettingsError
+from ..hostsettings import settings_of
 
 if TYPE_CHECKING:
     from .access import Pve
@@ -67,7 +67,7 @@ class PveContainerConnector(BaseConnector):
 
     def connect(self) -> None:
         try:
-            validate(data_of(self.host.data))
+            settings_of(self.host.data)
         except SettingsError as exc:
             raise ConnectError(f"bad settings: {exc}") from None
 
@@ -82,7 +82,7 @@ class PveContainerConnector(BaseConnector):
         # connector should not pay.
         from .access import Pve
 
-        return Pve.from_settings(validate(data_of(self.host.data)))
+        return Pve.from_settings(settings_of(self.host.data))
 
     def _target(self) -> SSHConnector | None:
         executing = bool(self.state.is_executing)

@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinfra import host
 from pyinfra.api import (
@@ -30,8 +30,7 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import State
 from pyinfra.context import state as current_state
 
-from ..inventory import NODE_ROLE, ROLE
-from ..settings import Settings
+from ..common.roles import NODE_ROLE, ROLE
 from .access import (
     ProxmoxError,
     Pve,
@@ -53,6 +52,9 @@ from .spec import (
     pending_keys,
     tun_dev_key,
 )
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 logger = logging.getLogger("pyinfra")
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..settings import Settings
+if TYPE_CHECKING:
+    from ..settings import Settings
+
 
 TUN_DEVICE = "/dev/net/tun"
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyinfra.api import deploy
 
-from ..settings import Settings
 from .commit import Commit, RunCommit
 from .operations import checkout
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 def run_commit(settings: Settings) -> RunCommit:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import jinja2
 from pyinfra import host
 from pyinfra.api import HiddenValue, deploy
 
 from ..common.operations import kept_file, managed_file, sha256_text
+from ..common.secrets import Secret
 from ..repo.commit import Commit
-from ..settings import Service, Settings, hardened_home, read_env_source
+from .settings import Service, hardened_home
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 from .operations import daemon_reload, service, system_user
 
 _TEMPLATES = jinja2.Environment(
@@ -58,6 +63,13 @@ def create_accounts(settings: Settings) -> None:
         )
 
 
+def env_of(svc: Service) -> Secret:
+    """The env file text validation read from the service's source (env_files_managed)."""
+    if svc.env is None:
+        raise ValueError(f"{svc.name}: its env source was not read (env_files_managed is off)")
+    return svc.env
+
+
 @deploy("Env files")
 def write_env_files(settings: Settings) -> None:
     for svc in host.loop(settings.services):
@@ -71,7 +83,7 @@ def write_env_files(settings: Settings) -> None:
         managed_file(
             name=f"Env file for {svc.unit} ({svc.env_file}, 0600)",
             path=svc.env_file,
-            content=HiddenValue(read_env_source(svc.env_source)),
+            content=HiddenValue(env_of(svc).text),
             mode=0o600,
             create_parent=True,
         )
@@ -103,9 +115,7 @@ def run_services(settings: Settings, commit: Commit) -> None:
             stamp={
                 "unit": sha256_text(units[svc.unit]),
                 # Kept on the server: restarts follow the file as it is there.
-                "env": sha256_text(read_env_source(svc.env_source))
-                if settings.env_files_managed
-                else None,
+                "env": env_of(svc).sha256 if settings.env_files_managed else None,
             },
             unit_file=svc.unit_file,
             env_file=svc.env_file,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 from pyinfra.api import deploy
 
 from ..repo.commit import Commit
-from ..settings import Settings
 from .operations import uv_binary, uv_sync
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 def env_digest(settings: Settings) -> str:

@@ -19,7 +19,7 @@ from tests.sandbox.runner import drift, pyinfra
 
 pytestmark = pytest.mark.e2e
 
-DEPLOY = "deploys/docker.py"
+DEPLOY = "deploys/docker_vm.py"
 BUILD = "Docker image | Image egograph-backend built from the checkout"
 RUN = "Docker container | Container egograph-backend running the current image, healthy"
 CHECKOUT = "App repository | Check out main at /opt/egograph/repo"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 from deploys.inventory import group_data
-from deploys.settings import SETTINGS, SettingsError, validate
+from deploys.settings import SETTINGS, Settings, SettingsError, raw_defaults, validate
 from tests.sandbox import site
 
 PROJECT = Path(__file__).resolve().parents[3]
 
 
 def defaults() -> dict[str, Any]:
-    return copy.deepcopy(group_data(PROJECT / "group_data"))
+    return raw_defaults()
 
 
 def with_env_file(data: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
@@ -30,10 +30,54 @@ def with_env_file(data: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     return data
 
 
-def test_group_data_holds_exactly_the_known_settings() -> None:
-    data = defaults()
-    settings_keys = {k for k in data if not k.startswith(("_", "ssh_"))}
-    assert settings_keys == {s.name for s in SETTINGS}
+def test_each_default_is_written_once_in_its_declaration() -> None:
+    # The project's group data is a site's overrides only: here, none.
+    assert group_data(PROJECT / "group_data") == {}
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for s in SETTINGS:
+        assert s.name in fields and fields[s.name].type != "Any", s.name  # typed for mypy
+        assert s.info.check(s.shown_default), s.name  # the default has its own form
+    assert set(fields) == {s.name for s in SETTINGS}
+    assert Settings().tailscale_enabled is True and Settings().ct_memory_mb == 3072
+
+
+def test_an_omitted_setting_takes_its_default(tmp_path: Path) -> None:
+    env = tmp_path / "backend.env"
+    env.write_text("A=1\n")
+    (backend,) = raw_defaults()["services"]
+    s = validate({"services": [{**backend, "env_source": {"file": str(env)}}]})
+    assert (s.ct_cores, s.repo_path, s.services[0].unit) == (
+        2,
+        "/opt/egograph/repo",
+        "egograph-backend",
+    )
+    assert s.services[0].env is not None and s.services[0].env.text == "A=1\n"
+    assert "A=1" not in repr(s)  # the env file's text is read once, and never shown
+
+
+@pytest.mark.parametrize(
+    ("name", "near"),
+    [
+        ("ct_memroy_mb", "ct_memory_mb"),
+        ("repo_brnach", "repo_branch"),
+        ("tailscale_enable", "tailscale_enabled"),
+    ],
+)
+def test_an_unknown_setting_is_refused_with_the_nearest_name(
+    tmp_path: Path, name: str, near: str
+) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    data[name] = 1
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert err.value.errors == [f"{name}: unknown setting; did you mean {near!r}?"]
+    data = with_env_file(defaults(), tmp_path)
+    data["no_such_thing"] = 1
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert err.value.errors == [
+        "no_such_thing: unknown setting; expected a setting from the README's tables"
+    ]
 
 
 def test_runbook_defaults_validate(tmp_path: Path) -> None:
@@ -209,6 +253,7 @@ def test_cli_refuses_bad_settings_before_connecting(tmp_path: Path) -> None:
                             "ssh_hostname": "192.0.2.250",
                             "ct_cores": "two",
                             "uv_version": "latest",
+                            "ct_memroy_mb": 2048,
                         },
                     }
                 ]
@@ -227,6 +272,33 @@ def test_cli_refuses_bad_settings_before_connecting(tmp_path: Path) -> None:
     assert "bad settings, nothing was touched" in proc.stderr
     assert "ct_cores: got 'two'; expected an integer from 1 to 8192" in proc.stderr
     assert "uv_version: got 'latest'; expected a version 'X.Y.Z'" in proc.stderr
+    assert "ct_memroy_mb: unknown setting; did you mean 'ct_memory_mb'?" in proc.stderr
+    assert "Connecting" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("ct_memory_mb=abc", "ct_memory_mb: got 'abc'; expected an integer (MiB) from 16"),
+        ("ct_memroy_mb=2048", "ct_memroy_mb: unknown setting; did you mean 'ct_memory_mb'?"),
+    ],
+)
+def test_cli_refuses_a_bad_data_override_before_connecting(
+    tmp_path: Path, override: str, expected: str
+) -> None:
+    hosts = tmp_path / "hosts.json"
+    hosts.write_text(
+        json.dumps({"hosts": [{"name": "bad", "data": {"ssh_hostname": "192.0.2.250"}}]})
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "--data", override, "inventory.py",
+         "deploys/prod.py"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "bad settings, nothing was touched" in proc.stderr
+    assert expected in proc.stderr
     assert "Connecting" not in proc.stderr
 
 

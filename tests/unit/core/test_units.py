@@ -3,13 +3,11 @@ what a hardened unit gives its service (HOME, XDG dirs, the app's data dir writa
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
-from deploys.inventory import group_data
 from deploys.services import render_unit
-from deploys.settings import Settings, validate
+from deploys.settings import Settings, raw_defaults, validate
 from tests.sandbox import site
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -17,7 +15,7 @@ PIPELINES = site.PIPELINES
 
 
 def settings(tmp_path: Path, **overrides: Any) -> Settings:
-    data = copy.deepcopy(group_data(PROJECT / "group_data"))
+    data = raw_defaults()
     env = tmp_path / "app.env"
     env.write_text("CORS_ORIGINS=http://localhost:5173\n")
     data["services"][0]["env_source"] = {"file": str(env)}
@@ -26,8 +24,8 @@ def settings(tmp_path: Path, **overrides: Any) -> Settings:
     return validate(data)
 
 
-def hardened(tmp_path: Path) -> Settings:
-    data = copy.deepcopy(group_data(PROJECT / "group_data"))
+def hardened(tmp_path: Path, **changes: Any) -> Settings:
+    data = raw_defaults()
     services = [{**data["services"][0]}, PIPELINES]
     for svc in services:
         svc.update(user="egograph", group="egograph")
@@ -36,6 +34,7 @@ def hardened(tmp_path: Path) -> Settings:
         service_hardening=True,
         uv_environment={"UV_PYTHON_DOWNLOADS": "never"},
         services=[{**svc, "env_source": {"file": str(tmp_path / "app.env")}} for svc in services],
+        **changes,
     )
 
 
@@ -102,6 +101,5 @@ def test_a_hardened_unit_has_its_own_home_xdg_dirs_and_the_data_dir_writable(
 
 
 def test_the_data_dir_follows_the_checkout(tmp_path: Path) -> None:
-    s = hardened(tmp_path)
-    moved = validate({**s.values, "repo_path": "/srv/ego/repo"})
+    moved = hardened(tmp_path, repo_path="/srv/ego/repo")
     assert "ReadWritePaths=/srv/ego/data" in lines(render_unit(moved, moved.services[0]))

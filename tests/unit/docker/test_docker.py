@@ -3,6 +3,7 @@ target): each branch's decision and the commands it yields."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,8 @@ from deploys.docker import env_text
 from deploys.docker import operations as ops
 from deploys.docker.facts import BUILD_LABEL, RUN_LABEL, DockerState
 from deploys.docker.release import release_script
+from deploys.docker.settings import docker_errors
+from deploys.settings import Settings
 from tests.unit.fakes import FakeHost, run_op
 
 SHA = "5d1c" + "0" * 36
@@ -223,16 +226,15 @@ def test_docker_repository_noop_when_keyring_and_source_match() -> None:
 # -- env file ------------------------------------------------------------------------------
 def test_env_text_keeps_values_raw_for_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREETING", 'hello "world"')
-    assert env_text({"environ": {"EGOGRAPH_GREETING": "GREETING"}}) == (
-        'EGOGRAPH_GREETING=hello "world"\n'
+    svc = dataclasses.replace(
+        Settings().services[0], env_source={"environ": {"EGOGRAPH_GREETING": "GREETING"}}
     )
+    assert env_text(svc) == 'EGOGRAPH_GREETING=hello "world"\n'
 
 
 # -- settings ------------------------------------------------------------------------------
 def test_docker_repo_needs_a_keyring_pin_and_the_env_file_stays_out_of_the_checkout() -> None:
-    from deploys.settings import _docker_errors
-
-    errors = _docker_errors(
+    errors = docker_errors(
         {
             "docker_install_method": "docker-repo",
             "docker_repo_keyring_sha256": "",
@@ -242,7 +244,7 @@ def test_docker_repo_needs_a_keyring_pin_and_the_env_file_stays_out_of_the_check
     )
     assert [e.split(":")[0] for e in errors] == ["docker_repo_keyring_sha256", "docker_env_file"]
     assert (
-        _docker_errors(
+        docker_errors(
             {
                 "docker_install_method": "distro",
                 "docker_repo_keyring_sha256": "",

@@ -26,10 +26,10 @@ from pyinfra.api.deploy import add_deploy
 from pyinfra.api.operations import run_ops
 
 from deploys import proxmox
-from deploys.inventory import NODE_ROLE, ROLE, group_data
+from deploys.inventory import NODE_ROLE, ROLE
 from deploys.proxmox import access, operations
 from deploys.proxmox.privileges import PrivilegeReport
-from deploys.settings import validate
+from deploys.settings import raw_defaults, validate
 from tests.sandbox import pve_site
 from tests.sandbox.pve.emulator import PveEmulator
 
@@ -125,7 +125,7 @@ def settings_for(emu: PveEmulator, tmp_path: Path, **overrides: Any) -> Any:
     secret.chmod(0o600)
     key = tmp_path / "id.pub"
     key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB test\n")
-    data = group_data(PROJECT / "group_data")
+    data = raw_defaults()
     data.update(
         services=[dict(data["services"][0], env_source={"file": str(env)})],
         pve_host="127.0.0.1",

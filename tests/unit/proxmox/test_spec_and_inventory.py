@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from deploys.inventory import NODE_ROLE, ROLE, group_data, with_proxmox
+from deploys.inventory import NODE_ROLE, ROLE, pyinfra_keys, settings_part, with_proxmox
 from deploys.proxmox import spec
-from deploys.settings import Settings, SettingsError, validate
+from deploys.settings import Settings, SettingsError, raw_defaults, validate
 
 PROJECT = Path(__file__).resolve().parents[3]
 
@@ -22,14 +22,15 @@ def base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     key = tmp_path / "id.pub"
     key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB test\n")
     monkeypatch.setenv("PVE_TOKEN_SECRET", "s3cret-value")
-    data = group_data(PROJECT / "group_data")
+    data = raw_defaults()
     services = [dict(data["services"][0], env_source={"file": str(env)})]
     data.update(services=services, ct_ssh_public_keys=[str(key)])
     return data
 
 
 def settings(base: dict[str, Any], **kw: Any) -> Settings:
-    return validate({**base, **kw})
+    # As the inventory validates: pyinfra's own keys (ssh_user ...) are not settings.
+    return validate(settings_part({**base, **kw}, pyinfra_keys()))
 
 
 def test_create_params_follow_the_runbook(base: dict[str, Any]) -> None:

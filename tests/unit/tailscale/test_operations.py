@@ -657,7 +657,8 @@ def test_serve_plan_pure() -> None:
 
 # -- the deploy's view of the settings ---------------------------------------------------
 def test_served_services_follow_each_services_publish_setting() -> None:
-    from deploys.settings import Service, Settings
+    from deploys.services.settings import Service
+    from deploys.settings import Settings
     from deploys.tailscale import node_name, served_services
 
     def svc(name: str, port: int, publish: str, host: str = "127.0.0.1", at: int = 0) -> Service:
@@ -667,15 +668,15 @@ def test_served_services_follow_each_services_publish_setting() -> None:
         )  # fmt: skip
 
     both = (svc("backend", 8000, "https"), svc("pipelines", 8001, "off", "localhost"))
-    assert served_services(Settings(values={}, services=both)) == [
+    assert served_services(Settings(services=both)) == [
         ops.Published("backend", "https", 443, TARGET, "services[0].publish")
     ]
     two = (svc("backend", 8000, "http"), svc("pipelines", 8001, "http", "localhost", 8080))
-    assert served_services(Settings(values={}, services=two)) == [
+    assert served_services(Settings(services=two)) == [
         ops.Published("backend", "http", 80, TARGET, "services[0].publish"),
         ops.Published("pipelines", "http", 8080, "http://127.0.0.1:8001", "services[1].publish"),
     ]
-    named = Settings(values={"tailscale_hostname": "", "ct_hostname": "egograph-prod"})
+    named = Settings(tailscale_hostname="", ct_hostname="egograph-prod")
     assert node_name(named) == "egograph-prod"
 
 

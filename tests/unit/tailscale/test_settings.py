@@ -3,20 +3,18 @@ form, and a key put where it does not belong is refused without being echoed."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deploys.inventory import group_data
-from deploys.settings import SettingsError, validate
+from deploys.settings import SettingsError, raw_defaults, validate
 
 PROJECT = Path(__file__).resolve().parents[3]
 
 
 def data(tmp_path: Path, **changes: Any) -> dict[str, Any]:
-    values = copy.deepcopy(group_data(PROJECT / "group_data"))
+    values = raw_defaults()
     env = tmp_path / "backend.env"
     env.write_text("GREETING=hi\n")
     values["services"][0]["env_source"] = {"file": str(env)}

@@ -1,4 +1,4 @@
-"""Docker variant on a VM (runbook §8): ``pyinfra inventory.py deploys/docker.py``.
+"""Docker variant on a VM (runbook §8): ``pyinfra inventory.py deploys/docker_vm.py``.
 
 The target is the VM (or any Debian/Ubuntu host) over SSH. In order: system packages,
 Tailscale, the Docker engine, the checkout (same refusal of local changes as the LXC
@@ -7,8 +7,8 @@ workspace and tagged with the commit, the container on 127.0.0.1 (rolled back to
 previous one if the new one is unhealthy), then ``tailscale serve`` on the VM host.
 """
 
-from deploys import docker
+from deploys import vm
 from deploys.common.connection import without_nagle
 
 without_nagle()
-docker.converge()
+vm.converge()
