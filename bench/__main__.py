@@ -276,7 +276,7 @@ def env_text(svc: Service) -> str:
 def shell_vars(settings: Settings) -> dict[str, str]:
     svc = settings.services[0]
     uv, uvx = uv_binaries(settings)
-    served = served_services(settings)[0] if settings.tailscale_enabled else None
+    served = served_services(settings.services)[0] if settings.tailscale_enabled else None
     unit = render_unit(settings, svc)
     return {
         "APT_PACKAGES": " ".join(
@@ -317,7 +317,7 @@ def shell_vars(settings: Settings) -> dict[str, str]:
 def ansible_vars(settings: Settings) -> dict[str, Any]:
     svc = settings.services[0]
     uv, uvx = uv_binaries(settings)
-    served = served_services(settings)[0] if settings.tailscale_enabled else None
+    served = served_services(settings.services)[0] if settings.tailscale_enabled else None
     return {
         "apt_packages": list(
             dict.fromkeys(["git", "curl", "ca-certificates", *settings.apt_packages])

@@ -27,7 +27,11 @@ def converge() -> None:
     services.create_accounts(settings=settings)
     duckdb.install_extensions(settings=settings)
     services.run_services(settings=settings, commit=commit)
-    tailscale.publish_services(settings=settings)
+    tailscale.publish_services(
+        targets=tailscale.served_services(settings.services),
+        hostname=tailscale.node_name(settings),
+        settings=settings,
+    )
 
 
 @planned

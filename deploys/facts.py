@@ -10,7 +10,7 @@ from typing import Any
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-from .common.operations import STATE_DIR
+from .common.stamps import ROLLED_BACK_SUFFIX, STARTED_SUFFIX, STATE_DIR
 from .duckdb.facts import HOME_OF
 
 _DUCKDB = (
@@ -72,10 +72,10 @@ class Deployment(FactBase[dict[str, Any]]):
             'echo "unit $u $(systemctl is-active "$u" 2>/dev/null)',
             '$(systemctl is-enabled "$u" 2>/dev/null)";',
             'echo "started $u $(cat',
-            f'{STATE_DIR}/"$u".started.json',
+            f'{STATE_DIR}/"$u"{STARTED_SUFFIX}',
             '2>/dev/null)";',
             'echo "rolledback $u $(cat',
-            f'{STATE_DIR}/"$u".rolled-back.json',
+            f'{STATE_DIR}/"$u"{ROLLED_BACK_SUFFIX}',
             '2>/dev/null)";',
             "done",
         )

@@ -21,4 +21,8 @@ def converge() -> None:
     docker.write_env_file(settings=settings)
     docker.build_image(settings=settings, commit=commit)
     docker.run_container(settings=settings, commit=commit)
-    tailscale.publish_services(settings=docker.served_settings(settings))
+    tailscale.publish_services(
+        targets=docker.published(settings),
+        hostname=tailscale.node_name(settings),
+        settings=settings,
+    )

@@ -15,7 +15,6 @@ from .facts import FileStates
 from .report import change_reason, refuse
 from .snapshot import FactRead, fact_read, operation, read_fact
 
-STATE_DIR = "/var/lib/egograph-deploy"
 """Where the deploy keeps its stamps on the target (root-only)."""
 
 

@@ -13,6 +13,8 @@ from ..common.operations import managed_file, sha256_text
 from ..packages.operations import apt_packages
 from ..repo.commit import Commit
 from ..services.settings import Service, environ_mapping
+from ..tailscale import served_services
+from ..tailscale.plan import Published
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -39,13 +41,13 @@ def env_text(svc: Service) -> str:
     return "".join(lines)
 
 
-def served_settings(settings: Settings) -> Settings:
-    """The settings ``tailscale serve`` publishes from: the first service, reached where
-    the container is published on the host."""
+def published(settings: Settings) -> list[Published]:
+    """What ``tailscale serve`` publishes on the VM host: the first service (the one the
+    container runs), reached where the container is published on the host."""
     first = dataclasses.replace(
         settings.services[0], host="127.0.0.1", port=settings.docker_host_port
     )
-    return dataclasses.replace(settings, services=(first,))
+    return served_services([first])
 
 
 def health_url(settings: Settings) -> str:

@@ -12,6 +12,7 @@ from pyinfra.facts.server import LinuxDistribution
 from ..common.facts import FileStates
 from ..common.operations import sha256_text
 from ..common.report import change_reason, refuse
+from ..common.shell import download_pinned, write_line
 from ..common.snapshot import operation
 from ..repo.commit import Commit, commit_of
 from .facts import BUILD_LABEL, COMMIT_LABEL, RUN_LABEL, DockerState
@@ -79,36 +80,18 @@ def docker_repository(repo_url: str, keyring_sha256: str, *, lock_timeout: int =
     commands: list[StringCommand] = []
     if not keyring or keyring["sha256"] != keyring_sha256.lower():
         change_reason(f"{KEYRING_PATH} {'differs from the pin' if keyring else 'is missing'}")
-        url = f"{repo_url}/gpg"
-        tmp = QuoteString(f"{KEYRING_PATH}.egograph-deploy.tmp")
         commands.append(
-            StringCommand(
-                "install -d -m 755 /etc/apt/keyrings && curl -fsSL --retry 3 -o",
-                tmp,
-                QuoteString(url),
-                "&& got=$(sha256sum <",
-                tmp,
-                '| cut -c1-64) && if [ "$got" != ',
-                QuoteString(keyring_sha256.lower()),
-                "]; then rm -f",
-                tmp,
-                "; echo",
-                QuoteString(
-                    f"the keyring at {url} does not match docker_repo_keyring_sha256; "
-                    "refusing it. Downloaded SHA-256:"
-                ),
-                '"$got" >&2; exit 1; fi; chmod 644',
-                tmp,
-                "&& mv -f",
-                tmp,
-                QuoteString(KEYRING_PATH),
+            download_pinned(
+                f"{repo_url}/gpg",
+                KEYRING_PATH,
+                keyring_sha256.lower(),
+                setting="docker_repo_keyring_sha256",
+                rotated="If Docker rotated its key, verify the new one and update the pin.",
             )
         )
     if not source or source["sha256"] != sha256_text(line + "\n"):
         change_reason(f"{SOURCE_PATH} {'differs' if source else 'is missing'}")
-        commands.append(
-            StringCommand("printf '%s\\n'", QuoteString(line), ">", QuoteString(SOURCE_PATH))
-        )
+        commands.append(write_line(SOURCE_PATH, line))
     if not commands:
         host.noop(f"Docker's repository {repo_url} is configured")
         return

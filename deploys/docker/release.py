@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import shlex
 
+from ..common.shell import wait_healthy_function
+
 PREVIOUS_SUFFIX = "-previous"
 
 
@@ -38,13 +40,7 @@ def release_script(
     return f"""\
 commit=$(git -C {q(repo_path)} rev-parse HEAD) || exit 1
 image={q(image)}:"$commit"
-wait_healthy() {{
-  deadline=$(( $(date +%s) + {int(health_timeout)} ))
-  until curl -fsS -o /dev/null --max-time 5 {q(health_url)} 2>/dev/null; do
-    [ "$(date +%s)" -ge "$deadline" ] && return 1
-    sleep 1
-  done
-}}
+{wait_healthy_function(health_url, health_timeout, interval=1)}
 prev=""
 docker rm -f {q(previous)} >/dev/null 2>&1
 if docker container inspect {q(name)} >/dev/null 2>&1; then

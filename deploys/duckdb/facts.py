@@ -10,7 +10,7 @@ from pyinfra.api import FactBase, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
 from ..common.facts import as_list
-from ..common.operations import STATE_DIR
+from ..common.stamps import STATE_DIR
 
 # Runs with the venv's python and the user's HOME: DuckDB's default extension directory is
 # ~/.duckdb/extensions, the one the app (which sets none) uses. Autoinstall is off so that

@@ -9,9 +9,9 @@ from pyinfra import host
 from pyinfra.api import StringCommand
 
 from ..common.commands import chain
-from ..common.operations import STATE_DIR
 from ..common.report import change_reason
 from ..common.snapshot import FactRead, fact_read, operation, read_fact
+from ..common.stamps import STATE_DIR
 from .facts import BUILTIN_PREFIX, HOME_OF, DuckdbExtensions
 
 # One Python per user for both: ask duckdb_extensions() about the extensions the fact found

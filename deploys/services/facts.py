@@ -8,6 +8,7 @@ from typing import Any
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from ..common.facts import as_list
+from ..common.stamps import ROLLED_BACK_SUFFIX, STARTED_SUFFIX
 
 
 class ServiceStates(FactBase[dict[str, Any]]):
@@ -57,10 +58,10 @@ class ServiceStates(FactBase[dict[str, Any]]):
             '-- "$1.service" 2>/dev/null | sed "s/^/prop /";',
             'echo "file $(sha256sum "/etc/systemd/system/$1.service" 2>/dev/null | cut -c1-64)";',
             'echo "stamp $(cat',
-            StringCommand(QuoteString(stamp_dir), '"/$1.started.json"', _separator=""),
+            StringCommand(QuoteString(stamp_dir), f'"/$1{STARTED_SUFFIX}"', _separator=""),
             '2>/dev/null)";',
             'echo "rollback $(cat',
-            StringCommand(QuoteString(stamp_dir), '"/$1.rolled-back.json"', _separator=""),
+            StringCommand(QuoteString(stamp_dir), f'"/$1{ROLLED_BACK_SUFFIX}"', _separator=""),
             '2>/dev/null)";',
             'if [ "$3" != - ]; then echo "env $(sha256sum "$3" 2>/dev/null | cut -c1-64)"; fi;',
             'if [ "$2" != - ]; then',

@@ -8,9 +8,9 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 
 from ..common.commands import chain
-from ..common.operations import STATE_DIR
 from ..common.report import change_reason
 from ..common.snapshot import FactRead, fact_read, operation, read, read_fact
+from ..common.stamps import STATE_DIR
 from ..repo.commit import Commit, commit_of
 from .facts import ServiceStates, SystemUser
 from .release import release_script

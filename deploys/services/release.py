@@ -18,18 +18,9 @@ from __future__ import annotations
 import json
 import shlex
 
-GOOD_SUFFIX = ".good"
-ROLLED_BACK_SUFFIX = ".rolled-back.json"
-VENV_SNAPSHOT = ".venv.rollback"
-
-
-def checkout_command(repo_path: str, ref: str, commit_var: str) -> str:
-    """Shell to put the checkout at ``$commit_var``: on ``ref`` as a branch, or detached
-    when ``ref`` is itself a commit."""
-    q = shlex.quote
-    if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
-        return f'git -C {q(repo_path)} checkout -q -f --detach "${commit_var}"'
-    return f'git -C {q(repo_path)} checkout -q -f -B {q(ref)} "${commit_var}"'
+from ..common.shell import wait_healthy_function
+from ..common.stamps import VENV_SNAPSHOT, good_copies, rolled_back_marker, started_stamp
+from ..repo.shell import checkout_command
 
 
 def release_script(
@@ -45,21 +36,15 @@ def release_script(
     state_dir: str,
 ) -> str:
     q = shlex.quote
-    stamp = f"{state_dir}/{unit}.started.json"
-    good = f"{state_dir}/{unit}{GOOD_SUFFIX}"
-    marker = f"{state_dir}/{unit}{ROLLED_BACK_SUFFIX}"
+    stamp = started_stamp(unit, state_dir)
+    good = good_copies(unit, state_dir)
+    marker = rolled_back_marker(unit, state_dir)
     snapshot = f"{repo_path}/{VENV_SNAPSHOT}"
     stamp_fmt = json.dumps({"unit": "%s", "env": "%s", "commit": "%s"})
     marker_fmt = json.dumps({"failed_commit": "%s", "restored_commit": "%s", "at": "%s"})
     return f"""\
 unit={q(unit + ".service")}
-wait_healthy() {{
-  deadline=$(( $(date +%s) + {int(health_timeout)} ))
-  until curl -fsS -o /dev/null --max-time 5 {q(health_url)} 2>/dev/null; do
-    [ "$(date +%s)" -ge "$deadline" ] && return 1
-    sleep 0.2
-  done
-}}
+{wait_healthy_function(health_url, health_timeout)}
 digest() {{ sha256sum "$1" 2>/dev/null | cut -c1-64; }}
 systemctl {q(verb)} "$unit"
 if wait_healthy; then

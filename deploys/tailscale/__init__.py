@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pyinfra.api import deploy
 
-from .operations import Published, tailscale_login, tailscale_package, tailscale_serve
+from .operations import tailscale_login, tailscale_package, tailscale_serve
+from .plan import Published
 
 if TYPE_CHECKING:
+    from ..services.settings import Service
     from ..settings import Settings
+    from .settings import TailscaleSettings
 
 
 def node_name(settings: Settings) -> str:
@@ -17,7 +21,7 @@ def node_name(settings: Settings) -> str:
     return str(settings.tailscale_hostname or settings.ct_hostname)
 
 
-def served_services(settings: Settings) -> list[Published]:
+def served_services(services: Sequence[Service]) -> list[Published]:
     """What ``tailscale serve`` publishes: every service whose ``publish`` is not 'off',
     each proxied to where uvicorn listens."""
     return [
@@ -31,7 +35,7 @@ def served_services(settings: Settings) -> list[Published]:
             ),
             setting=f"services[{index}].publish",
         )
-        for index, svc in enumerate(settings.services)
+        for index, svc in enumerate(services)
         if svc.publish != "off"
     ]
 
@@ -61,17 +65,16 @@ def join_tailnet(settings: Settings) -> None:
 
 
 @deploy("Tailscale serve")
-def publish_services(settings: Settings) -> None:
-    """Publish the services in the tailnet (runbook §2, §9)."""
-    services = served_services(settings)
-    if not settings.tailscale_enabled or not settings.tailscale_serve or not services:
+def publish_services(targets: list[Published], hostname: str, settings: TailscaleSettings) -> None:
+    """Publish ``targets`` in the tailnet of the node called ``hostname`` (runbook §2, §9)."""
+    if not settings.tailscale_enabled or not settings.tailscale_serve or not targets:
         return
     tailscale_serve(
         name="Publish "
-        + ", ".join(f"{s.name} on {s.scheme.upper()} {s.port}" for s in services)
+        + ", ".join(f"{s.name} on {s.scheme.upper()} {s.port}" for s in targets)
         + (" (funnel)" if settings.tailscale_funnel else ""),
-        services=services,
-        hostname=node_name(settings),
+        services=targets,
+        hostname=hostname,
         funnel=settings.tailscale_funnel,
         reset_foreign=settings.tailscale_serve_reset_foreign,
     )

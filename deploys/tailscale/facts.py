@@ -1,8 +1,7 @@
 """Facts about Tailscale on the target: install state, daemon status and serve config (runbook §2, §9).
 
-The pure helpers below (``backend_state``, ``dns_name`` ...) read the dicts
-these facts return and import nothing from pyinfra's state, so operations and tests can share
-them.
+The pure helpers that read what these facts return (``backend_state``, ``dns_name`` ...) are
+in ``plan.py``.
 """
 
 from __future__ import annotations
@@ -413,29 +412,3 @@ def _unbase64(key: str, value: str) -> str:
         return base64.b64decode(value, validate=True).decode("utf-8", "replace")
     except ValueError:
         raise FactProcessError(f"tailscale install probe: {key} is not base64") from None
-
-
-# -- pure helpers ----------------------------------------------------------------------
-def backend_state(status: dict[str, Any]) -> str:
-    """``BackendState`` of a ``TailscaleStatus`` value; ``""`` when not installed."""
-    return str(status.get("BackendState") or "")
-
-
-def _self(status: dict[str, Any]) -> dict[str, Any]:
-    me = status.get("Self")
-    return me if isinstance(me, dict) else {}
-
-
-def self_hostname(status: dict[str, Any]) -> str:
-    """``Self.HostName`` (the ``--hostname`` pref, else the OS hostname); ``""`` if unknown."""
-    return str(_self(status).get("HostName") or "")
-
-
-def dns_name(status: dict[str, Any]) -> str:
-    """MagicDNS name without the trailing dot, ``""`` when logged out."""
-    return str(_self(status).get("DNSName") or "").rstrip(".")
-
-
-def funnel_enabled(config: dict[str, Any]) -> bool:
-    """Whether any served port is exposed to the internet (``tailscale funnel``)."""
-    return any((config.get("AllowFunnel") or {}).values())

@@ -1,19 +1,16 @@
 """Operations that install Tailscale, log the node in and publish services with `serve`.
 
 Each operation reads one coarse fact (``TailscaleInstall`` or ``TailscaleNode``), decides
-with the pure helpers below (unit-tested without a host) and yields commands or says why
-nothing is needed. The auth key never appears in an argument, a label, a command line or
+with the pure functions of ``plan.py`` and yields the commands of ``commands.py``, or says
+why nothing is needed. The auth key never appears in an argument, a label, a command line or
 the output: it is read on the controller only when a login is needed, uploaded into a file
 created ``0600`` first, passed as ``--auth-key=file:<path>`` and removed whatever happens.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 from pyinfra import host
@@ -21,345 +18,35 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
 
 from ..common.commands import chain
 from ..common.report import change_reason, refuse
+from ..common.shell import write_line
 from ..common.snapshot import fact_read, operation, read_fact
 from ..packages.operations import apt_get, apt_update_for_source
-from .facts import (
-    DAEMON_DOWN,
-    DEFAULTS_PATH,
-    KEYRING_PATH,
-    SOURCES_LIST_PATH,
-    TailscaleInstall,
-    TailscaleNode,
+from . import commands as build
+from .commands import KEY_DIR, KEY_FILE, UP_TIMEOUT
+from .facts import DAEMON_DOWN, KEYRING_PATH, SOURCES_LIST_PATH, TailscaleInstall, TailscaleNode
+from .plan import (
+    MACHINE_AUTH,
+    USERSPACE_FLAGS,
+    Published,
+    ServePlan,
     backend_state,
+    control_problem,
+    distro_of,
     dns_name,
+    https_problem,
+    install_problem,
+    keyring_url,
+    prepare_key,
+    read_authkey,
     self_hostname,
+    serve_plan,
+    service_url,
+    set_changes,
+    source_line,
+    tags_problem,
 )
 
-SUPPORTED = {("ubuntu", "noble"), ("debian", "bookworm"), ("debian", "trixie")}
-USERSPACE_FLAGS = "--tun=userspace-networking"
-DEFAULT_PORT = 41641
-"""tailscaled's UDP port, as the package's /etc/default/tailscaled sets it."""
-KEY_DIR = "/run/egograph-deploy"
-KEY_FILE = f"{KEY_DIR}/tailscale-authkey"
-"""Where the auth key lives for the duration of one `tailscale up` (tmpfs, 0600)."""
-UP_TIMEOUT = 120
 
-DEFAULT_CONTROL_URL = "https://controlplane.tailscale.com"
-"""Tailscale's own control server (ipn/prefs.go DefaultControlURL); with
-``https://login.tailscale.com`` the two names ``IsLoginServerSynonym`` accepts."""
-CONTROL_URL_SYNONYMS = (DEFAULT_CONTROL_URL, "https://login.tailscale.com")
-RENAME_WAIT = 15
-"""Seconds a rename waits for the node's new MagicDNS name (the next netmap: about a second)."""
-
-NO_TUN = (
-    "/dev/net/tun is missing or cannot be opened in the container, so tailscaled cannot "
-    "start. Give the container the TUN device on the Proxmox host (ct_tun_method = 'raw' or "
-    "'dev', then restart the container), or run Tailscale in userspace-networking mode with "
-    "tailscale_userspace = True. Nothing was installed."
-)
-MACHINE_AUTH = (
-    "the node is logged in but waits for approval in the tailnet (BackendState "
-    "NeedsMachineAuth). Approve it in the admin console (Machines page: the node, then "
-    "'Approve'), or log it out (`tailscale logout` on the node) and use a pre-approved auth "
-    "key (or an OAuth client secret with ?preauthorized=true), then run the deploy again."
-)
-
-# `tailscale set` flags and the ipn.Prefs fields they change, with Linux's defaults — the
-# value a setting takes when tailscale_extra_up_flags does not mention it.
-SET_FLAGS: dict[str, tuple[str, Any]] = {
-    "hostname": ("Hostname", ""),
-    "accept-routes": ("RouteAll", False),
-    "accept-dns": ("CorpDNS", True),
-    "ssh": ("RunSSH", False),
-    "shields-up": ("ShieldsUp", False),
-    "advertise-routes": ("AdvertiseRoutes", []),
-    "operator": ("OperatorUser", ""),
-}
-
-
-# -- pure helpers ------------------------------------------------------------------------
-def distro_of(info: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(distro, codename)`` of the target when the Tailscale repository has it."""
-    found = (str(info.get("os_id") or ""), str(info.get("os_codename") or ""))
-    return found if found in SUPPORTED else None
-
-
-def source_line(repo_url: str, distro: str, codename: str) -> str:
-    return f"deb [signed-by={KEYRING_PATH}] {repo_url.rstrip('/')}/{distro} {codename} main"
-
-
-def keyring_url(repo_url: str, template: str, distro: str, codename: str) -> str:
-    if not template:
-        return f"{repo_url.rstrip('/')}/{distro}/{codename}.noarmor.gpg"
-    return template.replace("{distro}", distro).replace("{codename}", codename)
-
-
-def install_problem(info: Mapping[str, Any], userspace: bool) -> str | None:
-    """Why the install must not start on this target, or None."""
-    if distro_of(info) is None:
-        return (
-            "Tailscale's apt repository is set up for Ubuntu noble and Debian bookworm/trixie; "
-            f"this target is {info.get('os_id') or 'unknown'} "
-            f"{info.get('os_codename') or '(no codename in /etc/os-release)'}. Nothing was "
-            "installed."
-        )
-    if not userspace and not info.get("tun_openable"):
-        return NO_TUN
-    return None
-
-
-def parse_flags(flags: list[str]) -> dict[str, Any]:
-    """``tailscale_extra_up_flags`` as ``{flag name: value}`` (bools as bools, lists split)."""
-    parsed: dict[str, Any] = {}
-    for flag in flags:
-        name, eq, value = flag[2:].partition("=")
-        if name in ("accept-routes", "accept-dns", "ssh", "shields-up"):
-            parsed[name] = value != "false" if eq else True
-        elif name == "advertise-tags":
-            parsed[name] = sorted(
-                t if t.startswith("tag:") else f"tag:{t}" for t in value.split(",")
-            )
-        elif name == "advertise-routes":
-            parsed[name] = [r for r in value.split(",") if r]
-        else:
-            parsed[name] = value
-    return parsed
-
-
-def _norm(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return sorted(value) or None
-    return value
-
-
-def set_changes(
-    prefs: Mapping[str, Any], status: Mapping[str, Any], hostname: str, flags: list[str]
-) -> list[str]:
-    """``tailscale set`` flags that bring a logged-in node to the wanted settings.
-
-    With the node's prefs every settable flag is compared (an unmentioned flag means its
-    default, as `tailscale up --reset` would set it); without them (``debug prefs`` is a
-    debug command) only the hostname is, against ``Self.HostName``.
-    """
-    wanted = parse_flags(flags)
-    wanted["hostname"] = hostname
-    if not prefs:
-        return [f"--hostname={hostname}"] if self_hostname(dict(status)) != hostname else []
-    changes = []
-    for flag, (field, default) in SET_FLAGS.items():
-        want = wanted.get(flag, default)
-        have = prefs.get(field)
-        if _norm(have if have is not None else default) == _norm(want):
-            continue
-        if isinstance(want, bool):
-            changes.append(f"--{flag}={'true' if want else 'false'}")
-        elif isinstance(want, list):
-            changes.append(f"--{flag}={','.join(want)}")
-        else:
-            changes.append(f"--{flag}={want}")
-    return changes
-
-
-def tags_problem(prefs: Mapping[str, Any], flags: list[str]) -> str | None:
-    """Tags cannot be changed with `tailscale set`; a changed tag list needs a new login."""
-    if not prefs:
-        return None
-    want = parse_flags(flags).get("advertise-tags") or []
-    have = sorted(prefs.get("AdvertiseTags") or [])
-    if want == have:
-        return None
-    return (
-        f"the node advertises tags {have or 'none'} but tailscale_extra_up_flags asks for "
-        f"{want or 'none'}. Tags change only with a new login: run `tailscale logout` on the "
-        "node (the next deploy logs in again with the auth key), or adjust the setting."
-    )
-
-
-def control_problem(prefs: Mapping[str, Any], login_server: str) -> str | None:
-    """A logged-in node of another control server than ``login_server`` ('' = Tailscale's
-    own) needs a new login there; ``tailscale up`` refuses to switch servers while logged in
-    ("can't change --login-server without --force-reauth")."""
-    have = str(prefs.get("ControlURL") or "") if prefs else ""
-    if not have:
-        return None
-    want = login_server.rstrip("/") or DEFAULT_CONTROL_URL
-    if have.rstrip("/") == want or (have in CONTROL_URL_SYNONYMS and want in CONTROL_URL_SYNONYMS):
-        return None
-    return (
-        f"the node is logged in to the control server {have}, but tailscale_login_server asks "
-        f"for {login_server or 'Tailscale (' + DEFAULT_CONTROL_URL + ')'}. Moving a node to "
-        "another tailnet needs a new login: run `tailscale logout` on the node (the next "
-        "deploy logs in there with the auth key), or set tailscale_login_server back."
-    )
-
-
-def prepare_key(raw: str, flags: list[str]) -> tuple[str | None, str | None]:
-    """``(key to upload, None)`` or ``(None, why not)``. An OAuth client secret
-    (``tskey-client-…``) needs tags and gets ``ephemeral=false`` (its default is an
-    ephemeral node, which would vanish from the tailnet when offline)."""
-    key = raw.strip()
-    if not key:
-        return None, "the auth key is empty"
-    if any(c.isspace() for c in key):
-        return None, "the auth key contains whitespace; expected one token such as tskey-auth-…"
-    if key.startswith("tskey-client-"):
-        if "advertise-tags" not in parse_flags(flags):
-            return None, (
-                "an OAuth client secret (tskey-client-…) needs tags: add "
-                "'--advertise-tags=tag:…' to tailscale_extra_up_flags"
-            )
-        if "ephemeral=" not in key:
-            key += ("&" if "?" in key else "?") + "ephemeral=false"
-    return key, None
-
-
-def read_authkey(source: Mapping[str, str]) -> tuple[str | None, str]:
-    """The raw key from the controller (None if absent) and a description of the source."""
-    if "environ" in source:
-        name = source["environ"]
-        return os.environ.get(name) or None, f"the controller's environment variable {name}"
-    path = Path(source["file"]).expanduser()
-    try:
-        return path.read_text(encoding="utf-8"), f"the file {source['file']} on the controller"
-    except OSError as exc:
-        return None, f"the file {source['file']} on the controller ({exc.strerror})"
-
-
-@dataclass(frozen=True)
-class Published:
-    """One service as ``tailscale serve`` publishes it."""
-
-    name: str
-    scheme: str
-    """``https`` (a certificate from the tailnet) or ``http`` (plain HTTP in the tailnet)."""
-    port: int
-    target: str
-    """Where serve proxies to: ``http://127.0.0.1:<service port>``."""
-    setting: str
-    """The setting that asks for it, e.g. ``services[0].publish``."""
-
-
-@dataclass(frozen=True)
-class ServePlan:
-    reset: bool
-    """``tailscale serve reset`` first (then every service is served again)."""
-    missing: tuple[Published, ...]
-    """What to serve (all of it after a reset)."""
-    foreign: tuple[tuple[int, str], ...]
-    """``(port, target)`` served under the node's current name that the deploy did not make."""
-    stale: tuple[str, ...]
-    """``Web`` keys under another name than the node's (left by a rename)."""
-    funnel_off: bool
-    """Funnel is on somewhere while ``tailscale_funnel`` is off."""
-
-
-def serve_plan(
-    config: Mapping[str, Any],
-    wanted: Sequence[Published],
-    dns: str,
-    *,
-    funnel: bool,
-    reset_foreign: bool,
-) -> ServePlan:
-    """What brings ``serve status --json`` to ``wanted`` for a node called ``dns``.
-
-    tailscaled picks the Web handler by ``<SNI or Host>:<port>`` (ipn/ipnlocal/serve.go
-    ``getServeHandler`` → ``webServerConfig``), and the CLI keys what it serves under the
-    node's MagicDNS name at the time (ipn/serve.go ``SetWebHandler``). So a service is
-    served only when ``Web["<dns>:<port>"]`` proxies ``/`` to its target and
-    ``TCP[<port>]`` has its scheme. A key under another name (a rename: nothing rewrites
-    the config, tailscale/tailscale#7086) serves nobody; ``serve --https=<port> off``
-    removes only the current name's key (``RemoveWebHandler``), so stale keys go with a
-    reset. Foreign: anything else served under the current name, except the ``/`` handler
-    of a port the deploy serves (serving there replaces it). A funnel found while
-    ``funnel`` is off is removed with a reset: being on the internet is never left to
-    chance.
-    """
-    tcp = config.get("TCP") or {}
-    allow = config.get("AllowFunnel") or {}
-    ports = {w.port for w in wanted}
-    served: dict[int, tuple[str, str]] = {}  # port -> (scheme, "/" target) under dns
-    funneled: set[int] = set()
-    foreign: set[tuple[int, str]] = set()
-    stale: list[str] = []
-    for port_text, handler in tcp.items():
-        if (handler or {}).get("TCPForward") and port_text.isdigit():
-            foreign.add((int(port_text), f"tcp://{handler['TCPForward']}"))
-    for hostport, web in sorted((config.get("Web") or {}).items()):
-        name, _, port_text = hostport.rpartition(":")
-        if not port_text.isdigit():
-            continue
-        if dns and name != dns:
-            stale.append(hostport)
-            continue
-        port = int(port_text)
-        port_handler = tcp.get(port_text) or {}
-        scheme = (
-            "https" if port_handler.get("HTTPS") else "http" if port_handler.get("HTTP") else ""
-        )
-        for mount, handler in ((web or {}).get("Handlers") or {}).items():
-            target = str((handler or {}).get("Proxy") or (handler or {}).get("Path") or "?")
-            if mount == "/" and (handler or {}).get("Proxy") and scheme:
-                served[port] = (scheme, target)
-            mine = any(w.port == port and w.target == target for w in wanted)
-            if not mine and not (port in ports and mount == "/"):
-                foreign.add((port, target))
-        if allow.get(hostport):
-            funneled.add(port)
-    funnel_off = bool(funneled) and not funnel
-    reset = bool(stale) or (bool(foreign) and reset_foreign) or funnel_off
-    missing = tuple(
-        w
-        for w in wanted
-        if reset
-        or served.get(w.port) != (w.scheme, w.target)
-        or (funnel and w.port not in funneled)
-    )
-    return ServePlan(reset, missing, tuple(sorted(foreign)), tuple(stale), funnel_off)
-
-
-def service_url(published: Published, dns: str) -> str:
-    default = 443 if published.scheme == "https" else 80
-    port = "" if published.port == default else f":{published.port}"
-    return f"{published.scheme}://{dns}{port}/"
-
-
-def https_problem(feature: Mapping[str, Any] | None, wanted: Sequence[Published]) -> str | None:
-    """Why HTTPS cannot be served on this tailnet (from the control server's answer to the
-    HTTPS feature query, see ``TailscaleNode``), or None. ``feature`` is None when the node
-    has the ``https`` capability: ``serve`` asks nothing then."""
-    https = [w for w in wanted if w.scheme == "https"]
-    if not https or feature is None or feature.get("complete"):
-        return None
-    asked = ", ".join(f"{w.setting} = 'https' ({w.name})" for w in https)
-    fix = (
-        "Nothing was served. Either enable HTTPS certificates on the tailnet, or publish "
-        "over plain HTTP inside the tailnet (WireGuard still encrypts the traffic): set "
-        f"publish = 'http' for {'that service' if len(https) == 1 else 'those services'}."
-    )
-    status = int(feature.get("http_status") or 0)
-    if status == 200:
-        text = " ".join(str(feature.get("text") or "").split())
-        url = str(feature.get("url") or "")
-        return (
-            f"{asked}: the tailnet does not issue HTTPS certificates yet (the HTTPS feature "
-            "query `tailscale serve` makes answered: "
-            f"{text or 'not enabled'}{' ' + url if url else ''}). {fix}"
-        )
-    error = " ".join(str(feature.get("error") or "").split())
-    if status:
-        return (
-            f"{asked}: this tailnet cannot issue HTTPS certificates: the control server "
-            f"answered the HTTPS feature query (/machine/feature/query, as `tailscale "
-            f"serve` asks it) with HTTP {status}: {error or 'no text'}. A self-hosted "
-            f"control server such as headscale issues no certificates. {fix}"
-        )
-    return f"{asked}: cannot tell whether the tailnet issues HTTPS certificates: {error}. {fix}"
-
-
-# -- operations --------------------------------------------------------------------------
 @operation(reads=lambda **_: [fact_read(TailscaleInstall)])
 def tailscale_package(
     *,
@@ -417,19 +104,19 @@ def tailscale_package(
         change_reason(
             f"{KEYRING_PATH} {'differs from the pin' if info['keyring_sha256'] else 'is missing'}"
         )
-        commands.append(_download_keyring(url, pin))
+        commands.append(build.download_keyring(url, pin))
 
     line = source_line(repo_url, distro, codename)
     source_changed = info["sources_list"] != line + "\n"
     if source_changed:
         change_reason(f"{SOURCES_LIST_PATH} {'differs' if info['sources_list'] else 'is missing'}")
-        commands.append(_write_file(SOURCES_LIST_PATH, line))
+        commands.append(write_line(SOURCES_LIST_PATH, line))
 
     want_flags = USERSPACE_FLAGS if userspace else ""
     flags_changed = (info["defaults_flags"] or "") != want_flags
     if flags_changed:
         change_reason(f"tailscaled FLAGS are {info['defaults_flags']!r}, want {want_flags!r}")
-        commands.append(_set_defaults_flags(want_flags))
+        commands.append(build.set_defaults_flags(want_flags))
 
     installed = info["package_version"]
     if installed is None or (version and installed != version):
@@ -452,9 +139,9 @@ def tailscale_package(
         commands.append(StringCommand("systemctl", "enable", "--quiet", "tailscaled.service"))
     if info["service_active"] != "active":
         change_reason(f"tailscaled is {info['service_active'] or 'not running'}")
-        commands.append(_start_daemon("start"))
+        commands.append(build.start_daemon("start"))
     elif flags_changed and installed is not None:
-        commands.append(_start_daemon("restart"))
+        commands.append(build.start_daemon("restart"))
 
     if not commands:
         host.noop(f"tailscale {installed} from {repo_url}/{distro} is installed and running")
@@ -541,7 +228,7 @@ def tailscale_login(
             StringCommand("tailscale", "set", *[QuoteString(c) for c in [*changes, *risk]])
         )
         if any(c.startswith("--hostname=") for c in changes) and dns_name(status):
-            commands.append(_wait_for_new_name(dns_name(status)))
+            commands.append(build.wait_for_new_name(dns_name(status)))
     if not commands:
         host.noop(f"logged in as {self_hostname(status)} ({dns_name(status) or 'no DNS name'})")
         return
@@ -642,115 +329,7 @@ def tailscale_serve(
     if plan.reset and plan.foreign and not reset_foreign:
         host.log("the reset also drops: " + ", ".join(f"{t} on {p}" for p, t in plan.foreign))
     reset_command = [StringCommand("tailscale", "serve", "reset")] if plan.reset else []
-    yield chain([*reset_command, *_serve_commands(plan.missing, funnel)])
-
-
-# -- command builders --------------------------------------------------------------------
-def _write_file(path: str, line: str) -> StringCommand:
-    tmp = f"{path}.egograph-deploy.tmp"
-    return StringCommand(
-        "printf",
-        "'%s\\n'",
-        QuoteString(line),
-        ">",
-        QuoteString(tmp),
-        "&&",
-        "chmod",
-        "644",
-        QuoteString(tmp),
-        "&&",
-        "mv",
-        "-f",
-        QuoteString(tmp),
-        QuoteString(path),
-    )
-
-
-def _download_keyring(url: str, pin: str) -> StringCommand:
-    """Download next to the keyring, and move it in only when its SHA-256 is the pin."""
-    tmp = QuoteString(f"{KEYRING_PATH}.egograph-deploy.tmp")
-    mismatch = (
-        f"the keyring at {url} does not match tailscale_keyring_sha256 = {pin}; refusing "
-        "it (nothing was changed). If Tailscale rotated its key, verify the new one and "
-        "update the pin. Downloaded SHA-256:"
-    )
-    return StringCommand(
-        "mkdir -p -m 755 /usr/share/keyrings && rm -f",
-        tmp,
-        "&& if ! curl -fsSL --retry 3 -o",
-        tmp,
-        QuoteString(url),
-        "; then rm -f",
-        tmp,
-        "; echo",
-        QuoteString(f"cannot download the Tailscale keyring from {url}"),
-        ">&2; exit 1; fi; got=$(sha256sum <",
-        tmp,
-        '| cut -c1-64); if [ "$got" != ',
-        QuoteString(pin),
-        " ]; then rm -f",
-        tmp,
-        "; echo",
-        QuoteString(mismatch),
-        '"$got" >&2; exit 1; fi; chmod 644',
-        tmp,
-        "&& mv -f",
-        tmp,
-        QuoteString(KEYRING_PATH),
-    )
-
-
-def _set_defaults_flags(flags: str) -> StringCommand:
-    """Set FLAGS= in tailscaled's environment file, keeping the rest of it. The package ships
-    it as a conffile that dpkg keeps when it exists before the first install; written then,
-    it also gets the package's PORT (the unit passes ``--port=${PORT}``)."""
-    path = QuoteString(DEFAULTS_PATH)
-    line = f'FLAGS="{flags}"'
-    return StringCommand(
-        "if [ ! -e",
-        path,
-        "]; then printf '%s\\n'",
-        QuoteString(f'PORT="{DEFAULT_PORT}"'),
-        QuoteString(line),
-        ">",
-        path,
-        "; elif grep -q '^[[:space:]]*FLAGS=' ",
-        path,
-        "; then sed -i",
-        QuoteString(f"s|^[[:space:]]*FLAGS=.*|{line}|"),
-        path,
-        "; else printf '%s\\n'",
-        QuoteString(line),
-        ">>",
-        path,
-        "; fi",
-    )
-
-
-DAEMON_SETTLE = 30
-"""Seconds a (re)started tailscaled has to leave NoState (it reads its state, then asks the
-control server: NeedsLogin, Stopped or Starting follow within a second or two)."""
-
-
-def _start_daemon(verb: str) -> StringCommand:
-    """(Re)start tailscaled and check it stays up (Type=notify: active means ready); a
-    failure shows the daemon's own last words. Then wait, bounded, until its backend has
-    left ``NoState``: the login decision that follows must not take a node that is still
-    reading its state for one that needs a key."""
-    settling = (
-        f"i=0; while [ $i -lt {DAEMON_SETTLE * 5} ]; do"
-        " st=$(tailscale status --json --peers=false 2>/dev/null) &&"
-        ' ! printf \'%s\' "$st" | grep -q \'"BackendState": "NoState"\' && break;'
-        " sleep 0.2; i=$((i+1)); done"
-    )
-    return StringCommand(
-        "systemctl reset-failed tailscaled.service 2>/dev/null;",
-        "{ systemctl",
-        verb,
-        "tailscaled.service && systemctl is-active --quiet tailscaled.service; }",
-        "|| { journalctl -u tailscaled.service -n 20 --no-pager >&2; exit 1; };",
-        settling,
-    )
+    yield chain([*reset_command, *build.serve_commands(plan.missing, funnel)])
 
 
 def _login(
@@ -787,47 +366,3 @@ def _login(
         tmp,
         "; exit $rc",
     )
-
-
-def _wait_for_new_name(old_dns: str) -> StringCommand:
-    """Until the node's MagicDNS name is no longer ``old_dns`` (the control server renames
-    it with the next netmap), at most RENAME_WAIT seconds: serve is keyed by that name. A
-    name the tailnet's admin fixed never changes; then the wait ends with the time."""
-    probe = (
-        "tailscale status --json --peers=false 2>/dev/null"
-        ' | sed -n \'s/^ *"DNSName": "\\([^"]*\\)".*/\\1/p\' | head -n 1'
-    )
-    return StringCommand(
-        f'i=0; while [ $i -lt {RENAME_WAIT * 5} ] && [ "$({probe})" = ',
-        QuoteString(old_dns + "."),
-        "]; do sleep 0.2; i=$((i+1)); done",
-    )
-
-
-def _serve_commands(missing: Sequence[Published], funnel: bool) -> list[StringCommand]:
-    verb = "funnel" if funnel else "serve"
-    commands = []
-    for svc in missing:
-        # Where the tailnet has not enabled HTTPS and the control server says the CLI need
-        # not wait, serve prints how to enable it and exits 0 having saved nothing
-        # (serve_legacy.go enableFeatureInteractive): the saved config must hold the
-        # target afterwards.
-        unsaved = (
-            f"`tailscale {verb} --{svc.scheme}={svc.port} {svc.target}` saved nothing "
-            f"(see its output above): {svc.setting} = {svc.scheme} cannot be served here"
-        )
-        commands.append(
-            StringCommand(
-                "tailscale",
-                verb,
-                "--bg",
-                QuoteString(f"--{svc.scheme}={svc.port}"),
-                QuoteString(svc.target),
-                "&& { tailscale serve status --json | grep -qF",
-                QuoteString(f'"{svc.target}"'),
-                "|| { echo",
-                QuoteString(unsaved),
-                ">&2; exit 1; }; }",
-            )
-        )
-    return commands

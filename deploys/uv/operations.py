@@ -12,8 +12,9 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringC
 from ..common.commands import chain
 from ..common.report import change_reason
 from ..common.snapshot import FactRead, fact_read, operation, read_fact
+from ..common.stamps import VENV_SNAPSHOT
 from ..repo.commit import Commit, commit_of
-from ..services.release import VENV_SNAPSHOT, checkout_command
+from ..repo.shell import checkout_command
 from . import wheel
 from .facts import UvInstall, UvSyncState
 

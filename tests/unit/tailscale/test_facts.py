@@ -20,11 +20,8 @@ from deploys.tailscale.facts import (
     TailscaleNode,
     TailscaleServeConfig,
     TailscaleStatus,
-    backend_state,
-    dns_name,
-    funnel_enabled,
-    self_hostname,
 )
+from deploys.tailscale.plan import backend_state, dns_name, funnel_enabled, self_hostname
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -1,0 +1,81 @@
+"""Shell pieces more than one operation runs: a pinned download, an atomic one-line file,
+and the bounded wait for a health URL."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import QuoteString, StringCommand
+
+
+def download_pinned(url: str, dest: str, pin: str, *, setting: str, rotated: str) -> StringCommand:
+    """Download ``url`` next to ``dest`` and move it in only when its SHA-256 is ``pin``
+    (the value of ``setting``): a failed download or another digest leaves neither ``dest``
+    nor the temporary file, and says what was downloaded. ``rotated`` tells what to do when
+    the upstream key really changed."""
+    directory = dest.rsplit("/", 1)[0] or "/"
+    tmp = QuoteString(f"{dest}.egograph-deploy.tmp")
+    mismatch = (
+        f"the keyring at {url} does not match {setting} = {pin}; refusing it (nothing was "
+        f"changed). {rotated} Downloaded SHA-256:"
+    )
+    return StringCommand(
+        "mkdir -p -m 755",
+        QuoteString(directory),
+        "&& rm -f",
+        tmp,
+        "&& if ! curl -fsSL --retry 3 -o",
+        tmp,
+        QuoteString(url),
+        "; then rm -f",
+        tmp,
+        "; echo",
+        QuoteString(f"cannot download {url}"),
+        ">&2; exit 1; fi; got=$(sha256sum <",
+        tmp,
+        '| cut -c1-64); if [ "$got" != ',
+        QuoteString(pin),
+        " ]; then rm -f",
+        tmp,
+        "; echo",
+        QuoteString(mismatch),
+        '"$got" >&2; exit 1; fi; chmod 644',
+        tmp,
+        "&& mv -f",
+        tmp,
+        QuoteString(dest),
+    )
+
+
+def write_line(path: str, line: str) -> StringCommand:
+    """``path`` holds exactly ``line`` (mode 644), written next to it and renamed in."""
+    tmp = f"{path}.egograph-deploy.tmp"
+    return StringCommand(
+        "printf",
+        "'%s\\n'",
+        QuoteString(line),
+        ">",
+        QuoteString(tmp),
+        "&&",
+        "chmod",
+        "644",
+        QuoteString(tmp),
+        "&&",
+        "mv",
+        "-f",
+        QuoteString(tmp),
+        QuoteString(path),
+    )
+
+
+def wait_healthy_function(health_url: str, timeout: int, interval: float = 0.2) -> str:
+    """A shell function ``wait_healthy`` that polls ``health_url`` until it answers 200, for
+    at most ``timeout`` seconds (returns 1 then)."""
+    return f"""\
+wait_healthy() {{
+  deadline=$(( $(date +%s) + {int(timeout)} ))
+  until curl -fsS -o /dev/null --max-time 5 {shlex.quote(health_url)} 2>/dev/null; do
+    [ "$(date +%s)" -ge "$deadline" ] && return 1
+    sleep {interval}
+  done
+}}"""
