@@ -13,7 +13,7 @@ from pyinfra.operations.util.files import generate_color_diff
 
 from .facts import FileStates
 from .report import change_reason, refuse
-from .snapshot import FactRead, fact_read, operation, read_fact
+from .snapshot import FactRead, fact_read, operation
 
 """Where the deploy keeps its stamps on the target (root-only)."""
 
@@ -26,12 +26,13 @@ def _unmask(content: str | HiddenValue) -> str:
     return content.unmask() if isinstance(content, HiddenValue) else content
 
 
-def _file_reads(path: str, **_: Any) -> list[FactRead[Any]]:
-    return [fact_read(FileStates, paths=[path])]
+def _file_read(path: str, **_: Any) -> FactRead[dict[str, Any]]:
+    return fact_read(FileStates, paths=[path])
 
 
-@operation(reads=_file_reads)
+@operation(read=_file_read)
 def managed_file(
+    files: dict[str, Any],
     path: str,
     content: str | HiddenValue,
     *,
@@ -64,7 +65,7 @@ def managed_file(
     secret = isinstance(content, HiddenValue)
     text = _unmask(content)
     wanted = sha256_text(text)
-    current = read_fact(FileStates, paths=[path]).get(path)
+    current = files.get(path)
 
     if current and current["sha256"] == wanted:
         fixes: list[StringCommand] = []
@@ -111,8 +112,15 @@ def managed_file(
     )
 
 
-@operation(reads=_file_reads)
-def kept_file(path: str, *, mode: int = 0o600, user: str = "root", group: str = "root") -> Any:
+@operation(read=_file_read)
+def kept_file(
+    files: dict[str, Any],
+    path: str,
+    *,
+    mode: int = 0o600,
+    user: str = "root",
+    group: str = "root",
+) -> Any:
     """
     A file whose content is kept on the server and never written by the deploy (env files
     when ``env_files_managed`` is off): it must exist; mode and owner are enforced.
@@ -123,7 +131,7 @@ def kept_file(path: str, *, mode: int = 0o600, user: str = "root", group: str = 
 
         kept_file(name="Env file kept on the server", path="/opt/egograph/repo/egograph/backend/.env")
     """
-    current = read_fact(FileStates, paths=[path]).get(path)
+    current = files.get(path)
     if current is None:
         yield from refuse(
             f"{path} does not exist on the server; with env_files_managed = False it must be "

@@ -38,7 +38,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api import operation as pyinfra_operation
 from pyinfra.api.exceptions import FactProcessError
-from pyinfra.api.operation import PyinfraOperation
+from pyinfra.api.operation import OperationMeta, PyinfraOperation
 from pyinfra.context import ctx_host, ctx_state
 
 P = ParamSpec("P")
@@ -62,11 +62,6 @@ class FactRead(Generic[T]):
 
 def fact_read(fact: type[FactBase[T]], **kwargs: Any) -> FactRead[T]:
     return FactRead(fact, kwargs)
-
-
-def read(wanted: FactRead[T]) -> T:
-    """:func:`read_fact` for a :class:`FactRead`."""
-    return read_fact(wanted.fact, **wanted.kwargs)
 
 
 def key_of(fact: type[FactBase[Any]], kwargs: dict[str, Any]) -> str:
@@ -222,42 +217,62 @@ def read_fact(fact: type[FactBase[T]], **kwargs: Any) -> T:
 
 
 def operation(
-    *, reads: Callable[..., Iterable[FactRead]] | None = None, **options: Any
-) -> Callable[[Callable[P, Generator[Any, None, None]]], PyinfraOperation[P]]:
-    """pyinfra's ``@operation()``, plus the snapshot's bookkeeping:
+    *, read: Callable[..., FactRead[Any]], **options: Any
+) -> Callable[[Callable[..., Generator[Any, None, None]]], PyinfraOperation[...]]:
+    """pyinfra's ``@operation()``, deciding from one declared read:
 
-    - ``reads(**arguments)`` lists the facts the operation will read (called with the
-      operation's own arguments, defaults applied, when the deploy calls it);
+    - ``read(**arguments)`` names the fact the operation decides from (called with the
+      operation's own arguments, defaults applied, when the deploy calls it: the snapshot
+      reads every declared fact at once);
+    - the body receives that fact's value as its first argument, and reads nothing else;
     - the first command it yields while executing drops the host's snapshot.
+
+    The operation's own arguments are the body's other parameters; that is the signature
+    pyinfra and callers see. In the planning walk (see :func:`planned`) a call registers
+    nothing and returns an ``OperationMeta`` that changes nothing.
     """
 
-    def decorate(func: Callable[P, Generator[Any, None, None]]) -> PyinfraOperation[P]:
+    def decorate(func: Callable[..., Generator[Any, None, None]]) -> PyinfraOperation[...]:
+        full = inspect.signature(func)
+        own = full.replace(parameters=list(full.parameters.values())[1:])
+
+        def read_of(*args: Any, **kwargs: Any) -> FactRead[Any]:
+            mine = {k: v for k, v in kwargs.items() if k in own.parameters}
+            bound = own.bind_partial(*args, **mine)
+            bound.apply_defaults()
+            return read(**bound.arguments)
+
         @functools.wraps(func)
-        def commands(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, None, None]:
-            for command in func(*args, **kwargs):
+        def commands(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
+            for command in func(_value_of(read_of(*args, **kwargs)), *args, **kwargs):
                 changing()
                 yield command
 
+        commands.__signature__ = own  # type: ignore[attr-defined]
         op = pyinfra_operation(**options)(commands)
-        signature = inspect.signature(func)
-
-        def reads_of(*args: Any, **kwargs: Any) -> list[FactRead[Any]]:
-            if reads is None:
-                return []
-            own = {k: v for k, v in kwargs.items() if k in signature.parameters}
-            bound = signature.bind_partial(*args, **own)
-            bound.apply_defaults()
-            return list(reads(**bound.arguments))
 
         @functools.wraps(op)
         def declaring(*args: Any, **kwargs: Any) -> Any:
-            declare(reads_of(*args, **kwargs))
+            declare([read_of(*args, **kwargs)])
             if _planning():
-                return None  # the planning walk registers nothing
+                return OperationMeta("planned", False)
             return op(*args, **kwargs)
 
         declaring._inner = op._inner  # type: ignore[attr-defined]
-        declaring.reads_of = reads_of  # type: ignore[attr-defined]
-        return cast(PyinfraOperation[P], declaring)
+        declaring.read_of = read_of  # type: ignore[attr-defined]
+        return cast(PyinfraOperation[...], declaring)
 
     return decorate
+
+
+def _value_of(wanted: FactRead[T]) -> T:
+    return read_fact(wanted.fact, **wanted.kwargs)
+
+
+def declared_operations(module: Any) -> dict[str, Any]:
+    """The operations a module defines with :func:`operation` (tests find them here)."""
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if callable(value) and hasattr(value, "read_of") and hasattr(value, "_inner")
+    }

@@ -13,14 +13,17 @@ Measured on the sandbox (no-op run of ``deploys/prod.py``, 12 operations per hos
   ``AllArguments`` class again (``all_global_arguments``): 0.35 ms each, 0.1 s in all. They
   are constant; :func:`all_global_arguments` evaluates them once.
 
-:func:`install` swaps both in for pyinfra 3.10 (the version ``pyproject.toml`` pins, whose
-functions these reproduce; ``tests/unit/core/test_speedups.py`` compares them with the
-originals) and does nothing for any other version.
+:func:`install` swaps both in for the exact pyinfra versions whose functions these reproduce
+(``VERIFIED``: ``tests/unit/core/test_speedups.py`` compares them with the originals of the
+installed version, and fails when that version is not listed), and leaves pyinfra's own for
+any other version: a patch release that changed the ordering could otherwise reorder the
+operations, and order is what puts the Proxmox stage first. One log line says which.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from importlib import import_module
 from types import FrameType
@@ -29,7 +32,9 @@ from typing import Any
 import pyinfra
 from pyinfra.api.util import PYINFRA_INSTALL_DIR
 
-PYINFRA_SERIES = "3.10."
+VERIFIED = ("3.10.0",)
+"""pyinfra versions the comparison test has passed on."""
+logger = logging.getLogger("pyinfra")
 
 
 def operation_order_from_stack(state: Any) -> list[int]:
@@ -76,9 +81,14 @@ def all_global_arguments() -> list[tuple[str, type]]:
 
 
 def install() -> bool:
-    """Use both in pyinfra 3.10; return whether they were installed."""
-    if not pyinfra.__version__.startswith(PYINFRA_SERIES):
+    """Use both for a verified pyinfra version; return whether they were installed."""
+    if pyinfra.__version__ not in VERIFIED:
+        logger.info(
+            f"pyinfra {pyinfra.__version__} is not one the deploy's speedups were verified "
+            f"on ({', '.join(VERIFIED)}): pyinfra's own operation ordering runs"
+        )
         return False
+    logger.debug(f"pyinfra {pyinfra.__version__}: the deploy's verified speedups are in use")
     # By module path: the attribute ``pyinfra.api.operation`` is the decorator.
     setattr(  # noqa: B010 (mypy does not know these module attributes)
         import_module("pyinfra.api.operation"),

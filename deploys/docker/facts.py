@@ -17,8 +17,8 @@ RUN_LABEL = "org.egograph.run"
 
 class DockerState(FactBase[dict[str, Any]]):
     """
-    The engine, the images named ``image`` and the container named ``container``, in one
-    round trip. The image's labels are read for its ``tag`` only (the one a run wants).
+    The engine, the images named ``image`` (with their labels) and the container named
+    ``container``, in one round trip.
 
     .. code:: python
 
@@ -26,7 +26,7 @@ class DockerState(FactBase[dict[str, Any]]):
             "installed": True,                  # a docker CLI on PATH
             "active": True, "enabled": True,    # docker.service
             "images": {"egograph-backend:5d1c…": "sha256:ab…"},   # tag -> image id
-            "image_labels": {"org.egograph.build": "9f…"},        # labels of `tag` ({} if absent)
+            "image_labels": {"egograph-backend:5d1c…": {"org.egograph.build": "9f…"}},
             "container": {                      # None when there is none
                 "state": "running", "image": "egograph-backend:5d1c…",
                 "labels": {"org.egograph.run": "…", "org.egograph.commit": "5d1c…"},
@@ -34,8 +34,7 @@ class DockerState(FactBase[dict[str, Any]]):
         }
     """
 
-    def command(self, image: str, container: str, tag: str) -> StringCommand:
-        ref = QuoteString(f"{image}:{tag}")
+    def command(self, image: str, container: str) -> StringCommand:
         return StringCommand(
             "if ! command -v docker >/dev/null 2>&1; then echo missing; exit 0; fi;",
             "echo active $(systemctl is-active docker 2>/dev/null);",
@@ -43,9 +42,11 @@ class DockerState(FactBase[dict[str, Any]]):
             "docker image ls --no-trunc --format 'image {{.Repository}}:{{.Tag}} {{.ID}}'",
             QuoteString(image),
             "2>/dev/null;",
-            "printf 'labels %s\\n' \"$(docker image inspect --format '{{json .Config.Labels}}'",
-            ref,
-            '2>/dev/null)";',
+            "docker image ls --format '{{.Repository}}:{{.Tag}}'",
+            QuoteString(image),
+            "2>/dev/null | while read -r ref; do printf 'labels %s %s\\n' \"$ref\"",
+            '"$(docker image inspect --format \'{{json .Config.Labels}}\' "$ref" 2>/dev/null)";',
+            "done;",
             "printf 'container %s\\n' \"$(docker container inspect --format "
             "'{{json .State.Status}} {{json .Config.Image}} {{json .Config.Labels}}'",
             QuoteString(container),
@@ -79,8 +80,9 @@ class DockerState(FactBase[dict[str, Any]]):
                 elif key == "image":
                     name, _, image_id = rest.partition(" ")
                     result["images"][name] = image_id
-                elif key == "labels" and rest:
-                    result["image_labels"] = json.loads(rest) or {}
+                elif key == "labels":
+                    ref, _, labels = rest.partition(" ")
+                    result["image_labels"][ref] = json.loads(labels or "null") or {}
                 elif key == "container" and rest:
                     state, image, labels = rest.split(" ", 2)
                     result["container"] = {
@@ -90,4 +92,47 @@ class DockerState(FactBase[dict[str, Any]]):
                     }
             except (ValueError, json.JSONDecodeError) as exc:
                 raise FactProcessError(f"unexpected docker state line: {line!r}") from exc
+        return result
+
+
+class DockerRepository(FactBase[dict[str, Any]]):
+    """
+    What Docker's apt repository needs from the target, in one round trip: the
+    distribution's codename (``/etc/os-release``) and the SHA-256 of the keyring and of the
+    source list (None when missing).
+
+    + keyring: the keyring's path
+    + source: the source list's path
+
+    .. code:: python
+
+        {"codename": "trixie", "keyring": "1500c1f5…", "source": None}
+    """
+
+    def command(self, keyring: str, source: str) -> StringCommand:
+        return StringCommand(
+            '( . /etc/os-release 2>/dev/null && echo "codename $VERSION_CODENAME" );',
+            "for f in",
+            QuoteString(keyring),
+            QuoteString(source),
+            '; do echo "file $f $(sha256sum "$f" 2>/dev/null | cut -c1-64)"; done',
+        )
+
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {"codename": None, "keyring": None, "source": None}
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        result = self.default()
+        files: dict[str, str | None] = {}
+        for line in output:
+            key, _, rest = line.partition(" ")
+            if key == "codename":
+                result["codename"] = rest.strip() or None
+            elif key == "file":
+                path, _, digest = rest.partition(" ")
+                files[path] = digest.strip() or None
+        paths = list(files)
+        if len(paths) == 2:
+            result["keyring"], result["source"] = files[paths[0]], files[paths[1]]
         return result

@@ -7,15 +7,13 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
-from pyinfra.facts.server import LinuxDistribution
 
-from ..common.facts import FileStates
 from ..common.operations import sha256_text
 from ..common.report import change_reason, refuse
 from ..common.shell import download_pinned, write_line
-from ..common.snapshot import operation
+from ..common.snapshot import fact_read, operation
 from ..repo.commit import Commit, commit_of
-from .facts import BUILD_LABEL, COMMIT_LABEL, RUN_LABEL, DockerState
+from .facts import BUILD_LABEL, COMMIT_LABEL, RUN_LABEL, DockerRepository, DockerState
 from .release import release_script
 
 KEYRING_PATH = "/etc/apt/keyrings/docker.asc"
@@ -52,8 +50,10 @@ def run_digest(env_text_sha256: str, options: dict[str, Any]) -> str:
     return sha256_text(json.dumps({"env": env_text_sha256, "options": options}, sort_keys=True))
 
 
-@operation()
-def docker_repository(repo_url: str, keyring_sha256: str, *, lock_timeout: int = 300) -> Any:
+@operation(read=lambda **_: fact_read(DockerRepository, keyring=KEYRING_PATH, source=SOURCE_PATH))
+def docker_repository(
+    current: dict[str, Any], repo_url: str, keyring_sha256: str, *, lock_timeout: int = 300
+) -> Any:
     """
     Docker's own apt repository, its keyring pinned by SHA-256 (``docker_install_method``
     'docker-repo').
@@ -70,15 +70,14 @@ def docker_repository(repo_url: str, keyring_sha256: str, *, lock_timeout: int =
                           repo_url="https://download.docker.com/linux/debian",
                           keyring_sha256="1500c1f5…")
     """
-    codename = (host.get_fact(LinuxDistribution).get("release_meta") or {}).get("VERSION_CODENAME")
+    codename = current["codename"]
     if not codename:
         yield from refuse("cannot tell the distribution's codename for Docker's apt repository")
         return
     line = source_line(repo_url, codename)
-    files = host.get_fact(FileStates, paths=[KEYRING_PATH, SOURCE_PATH])
-    keyring, source = files.get(KEYRING_PATH), files.get(SOURCE_PATH)
+    keyring, source = current["keyring"], current["source"]
     commands: list[StringCommand] = []
-    if not keyring or keyring["sha256"] != keyring_sha256.lower():
+    if not keyring or keyring != keyring_sha256.lower():
         change_reason(f"{KEYRING_PATH} {'differs from the pin' if keyring else 'is missing'}")
         commands.append(
             download_pinned(
@@ -89,7 +88,7 @@ def docker_repository(repo_url: str, keyring_sha256: str, *, lock_timeout: int =
                 rotated="If Docker rotated its key, verify the new one and update the pin.",
             )
         )
-    if not source or source["sha256"] != sha256_text(line + "\n"):
+    if not source or source != sha256_text(line + "\n"):
         change_reason(f"{SOURCE_PATH} {'differs' if source else 'is missing'}")
         commands.append(write_line(SOURCE_PATH, line))
     if not commands:
@@ -101,8 +100,10 @@ def docker_repository(repo_url: str, keyring_sha256: str, *, lock_timeout: int =
     )
 
 
-@operation()
-def docker_engine(*, running: bool = True, enabled: bool = True, lock_timeout: int = 300) -> Any:
+@operation(read=lambda **_: fact_read(DockerState, image="none", container="none"))
+def docker_engine(
+    state: dict[str, Any], *, running: bool = True, enabled: bool = True, lock_timeout: int = 300
+) -> Any:
     """
     The ``docker`` CLI present, ``docker.service`` running and enabled at boot.
 
@@ -120,7 +121,6 @@ def docker_engine(*, running: bool = True, enabled: bool = True, lock_timeout: i
 
         docker_engine(name="Docker engine running and enabled")
     """
-    state = host.get_fact(DockerState, image="none", container="none", tag="none")
     commands: list[StringCommand] = []
     if not state["installed"]:
         change_reason("no docker CLI")
@@ -143,8 +143,9 @@ def docker_engine(*, running: bool = True, enabled: bool = True, lock_timeout: i
     yield from commands
 
 
-@operation()
+@operation(read=lambda image, **_: fact_read(DockerState, image=image, container="none"))
 def docker_image(
+    state: dict[str, Any],
     repo_path: str,
     image: str,
     dockerfile: str,
@@ -174,9 +175,9 @@ def docker_image(
     digest = build_digest(dockerfile, base_image)
     commit = commit_of(commit)
     if commit is not None:
-        state = host.get_fact(DockerState, image=image, container="none", tag=commit)
         ref = f"{image}:{commit}"
-        if ref in state["images"] and state["image_labels"].get(BUILD_LABEL) == digest:
+        labels = state["image_labels"].get(ref, {})
+        if ref in state["images"] and labels.get(BUILD_LABEL) == digest:
             host.noop(f"image {ref} is built")
             return
         change_reason(
@@ -205,8 +206,13 @@ def docker_image(
     )
 
 
-@operation()
+@operation(
+    read=lambda container_name, image, **_: fact_read(
+        DockerState, image=image, container=container_name
+    )
+)
 def docker_container(
+    state: dict[str, Any],
     container_name: str,
     image: str,
     repo_path: str,
@@ -252,7 +258,6 @@ def docker_container(
     digest = run_digest(env_sha256, options)
     commit = commit_of(commit)
     if commit is not None:
-        state = host.get_fact(DockerState, image=image, container=container_name, tag=commit)
         current = state["container"]
         ref = f"{image}:{commit}"
         if current is None:

@@ -10,7 +10,7 @@ from pyinfra.api import StringCommand
 
 from ..common.commands import chain
 from ..common.report import change_reason
-from ..common.snapshot import FactRead, fact_read, operation, read_fact
+from ..common.snapshot import FactRead, fact_read, operation
 from ..common.stamps import STATE_DIR
 from .facts import BUILTIN_PREFIX, HOME_OF, DuckdbExtensions
 
@@ -54,10 +54,10 @@ def _users(users: list[str] | None) -> list[str]:
     return list(users) if users else ["root"]
 
 
-def _extension_reads(
+def _extension_read(
     python: str, extensions: list[str], users: list[str] | None = None, **_: Any
-) -> list[FactRead[Any]]:
-    return [fact_read(DuckdbExtensions, python=python, users=_users(users), expect=extensions)]
+) -> FactRead[dict[str, Any]]:
+    return fact_read(DuckdbExtensions, python=python, users=_users(users), expect=extensions)
 
 
 BUILTIN_FILE = f"{STATE_DIR}/{BUILTIN_PREFIX}{{version}}-{{platform}}"
@@ -78,8 +78,9 @@ fi
 HOME="$h" {q(python)} -c {q(_INSTALL)} {args} && chown -R "$u:" "$h/.duckdb\"""")
 
 
-@operation(reads=_extension_reads)
+@operation(read=_extension_read)
 def duckdb_extensions(
+    current: dict[str, Any],
     python: str,
     extensions: list[str],
     *,
@@ -109,7 +110,6 @@ def duckdb_extensions(
                           extensions=["httpfs"], users=["egograph"])
     """
     users = _users(users)
-    current = read_fact(DuckdbExtensions, python=python, users=users, expect=extensions)
     found = current.get("users", {})
     missing = {
         u: [

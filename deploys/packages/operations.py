@@ -8,7 +8,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 
 from ..common.report import change_reason
-from ..common.snapshot import fact_read, operation, read_fact
+from ..common.snapshot import fact_read, operation
 from .facts import UPDATE_STAMP, AptState
 
 
@@ -68,8 +68,14 @@ def apt_update(lock_timeout: int) -> StringCommand:
     )
 
 
-@operation(reads=lambda packages, **_: [fact_read(AptState, packages=packages)])
-def apt_packages(packages: list[str], *, cache_time: int = 86400, lock_timeout: int = 300) -> Any:
+@operation(read=lambda packages, **_: fact_read(AptState, packages=packages))
+def apt_packages(
+    current: dict[str, Any],
+    packages: list[str],
+    *,
+    cache_time: int = 86400,
+    lock_timeout: int = 300,
+) -> Any:
     """
     Install missing apt packages, refreshing the lists first only when they are older than
     ``cache_time`` — so a host that has everything never runs ``apt-get update``.
@@ -85,7 +91,6 @@ def apt_packages(packages: list[str], *, cache_time: int = 86400, lock_timeout: 
 
         apt_packages(name="Install git, curl", packages=["git", "curl"], cache_time=86400)
     """
-    current = read_fact(AptState, packages=packages)
     installed = current["installed"]
     missing = []
     for spec in packages:

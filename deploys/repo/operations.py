@@ -10,17 +10,18 @@ from pyinfra.api import QuoteString, StringCommand
 
 from ..common.commands import chain
 from ..common.report import change_reason, refuse
-from ..common.snapshot import FactRead, fact_read, operation, read_fact
+from ..common.snapshot import FactRead, fact_read, operation
 from .commit import Commit, RunCommit
 from .facts import SHA_RE, GitCheckout
 
 
-def _checkout_reads(url: str, path: str, ref: str, **_: Any) -> list[FactRead[Any]]:
-    return [fact_read(GitCheckout, path=path, url=url, ref=ref)]
+def _checkout_read(url: str, path: str, ref: str, **_: Any) -> FactRead[dict[str, Any]]:
+    return fact_read(GitCheckout, path=path, url=url, ref=ref)
 
 
-@operation(reads=_checkout_reads)
+@operation(read=_checkout_read)
 def checkout(
+    current: dict[str, Any],
     url: str,
     path: str,
     ref: str,
@@ -50,7 +51,6 @@ def checkout(
         checkout(name="Check out main", url="https://github.com/endo-ava/ego-graph",
                  path="/opt/egograph/repo", ref="main")
     """
-    current = read_fact(GitCheckout, path=path, url=url, ref=ref)
     if isinstance(commit, RunCommit):
         want = commit.resolve(current["remote"])
     else:

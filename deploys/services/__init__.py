@@ -16,7 +16,7 @@ from .settings import Service, hardened_home
 
 if TYPE_CHECKING:
     from ..settings import Settings
-from .operations import daemon_reload, service, system_user
+from .operations import ServiceProbe, daemon_reload, service, system_user
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FunctionLoader(
@@ -99,19 +99,24 @@ def run_services(settings: Settings, commit: Commit) -> None:
             content=units[svc.unit],
             mode=0o644,
         )
-    # The reload reads the units as the service operations do (health URL and env file
-    # too): with one service, the two operations share one read.
+    # One read of systemd's view, the health URLs and the env files for the reload and
+    # every service.
+    probe = ServiceProbe(
+        units=tuple(svc.unit for svc in settings.services),
+        health_urls=tuple(svc.health_url for svc in settings.services),
+        env_files=tuple(svc.env_file for svc in settings.services),
+        repo_path=settings.repo_path,
+    )
     daemon_reload(
         name="Reload systemd when a unit changed",
         units={u: sha256_text(text) for u, text in units.items()},
-        repo_path=settings.repo_path,
-        health_urls=[svc.health_url for svc in settings.services],
-        env_files=[svc.env_file for svc in settings.services],
+        probe=probe,
     )
     for svc in host.loop(settings.services):
         service(
             name=f"{svc.unit} enabled, running the current release, healthy",
             unit=svc.unit,
+            probe=probe,
             stamp={
                 "unit": sha256_text(units[svc.unit]),
                 # Kept on the server: restarts follow the file as it is there.

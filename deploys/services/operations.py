@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pyinfra import host
@@ -9,60 +10,58 @@ from pyinfra.api import QuoteString, StringCommand
 
 from ..common.commands import chain
 from ..common.report import change_reason
-from ..common.snapshot import FactRead, fact_read, operation, read, read_fact
+from ..common.snapshot import FactRead, fact_read, operation
 from ..common.stamps import STATE_DIR
 from ..repo.commit import Commit, commit_of
 from .facts import ServiceStates, SystemUser
 from .release import release_script
 
 
-def _reload_state(
-    units: dict[str, str],
-    repo_path: str,
-    health_urls: list[str] | None = None,
-    env_files: list[str] | None = None,
-    **_: Any,
-) -> FactRead[dict[str, Any]]:
-    return fact_read(
-        ServiceStates,
-        units=list(units),
-        repo_path=repo_path,
-        stamp_dir=STATE_DIR,
-        health_urls=health_urls,
-        env_files=env_files,
-    )
+@dataclass(frozen=True)
+class ServiceProbe:
+    """What the systemd reload and every service operation of a run decide from, read once
+    for all the services: systemd's view of each unit, its health, its env file's digest on
+    the target, the stamps, and the checkout's head (``ServiceStates``)."""
+
+    units: tuple[str, ...]
+    health_urls: tuple[str, ...]
+    env_files: tuple[str, ...]
+    repo_path: str
+
+    def read(self) -> FactRead[dict[str, Any]]:
+        return fact_read(
+            ServiceStates,
+            units=list(self.units),
+            repo_path=self.repo_path,
+            stamp_dir=STATE_DIR,
+            health_urls=list(self.health_urls),
+            env_files=list(self.env_files),
+        )
 
 
-def _reload_reads(**arguments: Any) -> list[FactRead[Any]]:
-    return [_reload_state(**arguments)]
+def _probe_read(probe: ServiceProbe, **_: Any) -> FactRead[dict[str, Any]]:
+    return probe.read()
 
 
-@operation(reads=_reload_reads)
-def daemon_reload(
-    units: dict[str, str],
-    *,
-    repo_path: str,
-    health_urls: list[str] | None = None,
-    env_files: list[str] | None = None,
-) -> Any:
+@operation(read=_probe_read)
+def daemon_reload(states: dict[str, Any], units: dict[str, str], *, probe: ServiceProbe) -> Any:
     """
     ``systemctl daemon-reload`` only when systemd's copy of a unit is stale: the unit file
     differs from what systemd loaded (``NeedDaemonReload``), or, before the files are written
     (a dry run), its content will change.
 
     + units: unit name → sha256 of the wanted unit file
-    + health_urls/env_files: optional, per unit; given as the :func:`service` operation
-      gets them, both read the very same ``ServiceStates`` (one unit) and a host in sync
-      runs its systemd and health probes once per run, not twice
+    + probe: what to read (the same :class:`ServiceProbe` the service operations get: a
+      host in sync runs its systemd and health probes once per run)
 
     **Example:**
 
     .. code:: python
 
         daemon_reload(name="Reload systemd", units={"egograph-backend": "9f2c…"},
-                      repo_path="/opt/egograph/repo")
+                      probe=probe)
     """
-    current = read(_reload_state(units, repo_path, health_urls, env_files))["units"]
+    current = states["units"]
     stale = sorted(
         u
         for u, sha in units.items()
@@ -77,27 +76,12 @@ def daemon_reload(
     yield "systemctl daemon-reload"
 
 
-def _service_state(
-    unit: str, health_url: str, env_file: str, repo_path: str, **_: Any
-) -> FactRead[dict[str, Any]]:
-    return fact_read(
-        ServiceStates,
-        units=[unit],
-        repo_path=repo_path,
-        stamp_dir=STATE_DIR,
-        health_urls=[health_url],
-        env_files=[env_file],
-    )
-
-
-def _service_reads(**arguments: Any) -> list[FactRead[Any]]:
-    return [_service_state(**arguments)]
-
-
-@operation(reads=_service_reads)
+@operation(read=_probe_read)
 def service(
+    states: dict[str, Any],
     unit: str,
     *,
+    probe: ServiceProbe,
     stamp: dict[str, str | None],
     unit_file: str,
     env_file: str,
@@ -120,6 +104,7 @@ def service(
     (see ``deploys.services.release``).
 
     + unit: unit name without ``.service``
+    + probe: what to read, for every service of the run (:class:`ServiceProbe`)
     + stamp: ``{"unit": sha, "env": sha}`` of the wanted files; ``env`` None: the env file
       is kept on the server and its current digest there is the wanted one
     + unit_file/env_file: their paths; the stamp records the digests of the files as they
@@ -138,9 +123,8 @@ def service(
                 health_timeout=60, repo_path="/opt/egograph/repo")
     """
     commit = commit_of(commit)
-    facts = read(_service_state(unit, health_url, env_file, repo_path))
-    current = facts["units"].get(unit, {})
-    head = facts["head"]
+    current = states["units"].get(unit, {})
+    head = states["head"]
     started = current.get("stamp") or {}
 
     commands: list[StringCommand] = []
@@ -198,14 +182,21 @@ def service(
     yield chain([*commands, release])
 
 
-def _user_reads(
+def _user_read(
     user: str, group: str, home: str, owned_dirs: list[str] | None = None, **_: Any
-) -> list[FactRead[Any]]:
-    return [fact_read(SystemUser, user=user, group=group, dirs=[home, *(owned_dirs or [])])]
+) -> FactRead[dict[str, Any]]:
+    return fact_read(SystemUser, user=user, group=group, dirs=[home, *(owned_dirs or [])])
 
 
-@operation(reads=_user_reads)
-def system_user(user: str, group: str, *, home: str, owned_dirs: list[str] | None = None) -> Any:
+@operation(read=_user_read)
+def system_user(
+    current: dict[str, Any],
+    user: str,
+    group: str,
+    *,
+    home: str,
+    owned_dirs: list[str] | None = None,
+) -> Any:
     """
     A system user with its own group, no login shell, and a HOME of its own; the user owns
     that HOME and ``owned_dirs`` (mode 0750), for a hardened service.
@@ -223,7 +214,6 @@ def system_user(user: str, group: str, *, home: str, owned_dirs: list[str] | Non
                     home="/var/lib/egograph", owned_dirs=["/opt/egograph/data"])
     """
     dirs = [home, *(owned_dirs or [])]
-    current = read_fact(SystemUser, user=user, group=group, dirs=dirs)
     commands: list[StringCommand] = []
     if not current["group"]:
         change_reason(f"group {group} does not exist")

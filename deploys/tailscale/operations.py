@@ -19,11 +19,18 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
 from ..common.commands import chain
 from ..common.report import change_reason, refuse
 from ..common.shell import write_line
-from ..common.snapshot import fact_read, operation, read_fact
+from ..common.snapshot import fact_read, operation
 from ..packages.operations import apt_get, apt_update_for_source
 from . import commands as build
 from .commands import KEY_DIR, KEY_FILE, UP_TIMEOUT
-from .facts import DAEMON_DOWN, KEYRING_PATH, SOURCES_LIST_PATH, TailscaleInstall, TailscaleNode
+from .facts import (
+    DAEMON_DOWN,
+    KEYRING_PATH,
+    SOURCES_LIST_PATH,
+    TailscaleInstall,
+    TailscaleInstallInfo,
+    TailscaleNode,
+)
 from .plan import (
     MACHINE_AUTH,
     USERSPACE_FLAGS,
@@ -47,8 +54,9 @@ from .plan import (
 )
 
 
-@operation(reads=lambda **_: [fact_read(TailscaleInstall)])
+@operation(read=lambda **_: fact_read(TailscaleInstall))
 def tailscale_package(
+    info: TailscaleInstallInfo,
     *,
     repo_url: str,
     keyring_url_template: str,
@@ -81,7 +89,6 @@ def tailscale_package(
                           keyring_url_template="", keyring_sha256="…", version="",
                           userspace=False)
     """
-    info = read_fact(TailscaleInstall)
     problem = install_problem(info, userspace)
     found = distro_of(info)
     if problem or found is None:
@@ -149,8 +156,9 @@ def tailscale_package(
     yield chain(commands)
 
 
-@operation(reads=lambda **_: [fact_read(TailscaleNode)])
+@operation(read=lambda **_: fact_read(TailscaleNode))
 def tailscale_login(
+    node: dict[str, Any],
     *,
     hostname: str,
     flags: list[str],
@@ -183,7 +191,6 @@ def tailscale_login(
         tailscale_login(name="Log in to the tailnet", hostname="egograph-prod", flags=[],
                         authkey_source={"environ": "TS_AUTHKEY"})
     """
-    node = read_fact(TailscaleNode)
     status, prefs = node["status"], node["prefs"]
     state = backend_state(status)
     executing = host.state.is_executing
@@ -235,8 +242,9 @@ def tailscale_login(
     yield chain(commands)
 
 
-@operation(reads=lambda **_: [fact_read(TailscaleNode)])
+@operation(read=lambda **_: fact_read(TailscaleNode))
 def tailscale_serve(
+    node: dict[str, Any],
     *,
     services: list[Published],
     hostname: str,
@@ -268,7 +276,6 @@ def tailscale_serve(
                         services=[Published("backend", "https", 443,
                                             "http://127.0.0.1:8000", "services[0].publish")])
     """
-    node = read_fact(TailscaleNode)
     status, config = node["status"], node["serve"]
     state = backend_state(status)
     executing = host.state.is_executing

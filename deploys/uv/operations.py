@@ -11,7 +11,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringC
 
 from ..common.commands import chain
 from ..common.report import change_reason
-from ..common.snapshot import FactRead, fact_read, operation, read_fact
+from ..common.snapshot import FactRead, fact_read, operation
 from ..common.stamps import VENV_SNAPSHOT
 from ..repo.commit import Commit, commit_of
 from ..repo.shell import checkout_command
@@ -23,16 +23,17 @@ def profile_line(uv_dir: str) -> str:
     return f'export PATH="{uv_dir}:$PATH"'
 
 
-def _uv_reads(path: str, profile: str, **_: Any) -> list[FactRead[Any]]:
-    return [fact_read(UvInstall, path=path, profile=profile, line=profile_line(_dir(path)))]
+def _uv_read(path: str, profile: str, **_: Any) -> FactRead[dict[str, Any]]:
+    return fact_read(UvInstall, path=path, profile=profile, line=profile_line(_dir(path)))
 
 
 def _dir(path: str) -> str:
     return path.rsplit("/", 1)[0]
 
 
-@operation(reads=_uv_reads)
+@operation(read=_uv_read)
 def uv_binary(
+    current: dict[str, Any],
     version: str,
     path: str,
     profile: str,
@@ -60,7 +61,6 @@ def uv_binary(
     """
     uv_dir = _dir(path)
     line = profile_line(uv_dir)
-    current = read_fact(UvInstall, path=path, profile=profile, line=line)
 
     if current["version"] == version:
         host.noop(f"uv {version} is installed at {path}")
@@ -138,12 +138,13 @@ def sync_stamp_path(repo_path: str) -> str:
     return f"{repo_path}/.venv/.egograph-deploy-sync.json"
 
 
-def _sync_reads(repo_path: str, **_: Any) -> list[FactRead[Any]]:
-    return [fact_read(UvSyncState, repo_path=repo_path, stamp=sync_stamp_path(repo_path))]
+def _sync_read(repo_path: str, **_: Any) -> FactRead[dict[str, Any]]:
+    return fact_read(UvSyncState, repo_path=repo_path, stamp=sync_stamp_path(repo_path))
 
 
-@operation(reads=_sync_reads)
+@operation(read=_sync_read)
 def uv_sync(
+    current: dict[str, Any],
     repo_path: str,
     uv: str,
     *,
@@ -171,8 +172,6 @@ def uv_sync(
         uv_sync(name="uv sync", repo_path="/opt/egograph/repo", uv="/root/.local/bin/uv",
                 environment={}, env_digest="…")
     """
-    stamp_path = sync_stamp_path(repo_path)
-    current = read_fact(UvSyncState, repo_path=repo_path, stamp=stamp_path)
     commit = commit_of(commit)
     stamp = current["stamp"] or {}
     reasons = []

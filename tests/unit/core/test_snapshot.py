@@ -3,6 +3,9 @@ a real shell here, and must give what each fact gives when read on its own."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,16 +17,9 @@ from pyinfra.api import FactBase, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.context import ctx_host, ctx_state
 
-from deploys.common import operations as common_ops
 from deploys.common import snapshot
 from deploys.common.facts import FileStates
-from deploys.common.snapshot import FactRead, StateSnapshot, fact_read, read_fact
-from deploys.duckdb import operations as duckdb_ops
-from deploys.packages import operations as apt_ops
-from deploys.repo import operations as repo_ops
-from deploys.services import operations as service_ops
-from deploys.tailscale import operations as tailscale_ops
-from deploys.uv import operations as uv_ops
+from deploys.common.snapshot import StateSnapshot, fact_read, read_fact
 
 
 class Lines(FactBase[list[str]]):
@@ -159,87 +155,65 @@ def test_reads_not_declared_are_live(shell_host: ShellHost) -> None:
     assert shell_host.reads == ["Lines", "Fails"]  # neither takes the snapshot
 
 
-class _FirstRead(Exception):
-    pass
+def _operation_modules() -> list[Any]:
+    """Every module of the package, imported (operations live in several)."""
+    import deploys
+
+    found = []
+    for info in pkgutil.walk_packages(deploys.__path__, "deploys."):
+        if info.name.rsplit(".", 1)[-1] in ("prod", "update", "destroy", "docker_vm"):
+            continue  # entry files run a deploy when imported
+        found.append(importlib.import_module(info.name))
+    return found
 
 
-class RecordingHost:
-    """Stops an operation at its first fact read, keeping what it asked for."""
-
-    def __init__(self) -> None:
-        self.state = SimpleNamespace(is_executing=True)
-        self.name = "recording"
-        self.asked: FactRead | None = None
-
-    def get_fact(self, cls: type[FactBase[Any]], **kwargs: Any) -> Any:
-        self.asked = fact_read(cls, **kwargs)
-        raise _FirstRead
+DECLARED = sorted(
+    {
+        (module.__name__, name): op
+        for module in _operation_modules()
+        for name, op in snapshot.declared_operations(module).items()
+        if getattr(op, "__module__", "") == module.__name__
+    }.items()
+)
 
 
-SERVICE = {
-    "unit": "egograph-backend",
-    "stamp": {"unit": "u", "env": "e"},
-    "unit_file": "/etc/systemd/system/egograph-backend.service",
-    "env_file": "/opt/egograph/repo/egograph/backend/.env",
-    "health_url": "http://127.0.0.1:8000/health",
-    "health_timeout": 30,
-    "repo_path": "/opt/egograph/repo",
-    "ref": "main",
-}
-OPERATIONS: list[tuple[Any, dict[str, Any]]] = [
-    (apt_ops.apt_packages, {"packages": ["git", "curl"]}),
-    (
-        tailscale_ops.tailscale_package,
-        {
-            "repo_url": "https://pkgs.example/stable",
-            "keyring_url_template": "",
-            "keyring_sha256": "0" * 64,
-            "version": "",
-            "userspace": False,
-        },
-    ),
-    (tailscale_ops.tailscale_login, {"hostname": "h", "flags": [], "authkey_source": {}}),
-    (tailscale_ops.tailscale_serve, {"services": [], "hostname": "h"}),
-    (uv_ops.uv_binary, {"version": "0.13.9", "path": "/root/.local/bin/uv", "profile": "/p"}),
-    (uv_ops.uv_sync, {"repo_path": "/r", "uv": "/uv", "environment": {}, "env_digest": "d"}),
-    (repo_ops.checkout, {"url": "git://h/r.git", "path": "/r", "ref": "main"}),
-    (common_ops.managed_file, {"path": "/etc/x", "content": "x"}),
-    (common_ops.kept_file, {"path": "/etc/x"}),
-    (duckdb_ops.duckdb_extensions, {"python": "/py", "extensions": ["httpfs"]}),
-    (service_ops.daemon_reload, {"units": {"a": "sha"}, "repo_path": "/r"}),
-    (service_ops.service, SERVICE),
-    (service_ops.system_user, {"user": "u", "group": "g", "home": "/var/lib/u"}),
-]
+def test_the_operations_are_found() -> None:
+    names = {name for (_, name), _ in DECLARED}
+    assert {"apt_packages", "service", "daemon_reload", "tailscale_serve", "uv_sync"} <= names
+    assert len(DECLARED) >= 15
 
 
-@pytest.mark.parametrize(("op", "kwargs"), OPERATIONS, ids=[op.__name__ for op, _ in OPERATIONS])
-def test_each_operation_declares_what_it_reads(op: Any, kwargs: dict[str, Any]) -> None:
-    declared: list[FactRead[Any]] = op.reads_of(**kwargs, name="label")
-    fake = RecordingHost()
-    with ctx_host.use(fake), pytest.raises(_FirstRead):
-        list(op._inner(**kwargs))
-    assert fake.asked is not None
-    assert [r.key for r in declared] == [fake.asked.key]
+@pytest.mark.parametrize(("where", "op"), DECLARED, ids=[f"{m}.{n}" for (m, n), _ in DECLARED])
+def test_an_operation_reads_only_what_it_declares(where: tuple[str, str], op: Any) -> None:
+    """The declared read is the only read: the body gets it as its first argument and
+    asks pyinfra for no fact itself."""
+    body = inspect.getsource(inspect.unwrap(op._inner))
+    for call in ("read_fact(", "get_fact(", "host.get_fact"):
+        assert call not in body, f"{where}: the body reads a fact itself ({call})"
+    first = next(iter(inspect.signature(inspect.unwrap(op._inner)).parameters))
+    assert first not in inspect.signature(op).parameters  # the value, not an argument
 
 
 def test_a_dry_run_walks_the_deploy_once_to_declare_first(shell_host: ShellHost) -> None:
     """pyinfra decides each operation as the deploy calls it when it checks for changes,
     so the reads of later operations must be declared before the first one reads."""
 
-    @snapshot.operation(reads=lambda text, **_: [fact_read(Lines, text=text)])
-    def show(text: str) -> Any:
+    @snapshot.operation(read=lambda text, **_: fact_read(Lines, text=text))
+    def show(lines: list[str], text: str) -> Any:
         yield f"echo {text}"
 
     walks: list[tuple[bool, Any]] = []
 
     def steps() -> None:
         planning = snapshot._planning()
-        walks.append((planning, show(text="a") if planning else None))
+        walks.append((planning, show(text="a").will_change if planning else None))
 
     checking = SimpleNamespace(is_executing=False, should_check_for_changes=lambda: True)
     with ctx_state.use(checking):
         snapshot.planned(steps)()
-        assert walks == [(True, None), (False, None)]  # the op registered nothing
+        # The op registered nothing, and what it returned can be asked (as
+        # `restarted=op.will_change` would) without crashing the dry run.
+        assert walks == [(True, False), (False, None)]
         assert read_fact(Lines, text="a") == ["a"]
     assert shell_host.reads == ["StateSnapshot"]
 

@@ -64,12 +64,21 @@ def test_global_arguments_are_pyinfras_and_a_new_list_each_time() -> None:
     assert speedups.all_global_arguments() == ORIGINAL_ARGUMENTS()
 
 
-def test_install_replaces_both_for_pyinfra_3_10_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_installed_pyinfra_is_a_verified_one() -> None:
+    """The comparisons above ran on this version: list it (after they pass) to use them."""
+    assert pyinfra.__version__ in speedups.VERIFIED
+
+
+def test_install_replaces_both_for_verified_versions_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     # monkeypatch restores pyinfra's own functions after the test
     monkeypatch.setattr(operation_module, "get_operation_order_from_stack", ORIGINAL_ORDER)
     monkeypatch.setattr(arguments_module, "all_global_arguments", ORIGINAL_ARGUMENTS)
-    monkeypatch.setattr(pyinfra, "__version__", "3.11.0")
-    assert speedups.install() is False
+    monkeypatch.setattr(pyinfra, "__version__", "3.10.1")
+    with caplog.at_level("INFO", logger="pyinfra"):
+        assert speedups.install() is False
+    assert "pyinfra 3.10.1 is not one the deploy's speedups were verified on" in caplog.text
     assert operation_module.get_operation_order_from_stack is ORIGINAL_ORDER
     monkeypatch.setattr(pyinfra, "__version__", "3.10.0")
     assert speedups.install() is True

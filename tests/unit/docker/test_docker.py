@@ -4,17 +4,18 @@ target): each branch's decision and the commands it yields."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pyinfra.api import StringCommand
 
-from deploys.common.facts import FileStates
 from deploys.docker import env_text
 from deploys.docker import operations as ops
-from deploys.docker.facts import BUILD_LABEL, RUN_LABEL, DockerState
+from deploys.docker.facts import BUILD_LABEL, RUN_LABEL, DockerRepository, DockerState
 from deploys.docker.release import release_script
 from deploys.docker.settings import docker_errors
 from deploys.settings import Settings
@@ -49,7 +50,7 @@ def test_fact_parses_engine_images_and_container() -> None:
             "active active",
             "enabled enabled",
             f"image egograph-backend:{SHA} sha256:ab",
-            'labels {"org.egograph.build":"b1"}',
+            f'labels egograph-backend:{SHA} {{"org.egograph.build":"b1"}}',
             f'container "running" "egograph-backend:{SHA}" {{"org.egograph.run":"r1"}}',
         ]
     )
@@ -58,7 +59,7 @@ def test_fact_parses_engine_images_and_container() -> None:
         "active": True,
         "enabled": True,
         "images": {f"egograph-backend:{SHA}": "sha256:ab"},
-        "image_labels": {"org.egograph.build": "b1"},
+        "image_labels": {f"egograph-backend:{SHA}": {"org.egograph.build": "b1"}},
         "container": {
             "state": "running",
             "image": f"egograph-backend:{SHA}",
@@ -72,7 +73,7 @@ def test_fact_without_docker_is_the_default() -> None:
 
 
 def test_fact_with_nothing_built_yet() -> None:
-    got = DockerState().process(["active inactive", "enabled disabled", "labels ", "container "])
+    got = DockerState().process(["active inactive", "enabled disabled", "container "])
     assert got["installed"] and not got["active"] and not got["enabled"]
     assert got["container"] is None and got["images"] == {}
 
@@ -100,7 +101,8 @@ IMAGE_ARGS = {
 def test_image_noop_when_the_commit_is_built_the_same_way() -> None:
     digest = ops.build_digest("Dockerfile", "python:3.12-slim")
     built = state(
-        images={f"egograph-backend:{SHA}": "sha256:ab"}, image_labels={BUILD_LABEL: digest}
+        images={f"egograph-backend:{SHA}": "sha256:ab"},
+        image_labels={f"egograph-backend:{SHA}": {BUILD_LABEL: digest}},
     )
     fake = run(ops.docker_image, {DockerState: built}, commit=SHA, **IMAGE_ARGS)
     assert fake.commands == [] and fake.noops == [f"image egograph-backend:{SHA} is built"]
@@ -118,7 +120,8 @@ def test_image_built_for_a_new_commit_with_the_base_image_argument() -> None:
 def test_image_rebuilt_when_the_base_image_changed() -> None:
     digest = ops.build_digest("Dockerfile", "python:3.12-slim")
     built = state(
-        images={f"egograph-backend:{SHA}": "sha256:ab"}, image_labels={BUILD_LABEL: digest}
+        images={f"egograph-backend:{SHA}": "sha256:ab"},
+        image_labels={f"egograph-backend:{SHA}": {BUILD_LABEL: digest}},
     )
     args = {**IMAGE_ARGS, "base_image": "mirror.example/python:3.12-slim"}
     fake = run(ops.docker_image, {DockerState: built}, commit=SHA, **args)
@@ -202,16 +205,14 @@ def test_release_script_is_valid_shell_and_rolls_back() -> None:
 
 # -- repository ----------------------------------------------------------------------------
 def test_docker_repository_noop_when_keyring_and_source_match() -> None:
-    from pyinfra.facts.server import LinuxDistribution
-
     from deploys.common.operations import sha256_text
 
     line = ops.source_line("https://download.docker.com/linux/debian", "bookworm")
     facts = {
-        LinuxDistribution: {"release_meta": {"VERSION_CODENAME": "bookworm"}},
-        FileStates: {
-            ops.KEYRING_PATH: {"sha256": "ab" * 32},
-            ops.SOURCE_PATH: {"sha256": sha256_text(line + "\n")},
+        DockerRepository: {
+            "codename": "bookworm",
+            "keyring": "ab" * 32,
+            "source": sha256_text(line + "\n"),
         },
     }
     fake = run(
@@ -254,3 +255,17 @@ def test_docker_repo_needs_a_keyring_pin_and_the_env_file_stays_out_of_the_check
         )
         == []
     )
+
+
+def test_repository_fact_in_a_real_shell(tmp_path: Path) -> None:
+    """The command, run by sh here against files of this machine's shape: the host's own
+    /etc/os-release names its codename; a missing file has no digest."""
+    keyring = tmp_path / "docker.asc"
+    keyring.write_bytes(b"key")
+    cmd = DockerRepository().command(str(keyring), str(tmp_path / "absent.list"))
+    out = subprocess.run(
+        ["sh", "-c", cmd.get_raw_value()], capture_output=True, text=True, check=True
+    ).stdout
+    got = DockerRepository().process(out.splitlines())
+    assert got["keyring"] == hashlib.sha256(b"key").hexdigest() and got["source"] is None
+    assert got["codename"]  # this Debian's
