@@ -6,7 +6,7 @@ import hashlib
 from io import StringIO
 from typing import Any
 
-from pyinfra import host, logger, state
+from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, HiddenValue, QuoteString, StringCommand
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
@@ -81,7 +81,7 @@ def managed_file(
         return
 
     change_reason(f"{path} {'differs' if current else 'is missing'}")
-    if state.config.DIFF:
+    if host.state.config.DIFF:
         _log_diff(path, text, secret, exists=current is not None)
 
     tmp = f"{path}.egograph-deploy.tmp"

@@ -22,7 +22,7 @@ class FakeHost:
     def __init__(self, facts: dict[str, Any], *, executing: bool = True) -> None:
         self.facts = facts
         """``key_of(fact, kwargs)`` → the value."""
-        self.state = SimpleNamespace(is_executing=executing)
+        self.state = SimpleNamespace(is_executing=executing, config=SimpleNamespace(DIFF=False))
         self.name = "fake"
         self.connector = SimpleNamespace()
         self.current_op_hash = None
