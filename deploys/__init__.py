@@ -1,11 +1,39 @@
 """egograph-deploy: the EgoGraph backend runbook as a pyinfra deploy.
 
-Layers:
-- entry files (``prod.py``): thin; run by ``pyinfra inventory.py deploys/<entry>.py``
-- ``settings``: every setting's form and meaning, validation; values in ``group_data/``
-- ``inventory``: hosts, validated before pyinfra connects
-- ``container``: the in-container deploy in runbook order
-- one sub-package per concern, each with its ``@deploy``, facts and operations:
-  ``packages`` (apt), ``uv``, ``repo`` (git checkout), ``duckdb``, ``services`` (env files,
-  systemd units), plus ``common`` (managed files, stamps)
+Layers, lowest first; a module imports only from its own layer's package or from lower
+ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hints, under
+``TYPE_CHECKING``, is not a dependency):
+
+- ``common``: managed files, the one-command state read (``snapshot``), shell pieces,
+  stamps, the setting declarations and checks;
+- the concerns, one sub-package each with its settings, facts, pure plan, operations and
+  ``@deploy`` functions, in the runbook's order: ``packages`` (apt), ``repo`` (the
+  checkout), ``uv``, ``duckdb``, ``services`` (env files, systemd units), ``tailscale``,
+  ``docker`` (the VM variant), ``proxmox`` (the container on its node);
+- ``settings``: every concern's slice composed into the typed ``Settings``, and validation;
+- ``inventory`` (hosts, validated before pyinfra connects) and ``hostsettings`` (a host's
+  validated settings);
+- ``facts`` (ad-hoc facts over several concerns), ``container`` and ``vm`` (the deploys in
+  runbook order);
+- entry points: the entry files (``prod``, ``update``, ``destroy``, ``docker_vm``), the
+  ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such), ``cli``
+  (``egodeploy``) and ``docs``.
 """
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("common",),
+    ("packages",),
+    ("repo",),
+    ("uv",),
+    ("duckdb",),
+    ("services",),
+    ("tailscale",),
+    ("docker",),
+    ("proxmox",),
+    ("settings",),
+    ("inventory", "hostsettings"),
+    ("facts", "container", "vm"),
+    ("prod", "update", "destroy", "docker_vm", "proxmox.connector", "cli", "docs"),
+)
+"""The layer map above, as the layer test reads it (top-level names under ``deploys``; a
+dotted name places one module apart from its package)."""
