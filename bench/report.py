@@ -17,7 +17,7 @@ Record = dict[str, Any]
 
 RESULTS = Path(__file__).parent / "results"
 """Where `make bench` writes its results (committed)."""
-README = PROJECT / "README.md"
+README = PROJECT / "bench" / "README.md"
 
 TOOLS = ("pyinfra", "shell", "ansible")
 LABEL = {
