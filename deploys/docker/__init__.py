@@ -12,7 +12,8 @@ from pyinfra.api import HiddenValue, deploy
 from ..common.operations import managed_file, sha256_text
 from ..packages.operations import apt_packages
 from ..repo.commit import Commit
-from ..services.settings import Service, environ_mapping
+from ..services.envsource import environ_mapping
+from ..services.settings import Service
 from ..tailscale import served_services
 from ..tailscale.plan import Published
 
