@@ -29,7 +29,6 @@ import copy
 import functools
 import inspect
 import json
-import weakref
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, cast
@@ -144,12 +143,22 @@ class _HostReads:
     planning: bool = False
 
 
-_HOSTS: weakref.WeakKeyDictionary[Any, _HostReads] = weakref.WeakKeyDictionary()
+_ATTRIBUTE = "_egograph_snapshot"
+"""Where a host keeps its snapshot record: on the pyinfra ``Host`` object itself, so it
+lives and goes with the host (no state of this module's own)."""
 
 
 def _record() -> _HostReads | None:
     current = ctx_host.get()
-    return None if current is None else _HOSTS.get(current)
+    return None if current is None else getattr(current, _ATTRIBUTE, None)
+
+
+def _record_of(current: Any) -> _HostReads:
+    record = getattr(current, _ATTRIBUTE, None)
+    if record is None:
+        record = _HostReads()
+        setattr(current, _ATTRIBUTE, record)
+    return record
 
 
 def declare(reads: Iterable[FactRead]) -> None:
@@ -157,7 +166,7 @@ def declare(reads: Iterable[FactRead]) -> None:
     current = ctx_host.get()
     if current is None:
         return
-    record = _HOSTS.setdefault(current, _HostReads())
+    record = _record_of(current)
     for wanted in reads:
         record.wanted.setdefault(wanted.key, wanted)
 
@@ -172,7 +181,7 @@ def planned(steps: Callable[[], None]) -> Callable[[], None]:
         current = ctx_host.get()
         state = ctx_state.get() if ctx_state.isset() else None
         if current is not None and state is not None and state.should_check_for_changes():
-            record = _HOSTS.setdefault(current, _HostReads())
+            record = _record_of(current)
             record.planning = True
             try:
                 steps()

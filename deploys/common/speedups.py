@@ -11,7 +11,7 @@ Measured on the sandbox (no-op run of ``deploys/prod.py``, 12 operations per hos
   :func:`operation_order_from_stack` walks the frames for the same list.
 - **Global arguments.** Every operation call evaluates the type hints of pyinfra's
   ``AllArguments`` class again (``all_global_arguments``): 0.35 ms each, 0.1 s in all. They
-  are constant; :func:`all_global_arguments` evaluates them once.
+  are constant; :func:`evaluated_global_arguments` evaluates them once.
 
 :func:`install` swaps both in for the exact pyinfra versions whose functions these reproduce
 (``VERIFIED``: ``tests/unit/core/test_speedups.py`` compares them with the originals of the
@@ -22,9 +22,9 @@ operations, and order is what puts the Proxmox stage first. One log line says wh
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
+from collections.abc import Callable
 from importlib import import_module
 from types import FrameType
 from typing import Any
@@ -68,16 +68,12 @@ def operation_order_from_stack(state: Any) -> list[int]:
     return line_numbers
 
 
-@functools.cache
-def _global_arguments() -> tuple[tuple[str, type], ...]:
+def evaluated_global_arguments() -> Callable[[], list[tuple[str, type]]]:
+    """``pyinfra.api.arguments.all_global_arguments``, with the type hints evaluated once,
+    now (a new list each call, as pyinfra's)."""
     arguments = import_module("pyinfra.api.arguments")
-    return tuple(arguments.get_type_hints(arguments.AllArguments).items())
-
-
-def all_global_arguments() -> list[tuple[str, type]]:
-    """``pyinfra.api.arguments.all_global_arguments``, evaluated once (a new list each call,
-    as before)."""
-    return list(_global_arguments())
+    hints = tuple(arguments.get_type_hints(arguments.AllArguments).items())
+    return lambda: list(hints)
 
 
 def install() -> bool:
@@ -95,5 +91,9 @@ def install() -> bool:
         "get_operation_order_from_stack",
         operation_order_from_stack,
     )
-    setattr(import_module("pyinfra.api.arguments"), "all_global_arguments", all_global_arguments)  # noqa: B010
+    setattr(  # noqa: B010
+        import_module("pyinfra.api.arguments"),
+        "all_global_arguments",
+        evaluated_global_arguments(),
+    )
     return True
