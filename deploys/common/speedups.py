@@ -14,7 +14,7 @@ Measured on the sandbox (no-op run of ``deploys/prod.py``, 12 operations per hos
   are constant; :func:`evaluated_global_arguments` evaluates them once.
 
 :func:`install` swaps both in for the exact pyinfra versions whose functions these reproduce
-(``VERIFIED``: ``tests/unit/core/test_speedups.py`` compares them with the originals of the
+(``VERIFIED``: ``tests/unit/common/test_speedups.py`` compares them with the originals of the
 installed version, and fails when that version is not listed), and leaves pyinfra's own for
 any other version: a patch release that changed the ordering could otherwise reorder the
 operations, and order is what puts the Proxmox stage first. One log line says which.

@@ -1,6 +1,6 @@
 """Tests that validate settings create their secret files (env sources, key files)
 owner-only, as a user must: validation refuses a secret file open to group or others (see
-``deploys.settings.open_to_others``; the cases in tests/unit/core/test_settings.py set wider
+``deploys.common.secrets.open_to_others``; the cases in tests/unit/test_settings.py set wider
 modes on purpose). Other tests (e.g. building .deb packages) keep the usual umask."""
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 _HERE = Path(__file__).parent
-_OWNER_ONLY = (_HERE / "core", _HERE / "proxmox", _HERE / "tailscale" / "test_settings.py")
+_OWNER_ONLY = (
+    _HERE / "test_settings.py",
+    _HERE / "services",
+    _HERE / "duckdb",
+    _HERE / "proxmox",
+    _HERE / "tailscale" / "test_settings.py",
+)
 
 
 @pytest.fixture(autouse=True)

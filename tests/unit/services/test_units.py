@@ -26,7 +26,7 @@ def settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 def hardened(tmp_path: Path, **changes: Any) -> Settings:
     data = raw_defaults()
-    services = [{**data["services"][0]}, PIPELINES]
+    services = [{**data["services"][0]}, {**PIPELINES}]
     for svc in services:
         svc.update(user="egograph", group="egograph")
     return settings(

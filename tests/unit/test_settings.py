@@ -16,7 +16,7 @@ from deploys.inventory import group_data
 from deploys.settings import SETTINGS, Settings, SettingsError, raw_defaults, validate
 from tests.sandbox import site
 
-PROJECT = Path(__file__).resolve().parents[3]
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def defaults() -> dict[str, Any]:

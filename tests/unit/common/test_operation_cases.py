@@ -29,7 +29,7 @@ from pyinfra.api import FileUploadCommand, OperationError, StringCommand
 
 from tests.unit.fakes import run_op
 
-CASES = Path(__file__).parent / "cases"
+CASES = Path(__file__).parents[1] / "cases"
 FILES = sorted(CASES.glob("*/*.yaml"))
 
 
