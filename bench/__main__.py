@@ -46,7 +46,7 @@ from deploys.tailscale import node_name, served_services
 from deploys.uv import wheel
 from tests.sandbox import container, host, paths, pve_site, site
 
-from . import containers, measure, report
+from . import containers, measure, report, results
 from .measure import Run
 
 NODE_PREFIX = "bench-ct"
@@ -399,7 +399,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.fleet = [n for n in args.fleet if n <= 2]
     if args.out is None:
         args.out = (
-            Path(tempfile.gettempdir()) / "egograph-bench-quick" if args.quick else report.RESULTS
+            Path(tempfile.gettempdir()) / "egograph-bench-quick" if args.quick else results.RESULTS
         )
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.rebuild:
         result = json.loads(args.rebuild.read_text())
-        for path in report.write(result, args.rebuild.parent):
+        for path in results.write(result, args.rebuild.parent):
             log(f"wrote {path}")
         return
     reason = host.require_root_linux()
@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
         },
     }
     result = report.build(meta, [r.record() for r in runs])
-    written = report.write(result, args.out)
+    written = results.write(result, args.out)
     for path in written:
         log(f"wrote {path}")
     print(report.markdown_table(result))

@@ -1,23 +1,14 @@
-"""Medians, ratios and targets from the recorded runs; the JSON, Markdown and chart files."""
+"""Medians, ratios and targets from the recorded runs, and their Markdown."""
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tests.sandbox.runner import PROJECT
-
 Record = dict[str, Any]
 
-RESULTS = Path(__file__).parent / "results"
-"""Where `make bench` writes its results (committed)."""
-README = PROJECT / "bench" / "README.md"
 
 TOOLS = ("pyinfra", "shell", "ansible")
 LABEL = {
@@ -306,26 +297,6 @@ def document(result: dict[str, Any], stem: str) -> str:
     return "\n".join(head)
 
 
-def write(result: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    stem = result["date"][:10]
-    json_path = out / f"{stem}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    md_path = out / f"{stem}.md"
-    md_path.write_text(document(result, stem))
-    written = [json_path, md_path]
-    written += charts(json_path, out / f"{stem}-fleet.png", out / f"{stem}-noop-steps.png")
-    readme = out / "README-performance.md"
-    from . import performance
-
-    section = performance.section(result, stem)
-    readme.write_text(section)
-    written.append(readme)
-    if out.resolve() == RESULTS.resolve() and replace_section(README, section):
-        written.append(README)
-    return written
-
-
 def replace_section(path: Path, section: str) -> bool:
     """Put ``section`` (a Markdown text starting with its ``## `` heading) in place of the
     section with the same heading in ``path``, up to the next ``## `` heading; False when
@@ -339,15 +310,3 @@ def replace_section(path: Path, section: str) -> bool:
     new = [*section.rstrip("\n").split("\n"), ""]
     path.write_text("\n".join(lines[:start] + new + lines[end:]))
     return True
-
-
-def charts(json_path: Path, fleet_png: Path, steps_png: Path) -> list[Path]:
-    """Draw with matplotlib in ``uv run --with matplotlib`` (not a project dependency)."""
-    uv = os.environ.get("UV") or "uv"
-    cmd = [uv, "run", "--no-project", "--quiet", "--with", "matplotlib", "python", "-m"]
-    cmd += ["bench.charts", str(json_path), str(fleet_png), str(steps_png)]
-    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"bench: charts failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return []
-    return [p for p in (fleet_png, steps_png) if p.exists()]
