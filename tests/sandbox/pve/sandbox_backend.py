@@ -19,7 +19,7 @@ from tests.sandbox import container as sandbox
 from tests.sandbox import paths
 from tests.sandbox.host import run
 
-from .emulator import ContainerBackend
+from .backend import ContainerBackend
 
 
 class _PveContainer(sandbox.Container):
