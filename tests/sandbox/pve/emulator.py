@@ -30,11 +30,9 @@ Faults: :meth:`PveEmulator.inject_task_fault`, :meth:`inject_http_error`,
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 import hashlib
-import hmac
 import ipaddress
 import json
 import os
@@ -54,9 +52,10 @@ from pathlib import Path
 from typing import Any
 
 from . import lxc_permissions as lxcperm
+from .auth import AuthApi, AuthError, Identity
 from .backend import ContainerBackend, FakeBackend
 from .errors import PveError, param_error, perm_error
-from .permissions import ROOT, Rpc, UserCfg, split_tokenid
+from .permissions import Rpc, UserCfg
 from .schema import (
     load_schema,
     parse_boolean,
@@ -189,28 +188,6 @@ def write_pct_config(conf: dict[str, Any]) -> str:
 
 # =======================================================================================
 # errors, auth, tasks
-
-
-class AuthError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-@dataclass
-class Identity:
-    user: str  # bare user, e.g. deploy@pve
-    tokenid: str | None = None  # token name, e.g. pyinfra
-    ticket: bool = False
-
-    @property
-    def authuser(self) -> str:
-        return f"{self.user}!{self.tokenid}" if self.tokenid else self.user
-
-    @property
-    def is_root(self) -> bool:
-        # a string test, as everywhere in PVE: a token of root is not root
-        return self.authuser == ROOT
 
 
 @dataclass
@@ -468,7 +445,7 @@ VERSIONS = {
 }
 
 
-class PveEmulator:
+class PveEmulator(AuthApi):
     """A single-node PVE API (subset) over HTTPS on loopback.
 
     Who may do what is ``user.cfg`` (:class:`.permissions.UserCfg`), checked as PVE checks
@@ -551,51 +528,6 @@ class PveEmulator:
             },
             "local-lvm": {"type": "lvmthin", "content": ["images", "rootdir"]},
         }
-
-    def _make_user_cfg(
-        self,
-        roles: Mapping[str, Iterable[str]],
-        acl: Iterable[Mapping[str, Any]],
-        pools: Mapping[str, Mapping[str, Any]],
-    ) -> UserCfg:
-        cfg = UserCfg(major=self.major)
-        for name, privs in roles.items():
-            cfg.add_role(name, privs)
-        shorthand = 0
-
-        def grant_shorthand(spec: Any, **who: list[str]) -> None:
-            nonlocal shorthand
-            if spec is None:
-                return
-            by_path = {"/": spec} if isinstance(spec, list | set | tuple) else dict(spec)
-            for path, privs in by_path.items():
-                if "*" in privs or "Administrator" in privs:
-                    role = "Administrator"
-                else:
-                    shorthand += 1
-                    role = f"EmulatorRole{shorthand}"
-                    cfg.add_role(role, privs)
-                cfg.grant(path, [role], **who)
-
-        for userid, spec in self.users.items():
-            cfg.add_user(userid, spec.get("groups", ()))
-            grant_shorthand(spec.get("privs"), users=[userid])
-        for tokenid, spec in self.tokens.items():
-            cfg.add_token(tokenid, privsep=bool(int(spec.get("privsep", 1))))
-            owner = tokenid.split("!", 1)[0]
-            grant_shorthand(spec.get("privs"), tokens=[tokenid], users=[owner])
-        for entry in acl:
-            cfg.grant(
-                str(entry["path"]),
-                list(entry["roles"]),
-                users=list(entry.get("users", ())),
-                groups=list(entry.get("groups", ())),
-                tokens=list(entry.get("tokens", ())),
-                propagate=bool(int(entry.get("propagate", 1))),
-            )
-        for name, spec in pools.items():
-            cfg.add_pool(name, spec.get("vms", ()), spec.get("storage", ()))
-        return cfg
 
     # ------------------------------------------------------------------ paths / files
     @property
@@ -710,55 +642,6 @@ class PveEmulator:
             if queue:
                 return queue.pop(0)
         return None
-
-    # ------------------------------------------------------------------ auth
-    def _authenticate(self, headers: Mapping[str, str], method: str, rel: str) -> Identity | None:
-        auth_header = headers.get("Authorization", "") or ""
-        ticket = None
-        cookie = headers.get("Cookie", "") or ""
-        for part in cookie.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == "PVEAuthCookie":
-                ticket = urllib.parse.unquote(value)
-        m = re.match(r"^PVEAuthCookie=(.+)$", auth_header)
-        if not ticket and m:
-            ticket = m.group(1).strip()
-        api_token = None
-        if not ticket:
-            m = re.match(r"^PVEAPIToken[=\s](\S+)\s*$", auth_header)
-            if m:
-                api_token = m.group(1)
-        if rel == "/access/ticket" and method in ("GET", "POST"):
-            return Identity(user="", tokenid="__api_token__" if api_token else None)
-        if api_token:
-            m = re.match(r"^(\S+@\S+?)!([A-Za-z][A-Za-z0-9\.\-_]+)[=\s](\S+)$", api_token)
-            if not m:
-                raise AuthError("Authentication failed!")
-            user, tokenid, secret = m.group(1), m.group(2), m.group(3)
-            spec = self.tokens.get(f"{user}!{tokenid}")
-            if (
-                spec is None
-                or not hmac.compare_digest(str(spec.get("secret", "")), secret)
-                or spec.get("enabled", True) is False
-            ):
-                raise AuthError("Authentication failed!")
-            return Identity(user=user, tokenid=tokenid)
-        if not ticket:
-            raise AuthError("No ticket")
-        with self.lock:
-            entry = self.tickets.get(ticket)
-        if entry is None or entry[1] < time.time():
-            raise AuthError("Authentication failed!")
-        user = entry[0]
-        if method != "GET":
-            token = headers.get("CSRFPreventionToken")
-            if not token or not hmac.compare_digest(self.csrf.get(ticket, ""), token):
-                raise AuthError("Permission denied - invalid csrf token")
-        return Identity(user=user, ticket=True)
-
-    def can(self, ident: Identity, path: str, privs: list[str]) -> bool:
-        """Any of ``privs`` on ``path`` (the silent ``check_any(..., noerr)`` of listings)."""
-        return self.rpc.check_any(ident.authuser, path, privs, noerr=True)
 
     # ------------------------------------------------------------------ request entry
     def handle(
@@ -1038,10 +921,6 @@ class PveEmulator:
             raise param_error({"upid": "no such task"})
         return task
 
-    # ------------------------------------------------------------------ helpers
-    def _is_running(self, vmid: int) -> bool:
-        return self.backend.status(vmid) == "running"
-
     def _check_lock(self, conf: dict[str, Any]) -> None:
         if conf.get("lock"):
             raise PveError(500, f"CT is locked ({conf['lock']})")
@@ -1095,12 +974,6 @@ class PveEmulator:
             self.rpc, ident.authuser, self.schema, self.storages, vmid, pool, oldconf,
             newconf, delete, unprivileged,
         )  # fmt: skip
-
-    def _storage(self, sid: str) -> dict[str, Any]:
-        st = self.storages.get(sid)
-        if st is None:
-            raise PveError(500, f"storage '{sid}' does not exist")
-        return st
 
     def _check_target_storage(self, ident: Identity, sid: str) -> None:
         """A storage a create puts a volume on: enabled, for container directories, and
@@ -1196,40 +1069,6 @@ class PveEmulator:
 
     def api_get_version(self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]) -> Any:
         return dict(VERSIONS[str(self.major)])
-
-    def api_post_access_ticket(
-        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
-    ) -> Any:
-        username = a["username"]
-        if a.get("realm") and "@" not in username:
-            username = f"{username}@{a['realm']}"
-        password = a["password"]
-        spec = self.users.get(username)
-        ok = False
-        if spec is not None and spec.get("enabled", True) is not False:
-            if hmac.compare_digest(str(spec.get("password", "")), password):
-                ok = True
-            else:
-                with self.lock:
-                    entry = self.tickets.get(password)
-                ok = entry is not None and entry[0] == username and entry[1] > time.time()
-        if not ok:
-            if self.auth_delay:
-                time.sleep(self.auth_delay)
-            raise PveError(401, "authentication failure")
-        stamp = f"{int(time.time()):08X}"
-        ticket = f"PVE:{username}:{stamp}::" + base64.b64encode(secrets.token_bytes(48)).decode()
-        csrf = f"{stamp}:" + base64.b64encode(secrets.token_bytes(20)).decode().rstrip("=")
-        with self.lock:
-            self.tickets[ticket] = (username, time.time() + 7200)
-            self.csrf[ticket] = csrf
-        return {
-            "username": username,
-            "ticket": ticket,
-            "CSRFPreventionToken": csrf,
-            # coarse, for the GUI (pve-access-control:src/PVE/API2/AccessControl.pm:create_ticket)
-            "cap": self.rpc.compute_api_permission(username),
-        }
 
     def _node_entry(self, ident: Identity) -> dict[str, Any]:
         """This node as ``/nodes`` and ``/cluster/resources`` list it; without Sys.Audit on
@@ -1993,24 +1832,6 @@ class PveEmulator:
                 conf["snapshots"][name]["description"] = a["description"]
                 self.write_conf(vmid, conf)
         return None
-
-    # ---------------------------------------------------------------- access
-    def api_get_access_permissions(
-        self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
-    ) -> Any:
-        """Oneself and one's own tokens; anyone else needs Sys.Audit on /access. With
-        ``path``: that path's set as ``check`` tests it (echoing ``path`` as sent); without:
-        the dump (pve-access-control:src/PVE/API2/AccessControl.pm:permissions, §5)."""
-        authid = ident.authuser
-        userid = str(a["userid"]) if a.get("userid") is not None else authid
-        token = split_tokenid(userid)
-        if not (userid == authid or (token is not None and token[0] == authid)):
-            self.rpc.check(authid, "/access", ["Sys.Audit"])
-        path = a.get("path")
-        if path:
-            held = self.rpc.permissions(userid, str(path))
-            return {str(path): {p: int(v) for p, v in sorted(held.items())}}
-        return self.rpc.effective_permissions(userid)
 
     # ---------------------------------------------------------------- tasks
     def api_get_nodes_node_tasks(
