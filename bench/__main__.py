@@ -44,7 +44,8 @@ from deploys.services.settings import Service
 from deploys.settings import Settings, validate
 from deploys.tailscale import node_name, served_services
 from deploys.uv import wheel
-from tests.sandbox import container, host, paths, pve_site, site
+from tests.sandbox import container, host, paths, site
+from tests.sandbox.pve import site as pve_site
 
 from . import containers, measure, report, results
 from .measure import Run

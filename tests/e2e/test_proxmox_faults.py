@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import pve_site, site
+from tests.sandbox import site
+from tests.sandbox.pve import site as pve_site
 from tests.sandbox.pve.sandbox_backend import SandboxBackend
 from tests.sandbox.runner import PyinfraRun, pyinfra
 

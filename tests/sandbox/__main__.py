@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import container, host, paths, pve_site, site, tailscale_site
+from . import container, host, paths, site, tailscale_site
+from .pve import site as pve_site
 from .rootfs import ensure_rootfs
 from .tailscale import headscale
 

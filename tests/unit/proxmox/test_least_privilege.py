@@ -2,7 +2,7 @@
 
 The roles and the ACL path each is granted on are parsed from the README's "API access"
 commands (``pveum role add`` / ``pveum acl modify``), so the README and this test cannot
-drift; the sandbox's node (``tests.sandbox.pve_site``) must say the same. A token holding
+drift; the sandbox's node (``tests.sandbox.pve.site``) must say the same. A token holding
 exactly them runs the real Proxmox stage (``deploys.proxmox.ensure_container``, in process
 through pyinfra's API, the node as ``@local``) against the emulator, whose checks follow
 PVE's code (``tests/sandbox/pve/permissions.py``, ``lxc_permissions.py``), from an empty
@@ -30,7 +30,7 @@ from deploys.inventory import NODE_ROLE, ROLE
 from deploys.proxmox import access, operations
 from deploys.proxmox.privileges import PrivilegeReport
 from deploys.settings import raw_defaults, validate
-from tests.sandbox import pve_site
+from tests.sandbox.pve import site as pve_site
 from tests.sandbox.pve.emulator import PveEmulator
 
 PROJECT = Path(__file__).resolve().parents[3]

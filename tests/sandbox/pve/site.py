@@ -1,7 +1,7 @@
 """An emulated Proxmox node for the sandbox: the PVE API emulator backed by sandbox
 containers, and the node's SSH side.
 
-- The API: ``python -m tests.sandbox.pve_site serve`` runs :class:`PveEmulator` with
+- The API: ``python -m tests.sandbox.pve.site serve`` runs :class:`PveEmulator` with
   :class:`SandboxBackend` on 127.0.0.1 (its own CA, a least-privilege API token and a
   root@pam password; the secrets sit in 0600 files under the state directory).
 - The node over SSH: a second sshd on the sandbox bridge (``10.213.0.1:2213``) with its own
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .host import run
+from .. import paths
+from ..host import run
 
 NODE_DIR = paths.STATE / "node"
 NODE_SSH_PORT = 2213
@@ -54,7 +54,7 @@ DEPLOY_ACL = {
     "/storage/local": "EgographTemplates",
     "/sdn/zones/localnetwork/vmbr0": "EgographNet",
 }
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[3]
 
 
 # --------------------------------------------------------------------------- node sshd
@@ -224,7 +224,7 @@ def start_node(
     ensure_node_sshd()
     state_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "tests.sandbox.pve_site", "serve", "--state-dir", str(state_dir),
+        sys.executable, "-m", "tests.sandbox.pve.site", "serve", "--state-dir", str(state_dir),
         "--version", version, "--prefix", prefix, "--port", str(port),
         *(f"--omit={priv}" for priv in omit),
     ]  # fmt: skip
@@ -300,7 +300,7 @@ def settings(node: Node, **overrides: Any) -> dict[str, Any]:
 
 
 def serve(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.sandbox.pve_site serve")
+    parser = argparse.ArgumentParser(prog="python -m tests.sandbox.pve.site serve")
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--version", default="9.1")
     parser.add_argument("--prefix", default="pve")
@@ -308,8 +308,8 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--omit", action="append", default=[], help="a privilege to leave out")
     args = parser.parse_args(argv)
 
-    from .pve.emulator import PveEmulator
-    from .pve.sandbox_backend import SandboxBackend
+    from .emulator import PveEmulator
+    from .sandbox_backend import SandboxBackend
 
     state_dir = Path(args.state_dir)
     creds = _credentials(state_dir)
@@ -338,4 +338,4 @@ def serve(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         raise SystemExit(serve(sys.argv[2:]))
-    raise SystemExit("usage: python -m tests.sandbox.pve_site serve --state-dir DIR")
+    raise SystemExit("usage: python -m tests.sandbox.pve.site serve --state-dir DIR")
