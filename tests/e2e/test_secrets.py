@@ -28,11 +28,12 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import paths, site, tailscale_site
+from tests.sandbox import paths, site
 from tests.sandbox.container import Container
 from tests.sandbox.pve import site as pve_site
 from tests.sandbox.pve.sandbox_backend import SandboxBackend
 from tests.sandbox.runner import PROJECT, PyinfraRun, pyinfra
+from tests.sandbox.tailscale import site as tailscale_site
 
 pytestmark = pytest.mark.e2e
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import paths, site, tailscale_site
+from tests.sandbox import paths, site
 from tests.sandbox.container import Container
 from tests.sandbox.runner import PyinfraRun, pyinfra
+from tests.sandbox.tailscale import site as tailscale_site
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import site, tailscale_site
+from tests.sandbox import site
 from tests.sandbox.runner import drift, pyinfra
+from tests.sandbox.tailscale import site as tailscale_site
 
 pytestmark = pytest.mark.e2e
 

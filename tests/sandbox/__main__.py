@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import container, host, paths, site, tailscale_site
+from . import container, host, paths, site
 from .pve import site as pve_site
 from .rootfs import ensure_rootfs
 from .tailscale import headscale
+from .tailscale import site as tailscale_site
 
 HOSTS_FILE = paths.STATE / "hosts.json"
 PVE_STATE = paths.STATE / "pve"

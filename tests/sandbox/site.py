@@ -5,7 +5,7 @@
 - DuckDB's extension repository: httpfs from the `duckdb-ext-httpfs` wheel, over HTTP
 - the env file's source: a 0600 file on the controller holding a recognisable canary
 - Tailscale: the real package in a signed apt repository over HTTP and the sandbox's
-  headscale (tailscale_site.py)
+  headscale (tailscale/site.py)
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 from deploys.uv.wheel import install_wheel, verify_record
 
-from . import paths, tailscale_site
+from . import paths
+from .tailscale import site as tailscale_site
 
 FIXTURE_APP = Path(__file__).parent / "fixture_app"
 APP_REPO = os.environ.get("EGOGRAPH_SANDBOX_APP", "egograph") + ".git"
@@ -168,7 +169,7 @@ def settings(
 ) -> dict[str, Any]:
     """Settings that point the deploy at the sandbox's outside world (override group_data):
     the backend service, and the pipelines service beside it given its env file; the node
-    joins the sandbox tailnet ``tailnet`` (see tailscale_site)."""
+    joins the sandbox tailnet ``tailnet`` (see tailscale/site.py)."""
     services = [{**BACKEND, "env_source": {"file": str(env_file)}}]
     if pipelines_env is not None:
         services.append({**PIPELINES, "env_source": {"file": str(pipelines_env)}})

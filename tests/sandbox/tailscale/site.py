@@ -4,7 +4,7 @@ by the host, the tailnets of the sandbox's headscale, and the host's own tailnet
 - :func:`settings` points the deploy at them: the repository, its keyring pin, the control
   server (``tailscale_login_server``) and a pre-auth key file of one tailnet (``certs``: a
   tailnet whose nodes may serve HTTPS, the runbook's path; ``plain``: stock headscale, HTTP
-  only). See ``tailscale/headscale.py``.
+  only). See ``headscale.py``.
 - :class:`HostNode` is a second tailnet node on the controller itself (userspace
   networking, a SOCKS5 proxy on loopback): a client that reaches the services through the
   tailnet, as a person's laptop would.
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import host, paths
-from .tailscale import TAILSCALE, headscale
-from .tailscale.build import RepoInfo, build_repo
-from .tailscale.gobuild import ensure_built
+from .. import host, paths
+from . import TAILSCALE, headscale
+from .build import RepoInfo, build_repo
+from .gobuild import ensure_built
 
 BASE_URL = f"http://{paths.HOST_IP}:{paths.HTTP_PORT}/tailscale"
 LOGIN_SERVER = headscale.SERVER_URL
