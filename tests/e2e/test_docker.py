@@ -2,7 +2,7 @@
 rebuilds and recreates once → a broken release rolls back to the previous image.
 
 The VM is a sandbox container that can run a Docker engine (tests/sandbox/container.py
-``docker=True``); its base image is made locally (tests/sandbox/docker_site.py).
+``docker=True``); its base image is made locally (tests/sandbox/docker/site.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import docker_site, site
+from tests.sandbox import site
 from tests.sandbox.container import Container
+from tests.sandbox.docker import site as docker_site
 from tests.sandbox.runner import drift, pyinfra
 
 pytestmark = pytest.mark.e2e

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from deploys.uv.wheel import install_wheel, verify_record
 
-from . import paths
-from .container import Container
-from .rootfs import ensure_rootfs, recipe
+from .. import paths
+from ..container import Container
+from ..rootfs import ensure_rootfs, recipe
 
 BASE_IMAGE = "egograph-sandbox/python:trixie"
 UV_VERSION = "0.13.9"
