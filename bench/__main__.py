@@ -45,6 +45,7 @@ from deploys.settings import Settings, validate
 from deploys.tailscale import node_name, served_services
 from deploys.uv import wheel
 from tests.sandbox import container, host, paths, site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.pve import site as pve_site
 
 from . import containers, measure, report, results
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     host.ensure_packages()
     host.ensure_network()
     host.ensure_services()
-    env = site.write_secret_env("bench")
+    env = app_site.write_secret_env("bench")
     data = {**site.settings(env), "repo_url": containers.publish_app()}
     settings = validate(data)
     containers.destroy_all()

@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.sandbox import container, paths, site
+from tests.sandbox import container, paths
+from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 
 PREFIX = "bench-"
@@ -147,7 +148,7 @@ def publish_app() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "app"
         shutil.copytree(
-            site.FIXTURE_APP, tree, ignore=shutil.ignore_patterns("__pycache__", ".venv")
+            app_site.FIXTURE_APP, tree, ignore=shutil.ignore_patterns("__pycache__", ".venv")
         )
         (tree / ".gitignore").write_text(".venv/\n__pycache__/\n*.env\n.env\n")
         git = ["git", "-C", str(tree), "-c", "user.name=egograph bench"]

@@ -6,8 +6,8 @@ import itertools
 import os
 import shutil
 
-# This session's own app repository in the sandbox (see tests.sandbox.site.APP_REPO); set
-# before tests.sandbox.site is imported.
+# This session's own app repository in the sandbox (see tests.sandbox.app.site.APP_REPO); set
+# before tests.sandbox.app.site is imported.
 os.environ.setdefault("EGOGRAPH_SANDBOX_APP", f"egograph-tests-{os.getpid()}")
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tests.sandbox import container as sandbox_container
-from tests.sandbox import host, paths, site
+from tests.sandbox import host, paths
+from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 
 
@@ -39,10 +40,10 @@ def sandbox() -> Iterator[None]:
     host.ensure_packages()
     host.ensure_network()
     host.ensure_services()
-    site.publish_app()
+    app_site.publish_app()
     yield
-    shutil.rmtree(paths.GIT_ROOT / site.APP_REPO, ignore_errors=True)
-    shutil.rmtree(site.work_tree(), ignore_errors=True)
+    shutil.rmtree(paths.GIT_ROOT / app_site.APP_REPO, ignore_errors=True)
+    shutil.rmtree(app_site.work_tree(), ignore_errors=True)
 
 
 _counter = itertools.count()
@@ -53,7 +54,7 @@ def new_container(sandbox: None) -> Iterator[Callable[..., Container]]:
     """Factory for fresh, booted containers; all destroyed after the test. The app
     repository is reset to the pristine fixture first: an earlier test may have left a
     broken release on it."""
-    site.publish_app("fixture")
+    app_site.publish_app("fixture")
     made: list[Container] = []
 
     def make(*, tun: bool = True, docker: bool = False) -> Container:
@@ -69,7 +70,7 @@ def new_container(sandbox: None) -> Iterator[Callable[..., Container]]:
 
 @pytest.fixture
 def secret_env(tmp_path: Path, sandbox: None) -> Path:
-    return site.write_secret_env(f"backend-{tmp_path.name}")
+    return app_site.write_secret_env(f"backend-{tmp_path.name}")
 
 
 # --- how many e2e tests ran: printed at the end, and no silent skip where they are required

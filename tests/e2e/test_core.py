@@ -15,6 +15,7 @@ import pytest
 import testinfra
 
 from tests.sandbox import paths, site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 from tests.sandbox.runner import PyinfraRun, pyinfra
 
@@ -35,7 +36,7 @@ def health(c: Container, port: int = 8000) -> dict[str, Any]:
 
 def assert_no_canary(*runs: PyinfraRun) -> None:
     for run in runs:
-        assert site.CANARY not in run.output
+        assert app_site.CANARY not in run.output
 
 
 def test_dry_run_on_a_fresh_container_changes_nothing(
@@ -117,7 +118,7 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
     assert target.check_output("/root/.local/bin/uv --version").startswith(f"uv {UV_VERSION}")
     assert 'export PATH="/root/.local/bin:$PATH"' in target.file("/root/.profile").content_string
     head = target.check_output("git -C /opt/egograph/repo rev-parse HEAD")
-    assert head == site.app_head()
+    assert head == app_site.app_head()
     httpfs = target.check_output(
         '/opt/egograph/repo/.venv/bin/python -c "import duckdb; print(duckdb.sql('
         "\\\"select installed from duckdb_extensions() where extension_name='httpfs'\\\")"
@@ -147,7 +148,7 @@ def test_converge_is_idempotent_verified_and_follows_setting_changes(
     assert c.ssh("curl -fsS http://127.0.0.1:8000/health", check=False).returncode != 0
 
     # --- change an env value: the env file and the restart, nothing else ---
-    site.write_secret_env(secret_env.stem, {"CORS_ORIGINS": "https://new.example"})
+    app_site.write_secret_env(secret_env.stem, {"CORS_ORIGINS": "https://new.example"})
     changed_env = pyinfra(hosts, "-y", "--json")
     assert changed_env.returncode == 0, changed_env.output[-3000:]
     assert sorted(changed_env.changed_ops()) == sorted(

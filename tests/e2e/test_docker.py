@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox import site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 from tests.sandbox.docker import site as docker_site
 from tests.sandbox.runner import drift, pyinfra
@@ -52,7 +53,7 @@ def test_docker_deploy_builds_runs_rebuilds_and_rolls_back(
     c = new_container(docker=True)
     docker_site.prepare_vm(c)
     hosts = hosts_file(tmp_path, c, secret_env)
-    first_commit = site.app_head()
+    first_commit = app_site.app_head()
 
     first = pyinfra(hosts, "-y", "--json", deploy=DEPLOY)
     assert first.returncode == 0, first.output[-4000:]
@@ -68,7 +69,7 @@ def test_docker_deploy_builds_runs_rebuilds_and_rolls_back(
     assert c.ssh(f"curl -fsS -m 3 http://{c.ip}:8080/health", check=False).returncode != 0
     assert c.ssh("stat -c '%a %U' /etc/egograph/backend.env").stdout.split() == ["600", "root"]
     assert c.ssh("systemctl is-enabled docker").stdout.strip() == "enabled"
-    assert site.CANARY not in first.output
+    assert app_site.CANARY not in first.output
 
     second = pyinfra(hosts, "-y", "--json", deploy=DEPLOY)
     assert second.returncode == 0, second.output[-4000:]
@@ -76,10 +77,10 @@ def test_docker_deploy_builds_runs_rebuilds_and_rolls_back(
 
     code, report, output = drift(hosts, deploy=DEPLOY)
     assert code == 0, report
-    assert site.CANARY not in output
+    assert app_site.CANARY not in output
 
     # --- a new commit: checkout, one build, one recreate (predicted by the drift check) ---
-    new = site.publish_app("release 2", {"egograph/backend/__init__.py": 'RELEASE = "2"\n'})
+    new = app_site.publish_app("release 2", {"egograph/backend/__init__.py": 'RELEASE = "2"\n'})
     code, report, _ = drift(hosts, deploy=DEPLOY)
     assert code == 2, report
     changes = {ch["operation"]: ch["reasons"] for ch in report["hosts"][c.name]}
@@ -92,7 +93,7 @@ def test_docker_deploy_builds_runs_rebuilds_and_rolls_back(
     assert running_image(c) == f"egograph-backend:{new}"
 
     # --- a broken release: the previous container comes back, the run fails clearly ---
-    site.publish_app(
+    app_site.publish_app(
         "broken release",
         {"egograph/backend/__init__.py": 'raise RuntimeError("broken release")\n'},
     )

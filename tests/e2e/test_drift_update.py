@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox import site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 from tests.sandbox.runner import PROJECT, pyinfra
 from tests.sandbox.runner import drift as run_drift
@@ -32,7 +33,7 @@ SERVE = "Tailscale serve | Publish backend on HTTPS 443"
 
 def drift(hosts: Path) -> tuple[int, dict[str, Any]]:
     code, report, output = run_drift(hosts)
-    assert site.CANARY not in output
+    assert app_site.CANARY not in output
     return code, report
 
 
@@ -83,7 +84,7 @@ def test_drift_names_each_kind_of_drift_and_converging_clears_it(
         ("serve config reset", lambda: c.ssh("tailscale serve reset"), {SERVE}),
         (
             "new commit on the remote",
-            lambda: site.publish_app(
+            lambda: app_site.publish_app(
                 "drift release", {"egograph/backend/NEWS": f"{uuid.uuid4()}\n"}
             ),
             {CHECKOUT, SYNC, SERVICE},
@@ -125,7 +126,7 @@ def test_update_moves_to_a_new_commit_restarting_once_and_refuses_local_edits(
 ) -> None:
     c, hosts = deployed
     pid_before = c.ssh("systemctl show -p MainPID --value egograph-backend").stdout.strip()
-    new = site.publish_app("release 2", {"egograph/backend/__init__.py": 'RELEASE = "2"\n'})
+    new = app_site.publish_app("release 2", {"egograph/backend/__init__.py": 'RELEASE = "2"\n'})
 
     dry = pyinfra(hosts, "--dry", "--json", deploy="deploys/update.py")
     assert dry.returncode == 0
@@ -147,7 +148,7 @@ def test_update_moves_to_a_new_commit_restarting_once_and_refuses_local_edits(
     assert health["release"] == "2"
 
     c.ssh("echo '# hotfix' >> /opt/egograph/repo/egograph/backend/pyproject.toml")
-    site.publish_app("release 3", {"egograph/backend/__init__.py": 'RELEASE = "3"\n'})
+    app_site.publish_app("release 3", {"egograph/backend/__init__.py": 'RELEASE = "3"\n'})
     refused = pyinfra(hosts, "-y", deploy="deploys/update.py")
     assert refused.returncode != 0
     assert "has local changes to tracked files" in refused.output
@@ -190,7 +191,7 @@ def test_every_fact_the_readme_shows_works_ad_hoc(deployed: tuple[Container, Pat
         assert proc.returncode == 0, (args, proc.stderr[-2000:])
         (value,) = json.loads(proc.stdout).values()
         assert value[c.name], (args, value)  # not null, not empty
-        assert site.CANARY not in proc.stdout + proc.stderr
+        assert app_site.CANARY not in proc.stdout + proc.stderr
     deployment = json.loads(
         subprocess.run(
             [
@@ -210,7 +211,7 @@ def test_every_fact_the_readme_shows_works_ad_hoc(deployed: tuple[Container, Pat
             env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts)},
         ).stdout
     )["deploys.facts.Deployment"][c.name]
-    assert deployment["commit"] == site.app_head()
+    assert deployment["commit"] == app_site.app_head()
     assert (deployment["uv"], deployment["duckdb"], deployment["httpfs"]) == (
         "0.13.9",
         "1.4.3",

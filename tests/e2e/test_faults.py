@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox import site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 from tests.sandbox.runner import PyinfraRun, pyinfra
 
@@ -47,7 +48,7 @@ def release(c: Container) -> str:
 
 @pytest.fixture
 def deployed(new_container: Any, secret_env: Path, tmp_path: Path) -> tuple[Container, Path]:
-    site.publish_app("fixture")
+    app_site.publish_app("fixture")
     c = new_container()
     hosts = hosts_for(tmp_path, c, secret_env, service_health_timeout=20)
     converged(hosts)
@@ -60,8 +61,8 @@ def test_a_stale_lock_fails_loudly_and_keeps_the_running_release(
     c, hosts = deployed
     good_head = c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip()
     pid = main_pid(c)
-    pyproject = (site.FIXTURE_APP / "egograph/backend/pyproject.toml").read_text()
-    site.publish_app(
+    pyproject = (app_site.FIXTURE_APP / "egograph/backend/pyproject.toml").read_text()
+    app_site.publish_app(
         "stale lock",
         {
             "egograph/backend/pyproject.toml": pyproject.replace(
@@ -79,7 +80,7 @@ def test_a_stale_lock_fails_loudly_and_keeps_the_running_release(
     assert c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip() == good_head
     assert main_pid(c) == pid and release(c) == "1"
 
-    site.publish_app("lock fixed")  # the fixture again: lock and pyproject agree
+    app_site.publish_app("lock fixed")  # the fixture again: lock and pyproject agree
     converged(hosts)
     assert_idempotent(hosts)
 
@@ -89,7 +90,7 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
 ) -> None:
     c, hosts = deployed
     good_head = c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip()
-    bad = site.publish_app(
+    bad = app_site.publish_app(
         "broken",
         {
             "egograph/backend/__init__.py": 'raise RuntimeError("this release cannot start")\n',
@@ -107,7 +108,7 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(
     dry = pyinfra(hosts, "--dry", "-v")
     assert f"release {bad[:12]} was rolled back" in dry.output
 
-    site.publish_app("fixed", {"egograph/backend/__init__.py": 'RELEASE = "fixed"\n'})
+    app_site.publish_app("fixed", {"egograph/backend/__init__.py": 'RELEASE = "fixed"\n'})
     converged(hosts)
     assert release(c) == "fixed"
     assert c.ssh("ls /var/lib/egograph-deploy/").stdout.count("rolled-back") == 0

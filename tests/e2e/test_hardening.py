@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox import site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 from tests.sandbox.runner import pyinfra
 
@@ -34,7 +35,7 @@ def test_hardened_services_load_httpfs_from_their_home_and_write_only_their_data
     new_container: Any, secret_env: Path, tmp_path: Path
 ) -> None:
     c = new_container()
-    pipelines_env = site.write_secret_env(f"pipelines-{tmp_path.name}", app="pipelines")
+    pipelines_env = app_site.write_secret_env(f"pipelines-{tmp_path.name}", app="pipelines")
     base = site.settings(secret_env, pipelines_env)
     for svc in base["services"]:
         svc.update(user="egograph", group="egograph")
@@ -52,7 +53,9 @@ def test_hardened_services_load_httpfs_from_their_home_and_write_only_their_data
         f"{HOME}:/usr/sbin/nologin"
     )
     # httpfs where the service user's DuckDB looks (its HOME), not only in root's.
-    ext = f"{HOME}/.duckdb/extensions/v{site.DUCKDB_VERSION}/linux_amd64/httpfs.duckdb_extension"
+    ext = (
+        f"{HOME}/.duckdb/extensions/v{app_site.DUCKDB_VERSION}/linux_amd64/httpfs.duckdb_extension"
+    )
     assert c.ssh(f"stat -c %U {ext}").stdout.strip() == "egograph"
     assert c.ssh("ls /root/.duckdb 2>&1", check=False).returncode != 0
     assert c.ssh("stat -c '%U %a' /opt/egograph/data").stdout.strip() == "egograph 750"
@@ -106,4 +109,4 @@ def test_hardened_services_load_httpfs_from_their_home_and_write_only_their_data
     for member in ("backend", "pipelines"):
         env_file = f"/opt/egograph/repo/egograph/{member}/.env"
         assert c.ssh(f"stat -c '%U %a' {env_file}").stdout.strip() == "root 600"
-    assert site.CANARY not in first.output + again.output
+    assert app_site.CANARY not in first.output + again.output

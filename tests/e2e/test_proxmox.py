@@ -19,6 +19,7 @@ import pytest
 
 from tests.sandbox import container as sandbox_container
 from tests.sandbox import site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.pve import site as pve_site
 from tests.sandbox.pve.sandbox_backend import SandboxBackend
 from tests.sandbox.runner import PyinfraRun, pyinfra
@@ -55,7 +56,7 @@ class Site:
 @pytest.fixture
 def pve(sandbox: None, secret_env: Path, tmp_path: Path) -> Iterator[Callable[..., Site]]:
     """Factory: an empty emulated node (no containers, no templates) and its sshd."""
-    site.publish_app("fixture")  # an earlier test may have left a broken release
+    app_site.publish_app("fixture")  # an earlier test may have left a broken release
     made: list[Site] = []
 
     def make(version: str = "9.1") -> Site:
@@ -117,7 +118,7 @@ def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
     again = ok(pyinfra(hosts, "--dry", "--json"))
     assert again.changed_ops() == []
     assert [t["type"] for t in s.state()["tasks"]] == types
-    assert site.CANARY not in dry.output + first.output + second.output + again.output
+    assert app_site.CANARY not in dry.output + first.output + second.output + again.output
 
     # drift on the node side: config changed behind the deploy's back, TUN lines gone
     assert drift(hosts)[0] == 0

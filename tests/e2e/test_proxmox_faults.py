@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox import site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.pve import site as pve_site
 from tests.sandbox.pve.sandbox_backend import SandboxBackend
 from tests.sandbox.runner import PyinfraRun, pyinfra
@@ -71,13 +72,13 @@ class Node:
 @pytest.fixture(scope="module")
 def pve(sandbox: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     tmp = tmp_path_factory.mktemp("pve-faults")
-    site.publish_app()
+    app_site.publish_app()
     prefix = f"pf{time.time_ns() % 100000}x"
     node = pve_site.start_node(tmp / "pve", prefix=prefix)
     n = Node(
         node,
         SandboxBackend(prefix),
-        site.write_secret_env(f"backend-pve-faults-{os.getpid()}"),
+        app_site.write_secret_env(f"backend-pve-faults-{os.getpid()}"),
         tmp,
     )
     try:
@@ -96,7 +97,7 @@ def run(hosts: Path, *args: str) -> PyinfraRun:
 
 def ok(r: PyinfraRun) -> PyinfraRun:
     assert r.returncode == 0, r.output[-4000:]
-    assert site.CANARY not in r.output
+    assert app_site.CANARY not in r.output
     return r
 
 
@@ -107,7 +108,7 @@ def test_a_failing_create_task_leaves_nothing_and_the_rerun_converges(pve: Node)
     failed = run(hosts)
     assert failed.returncode != 0
     out = failed.output
-    assert site.CANARY not in out
+    assert app_site.CANARY not in out
     # the download finished with a warning: shown, and the run went on
     assert "download ubuntu-24.04-standard_24.04-2_amd64.tar.zst: WARN: injected warning 1" in out
     # the create failed: the error names the task and quotes its log
@@ -162,7 +163,7 @@ def test_a_slow_task_past_the_timeout_names_its_upid(pve: Node) -> None:
     slow = pve.tasks("vzstart")[-1]
     out = timed_out.output
     assert f"task {slow['upid']} still running after 10s" in out, out[-4000:]
-    assert site.CANARY not in out
+    assert app_site.CANARY not in out
 
     # once the task ends the container runs; the rerun converges, the run after: 0 changes
     pve.wait_tasks_stopped()
@@ -180,7 +181,7 @@ def test_a_token_missing_a_privilege_is_refused_before_anything_changes(
     prefix = f"pp{time.time_ns() % 100000}x"
     node = pve_site.start_node(tmp_path / "pve", prefix=prefix, omit=("SDN.Use",))
     try:
-        env = site.write_secret_env("backend-pve-privileges")
+        env = app_site.write_secret_env("backend-pve-privileges")
         data = {**site.settings(env), **pve_site.settings(node, ct_tun_method="raw")}
         hosts = site.write_hosts_file(tmp_path / "hosts.json", [("egograph-prod", data)])
         token_secret = (node.state_dir / "token.secret").read_text().strip()
@@ -196,7 +197,7 @@ def test_a_token_missing_a_privilege_is_refused_before_anything_changes(
             assert out.count(refusal) == 1, out[-4000:]
             assert "EgographNet" in out
             assert "Permission check failed" not in out  # PVE never refused a change
-            assert token_secret not in out and site.CANARY not in out
+            assert token_secret not in out and app_site.CANARY not in out
             # nothing happened on the node: no container, no task (no vzcreate, no download)
             state = node.admin("state")
             assert state["containers"] == {} and state["tasks"] == [], state

@@ -1,6 +1,6 @@
 """The canary test: recognisable fake secrets never show up anywhere.
 
-The secrets: the env file values (``site.CANARY``), the Tailscale auth key
+The secrets: the env file values (``app_site.CANARY``), the Tailscale auth key
 (``tailscale_site.authkey()``, a real headscale pre-auth key) and, in the Proxmox run, the API token secret (``PVE_CANARY``).
 Every entry point runs with them -- ``deploys/prod.py`` (without and with Proxmox),
 ``deploys/update.py``, ``egodeploy drift`` (text and ``--json``) and the README's ad-hoc fact
@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox import paths, site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 from tests.sandbox.pve import site as pve_site
 from tests.sandbox.pve.sandbox_backend import SandboxBackend
@@ -43,7 +44,7 @@ PVE_CANARY = "pvecanary-0b7e-4f1d-9a2c-5ec2e7deadbf"
 @functools.cache
 def canaries() -> tuple[str, ...]:
     # The Tailscale key is a real pre-auth key of the sandbox's headscale, made on first use.
-    return (site.CANARY, tailscale_site.authkey(), PVE_CANARY)
+    return (app_site.CANARY, tailscale_site.authkey(), PVE_CANARY)
 
 
 ENV_FILE = "/opt/egograph/repo/egograph/backend/.env"
@@ -141,10 +142,10 @@ def assert_sampler_sees_a_planted_canary(c: Container) -> None:
     """Control: the sampling does catch a canary on the target's process list."""
     probe = sample_container(c)
     try:
-        c.ssh(f"sh -c 'sleep 2; : {site.CANARY}'")
+        c.ssh(f"sh -c 'sleep 2; : {app_site.CANARY}'")
     finally:
         probe.stop()
-    assert probe.found == {site.CANARY}, probe.samples
+    assert probe.found == {app_site.CANARY}, probe.samples
 
 
 def target_files(c: Container) -> tuple[str, list[str]]:
@@ -165,19 +166,19 @@ def assert_controller_secret_files(*files: Path) -> None:
 
 def new_env(name: str, step: int) -> Path:
     """The env source again, with the canary and a changed value (the env file changes)."""
-    return site.write_secret_env(name, {"CORS_ORIGINS": f"https://step-{step}.example"})
+    return app_site.write_secret_env(name, {"CORS_ORIGINS": f"https://step-{step}.example"})
 
 
 @pytest.fixture
 def restore_app(sandbox: None) -> Iterator[None]:
     yield
-    site.publish_app()
+    app_site.publish_app()
 
 
 def test_no_entry_point_leaks_a_secret_without_proxmox(
     new_container: Any, tmp_path: Path, restore_app: None
 ) -> None:
-    site.publish_app("fixture")
+    app_site.publish_app("fixture")
     env_name = f"backend-secrets-{tmp_path.name}"
     env = new_env(env_name, 0)
     authkey = tailscale_site.authkey_file()
@@ -193,7 +194,7 @@ def test_no_entry_point_leaks_a_secret_without_proxmox(
         assert first.returncode == 0, first.output[-3000:]
         assert target_files(c) == ("600", [])
         # control: the secrets did reach the target (not shown: kept out of the record)
-        assert site.CANARY in c.ssh(f"cat {ENV_FILE}").stdout
+        assert app_site.CANARY in c.ssh(f"cat {ENV_FILE}").stdout
         assert "Running" in c.ssh("tailscale status --json").stdout
 
         # the key used again (logged out) and the env file changed, reported as JSON
@@ -212,7 +213,7 @@ def test_no_entry_point_leaks_a_secret_without_proxmox(
 
         # the update flow, both ways, with a new release each time
         for step, flags in ((3, ("-vvv", "--diff")), (4, ("-vvv", "--json"))):
-            site.publish_app(f"release {step}",
+            app_site.publish_app(f"release {step}",
                              {"egograph/backend/__init__.py": f'RELEASE = "r{step}"\n'})  # fmt: skip
             upd = rec.pyinfra(hosts, "-y", *flags, deploy="deploys/update.py")
             assert upd.returncode == 0, upd.output[-3000:]
@@ -234,7 +235,7 @@ def test_no_entry_point_leaks_a_secret_without_proxmox(
                 assert r.returncode == 0, (query, (r.stdout + r.stderr)[-2000:])
 
         # a FAILED run (the release's health check fails; rolled back) with a changed env file
-        site.publish_app("broken", {"egograph/backend/__init__.py":
+        app_site.publish_app("broken", {"egograph/backend/__init__.py":
                                     'raise RuntimeError("this release cannot start")\n'})  # fmt: skip
         new_env(env_name, 6)
         failed = rec.pyinfra(hosts, "-y", "-vvv", "--diff")
@@ -266,7 +267,7 @@ def _changed_names(run: PyinfraRun) -> list[str]:
 
 
 def test_the_proxmox_run_leaks_no_secret(sandbox: None, tmp_path: Path) -> None:
-    site.publish_app()
+    app_site.publish_app()
     state = tmp_path / "pve"
     state.mkdir()
     token = state / "token.secret"  # the emulator's token secret: the canary
@@ -275,7 +276,7 @@ def test_the_proxmox_run_leaks_no_secret(sandbox: None, tmp_path: Path) -> None:
     prefix = f"ps{tmp_path.name[-4:].replace('_', '')}x"
     node = pve_site.start_node(state, prefix=prefix)
     backend = SandboxBackend(prefix)
-    env = site.write_secret_env(f"backend-pve-secrets-{tmp_path.name}")
+    env = app_site.write_secret_env(f"backend-pve-secrets-{tmp_path.name}")
     authkey = tailscale_site.authkey_file()
     data = {**site.settings(env), **pve_site.settings(node, ct_tun_method="raw")}
     hosts = site.write_hosts_file(tmp_path / "hosts.json", [("egograph-prod", data)])

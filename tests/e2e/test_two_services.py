@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.sandbox import site
+from tests.sandbox.app import site as app_site
 from tests.sandbox.runner import drift, pyinfra
 from tests.sandbox.tailscale import site as tailscale_site
 
@@ -21,7 +22,7 @@ def test_backend_and_pipelines_deployed_healthy_published_and_in_sync(
     new_container: Any, secret_env: Path, tmp_path: Path
 ) -> None:
     c = new_container()
-    pipelines_env = site.write_secret_env(f"pipelines-{tmp_path.name}", app="pipelines")
+    pipelines_env = app_site.write_secret_env(f"pipelines-{tmp_path.name}", app="pipelines")
     # Stock headscale: plain HTTP in the tailnet, so both can be asked through it for real.
     base = site.settings(secret_env, pipelines_env, tailnet=tailscale_site.PLAIN)
     backend, pipelines = base["services"]

@@ -21,6 +21,7 @@ import argparse
 import sys
 
 from . import container, host, paths, site
+from .app import site as app_site
 from .pve import site as pve_site
 from .rootfs import ensure_rootfs
 from .tailscale import headscale
@@ -50,8 +51,8 @@ def up(name: str) -> None:
     host.ensure_packages()
     host.ensure_network()
     host.ensure_services()
-    site.publish_app()
-    env = site.write_secret_env()
+    app_site.publish_app()
+    env = app_site.write_secret_env()
     c = container.get(name)
     print(f"sandbox: starting container {name} ({c.ip}) ...", file=sys.stderr)
     c.start()
@@ -80,8 +81,8 @@ def pve_up() -> None:
     host.ensure_packages()
     host.ensure_network()
     host.ensure_services()
-    site.publish_app()
-    env = site.write_secret_env()
+    app_site.publish_app()
+    env = app_site.write_secret_env()
     pve_down()
     shutil.rmtree(PVE_STATE, ignore_errors=True)
     container._ensure_client_key()
