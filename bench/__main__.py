@@ -44,9 +44,7 @@ from deploys.services.settings import Service
 from deploys.settings import Settings, validate
 from deploys.tailscale import node_name, served_services
 from deploys.uv import wheel
-from tests.sandbox import container, host, paths, site
-from tests.sandbox.app import site as app_site
-from tests.sandbox.pve import site as pve_site
+from tests.sandbox import api as sandbox
 
 from . import containers, measure, report, results
 from .measure import Run
@@ -83,9 +81,9 @@ class Bench:
 
     # --- helpers -----------------------------------------------------------------------
 
-    def hosts_file(self, cs: list[container.Container]) -> Path:
+    def hosts_file(self, cs: list[sandbox.Container]) -> Path:
         tag = f"{cs[0].name}-{len(cs)}"
-        return site.write_hosts_file(
+        return sandbox.write_hosts_file(
             self.tmp / f"hosts-{tag}.json",
             [(c.name, {**c.pyinfra_data(), **self.data}) for c in cs],
         )
@@ -117,8 +115,8 @@ class Bench:
             raise BenchError(f"{run.tool} {run.scenario} failed twice:\n{again.tail[-3000:]}")
         return again
 
-    def converge(self, tool: str, names: list[str], scenario: str) -> list[container.Container]:
-        holder: dict[str, list[container.Container]] = {}
+    def converge(self, tool: str, names: list[str], scenario: str) -> list[sandbox.Container]:
+        holder: dict[str, list[sandbox.Container]] = {}
 
         def once() -> Run:
             cs = containers.fresh(names, seed=self.seed and scenario != "converge-cold")
@@ -128,7 +126,7 @@ class Bench:
         self.attempt(once)
         return holder["cs"]
 
-    def one(self, tool: str, cs: list[container.Container], scenario: str) -> Run:
+    def one(self, tool: str, cs: list[sandbox.Container], scenario: str) -> Run:
         if tool == "pyinfra":
             flags = ("-y",) if scenario.endswith("noop") else ("-y", "-vv")
             return measure.pyinfra(self.hosts_file(cs), scenario, len(cs), *flags)
@@ -149,9 +147,9 @@ class Bench:
         """First converge from an EMPTY emulated Proxmox node, as ``make demo`` does (a new
         node per run: no container, no template), then no-op re-runs of that setup."""
         state = self.tmp / "pve"
-        node: pve_site.Node | None = None
+        node: sandbox.PveNode | None = None
 
-        def fresh_node() -> pve_site.Node:
+        def fresh_node() -> sandbox.PveNode:
             nonlocal node
             if node is not None:
                 node.stop()
@@ -159,12 +157,12 @@ class Bench:
             shutil.rmtree(state, ignore_errors=True)
             if self.seed:
                 containers.preseed(NODE_CT)
-            node = pve_site.start_node(state, prefix=NODE_PREFIX)
+            node = sandbox.start_pve_node(state, prefix=NODE_PREFIX)
             return node
 
-        def hosts_file(n: pve_site.Node) -> Path:
-            data = {**self.data, **pve_site.settings(n)}
-            return site.write_hosts_file(self.tmp / "hosts-node.json", [(NODE_HOST, data)])
+        def hosts_file(n: sandbox.PveNode) -> Path:
+            data = {**self.data, **sandbox.pve_settings(n)}
+            return sandbox.write_hosts_file(self.tmp / "hosts-node.json", [(NODE_HOST, data)])
 
         try:
             for _ in range(self.args.runs):
@@ -187,7 +185,7 @@ class Bench:
             (c,) = self.converge("pyinfra", ["bench-cold"], "converge-cold")
             containers.capture_seed(c)
             containers.destroy(["bench-cold"])
-        kept: dict[str, list[container.Container]] = {}
+        kept: dict[str, list[sandbox.Container]] = {}
         for i in range(self.args.runs):
             for tool in tools[i % len(tools) :] + tools[: i % len(tools)]:
                 kept[tool] = self.converge(tool, [f"bench-{tool}"], "converge")
@@ -208,7 +206,7 @@ class Bench:
             ["ansible"] if self.ansible and not self.args.skip_ansible_fleet else []
         )
         names = {t: [f"bench-f{t[0]}{i}" for i in range(1, largest + 1)] for t in tools}
-        kept: dict[str, list[container.Container]] = {}
+        kept: dict[str, list[sandbox.Container]] = {}
         # First converge: N fresh containers, one run over all of them. N = 1 is the
         # single-container phase's figure unless it is the only size.
         converge_sizes = [n for n in sizes if n > 1 or len(sizes) == 1]
@@ -254,13 +252,13 @@ def uv_binaries(settings: Settings) -> tuple[Path, Path]:
 def publish_uv(settings: Settings) -> str:
     """Serve the uv and uvx binaries (from the uv wheel) on the sandbox's HTTP server."""
     uv, uvx = uv_binaries(settings)
-    dest = paths.WWW_ROOT / UV_WWW / f"{settings.uv_version}-x86_64"
+    dest = sandbox.WWW_ROOT / UV_WWW / f"{settings.uv_version}-x86_64"
     dest.mkdir(parents=True, exist_ok=True)
     for src in (uv, uvx):
         target = dest / src.name
         if not target.exists() or target.stat().st_size != src.stat().st_size:
             shutil.copyfile(src, target)
-    return f"http://{paths.HOST_IP}:{paths.HTTP_PORT}/{UV_WWW}/{settings.uv_version}-x86_64"
+    return f"http://{sandbox.HOST_IP}:{sandbox.HTTP_PORT}/{UV_WWW}/{settings.uv_version}-x86_64"
 
 
 def _sha256(path: Path) -> str:
@@ -415,18 +413,16 @@ def main(argv: list[str] | None = None) -> None:
         for path in results.write(result, args.rebuild.parent):
             log(f"wrote {path}")
         return
-    reason = host.require_root_linux()
+    reason = sandbox.require_root_linux()
     if reason:
         sys.exit(f"bench: {reason}")
     started = time.monotonic()
     started_at = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()
     log("preparing the sandbox (host packages, network, git and HTTP servers, fixture app)")
-    host.ensure_packages()
-    host.ensure_network()
-    host.ensure_services()
-    env = app_site.write_secret_env("bench")
-    data = {**site.settings(env), "repo_url": containers.publish_app()}
+    sandbox.prepare_host()
+    env = sandbox.write_secret_env("bench")
+    data = {**sandbox.settings(env), "repo_url": containers.publish_app()}
     settings = validate(data)
     containers.destroy_all()
     bench: Bench | None = None

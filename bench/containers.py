@@ -23,17 +23,16 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.sandbox import container, paths
-from tests.sandbox.app import site as app_site
-from tests.sandbox.container import Container
+from tests.sandbox import api as sandbox
+from tests.sandbox.api import Container
 
 PREFIX = "bench-"
-SEED = paths.CACHE / "bench-seed"
+SEED = sandbox.CACHE / "bench-seed"
 """Package caches copied from a converged container (kept between runs of the benchmark)."""
 
 # What a first converge downloads from outside the sandbox, by path in the container.
 _SEEDED = ("var/lib/apt/lists", "var/cache/apt/archives", "root/.cache/uv")
-_LOCAL = (paths.HOST_IP, "tailscale")
+_LOCAL = (sandbox.HOST_IP, "tailscale")
 """Files from the sandbox's own servers are left out of the seed (they cost nothing)."""
 
 
@@ -44,7 +43,7 @@ def fresh(names: Iterable[str], *, seed: bool) -> list[Container]:
     for name in names:
         assert name.startswith(PREFIX), name
         destroy([name])
-        made.append(container.get(name))
+        made.append(sandbox.container(name))
 
     def boot(c: Container) -> None:
         c.start()
@@ -60,7 +59,7 @@ def preseed(name: str) -> None:
     """Put the package caches into the upper layer of a container that something else (the
     emulated Proxmox node) will create and boot: its first boot starts with them."""
     assert name.startswith(PREFIX), name
-    c = container.get(name, tun=False)
+    c = sandbox.container(name, tun=False)
     if SEED.is_dir():
         upper = c.dir / "upper"
         upper.mkdir(parents=True, exist_ok=True)
@@ -120,7 +119,7 @@ def _reap(c: Container) -> None:
 
 
 def destroy(names: Iterable[str]) -> None:
-    known = {c.name: c for c in container.all_containers()}
+    known = {c.name: c for c in sandbox.all_containers()}
     for name in names:
         if name in known:
             _destroy(known[name])
@@ -128,7 +127,7 @@ def destroy(names: Iterable[str]) -> None:
 
 def destroy_all() -> None:
     """Every ``bench-…`` container, whatever state it is in."""
-    for c in container.all_containers():
+    for c in sandbox.all_containers():
         if c.name.startswith(PREFIX):
             _destroy(c)
 
@@ -144,11 +143,11 @@ def publish_app() -> str:
     releases (and deliberately broken locks) there, which would turn no-op runs into
     updates halfway through.
     """
-    bare = paths.GIT_ROOT / BENCH_REPO
+    bare = sandbox.GIT_ROOT / BENCH_REPO
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "app"
         shutil.copytree(
-            app_site.FIXTURE_APP, tree, ignore=shutil.ignore_patterns("__pycache__", ".venv")
+            sandbox.FIXTURE_APP, tree, ignore=shutil.ignore_patterns("__pycache__", ".venv")
         )
         (tree / ".gitignore").write_text(".venv/\n__pycache__/\n*.env\n.env\n")
         git = ["git", "-C", str(tree), "-c", "user.name=egograph bench"]
@@ -165,4 +164,4 @@ def publish_app() -> str:
             check=True,
             capture_output=True,
         )
-    return f"git://{paths.HOST_IP}/{BENCH_REPO}"
+    return f"git://{sandbox.HOST_IP}/{BENCH_REPO}"

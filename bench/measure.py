@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tests.sandbox import paths
-from tests.sandbox.runner import PROJECT
+from tests.sandbox.api import KNOWN_HOSTS, PROJECT, SSH_CONFIG, SSH_KEY
 
 BASELINE = Path(__file__).parent / "baseline"
 TIMEOUT = 900.0
@@ -285,7 +284,7 @@ def shell(name: str, scenario: str, variables: dict[str, str], *, idle_first: bo
     """The runbook script over one SSH session: ``ssh -F <config> <name> bash -s``."""
     script = "".join(f"{k}={_sh_quote(v)}\n" for k, v in variables.items())
     script += (BASELINE / "runbook.sh").read_text()
-    cmd = ["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", name, "bash", "-s"]
+    cmd = ["ssh", "-F", str(SSH_CONFIG), "-o", "ConnectTimeout=5", name, "bash", "-s"]
     out = stream(cmd, stdin=script, idle_first=idle_first)
     changed = [line for _, line in out.lines if line.startswith("CHANGED ")]
     done = any(line == "DONE" for _, line in out.lines)
@@ -398,8 +397,8 @@ class Ansible:
             "[all]\n"
             + "".join(
                 f"{name} ansible_host={ip} ansible_user=root "
-                f"ansible_ssh_private_key_file={paths.SSH_KEY} "
-                f"ansible_ssh_common_args='-o UserKnownHostsFile={paths.KNOWN_HOSTS} "
+                f"ansible_ssh_private_key_file={SSH_KEY} "
+                f"ansible_ssh_common_args='-o UserKnownHostsFile={KNOWN_HOSTS} "
                 "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes' "
                 "ansible_python_interpreter=/usr/bin/python3\n"
                 for name, ip in hosts

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.sandbox.runner import PROJECT
+from tests.sandbox.api import PROJECT
 
 from . import performance
 from .report import document, replace_section

@@ -7,7 +7,7 @@ import os
 import shutil
 
 # This session's own app repository in the sandbox (see tests.sandbox.app.site.APP_REPO); set
-# before tests.sandbox.app.site is imported.
+# before tests.sandbox.api (and so app.site) is imported.
 os.environ.setdefault("EGOGRAPH_SANDBOX_APP", f"egograph-tests-{os.getpid()}")
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,10 +15,17 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import container as sandbox_container
-from tests.sandbox import host, paths
-from tests.sandbox.app import site as app_site
-from tests.sandbox.container import Container
+from tests.sandbox.api import (
+    APP_REPO,
+    GIT_ROOT,
+    Container,
+    container,
+    prepare_host,
+    publish_app,
+    require_root_linux,
+    work_tree,
+    write_secret_env,
+)
 
 
 def e2e_required() -> bool:
@@ -32,18 +39,16 @@ def e2e_required() -> bool:
 def sandbox() -> Iterator[None]:
     """Host side of the sandbox; where it cannot run, skipped with the reason, or failed
     when the e2e tier is required (see ``e2e_required``)."""
-    reason = host.require_root_linux()
+    reason = require_root_linux()
     if reason and e2e_required():
         pytest.fail(f"the e2e tests must run here (CI or EGOGRAPH_REQUIRE_E2E=1), but {reason}")
     if reason:
         pytest.skip(reason)
-    host.ensure_packages()
-    host.ensure_network()
-    host.ensure_services()
-    app_site.publish_app()
+    prepare_host()
+    publish_app()
     yield
-    shutil.rmtree(paths.GIT_ROOT / app_site.APP_REPO, ignore_errors=True)
-    shutil.rmtree(app_site.work_tree(), ignore_errors=True)
+    shutil.rmtree(GIT_ROOT / APP_REPO, ignore_errors=True)
+    shutil.rmtree(work_tree(), ignore_errors=True)
 
 
 _counter = itertools.count()
@@ -54,11 +59,11 @@ def new_container(sandbox: None) -> Iterator[Callable[..., Container]]:
     """Factory for fresh, booted containers; all destroyed after the test. The app
     repository is reset to the pristine fixture first: an earlier test may have left a
     broken release on it."""
-    app_site.publish_app("fixture")
+    publish_app("fixture")
     made: list[Container] = []
 
     def make(*, tun: bool = True, docker: bool = False) -> Container:
-        c = sandbox_container.get(f"t{os.getpid() % 1000}-{next(_counter)}", tun=tun, docker=docker)
+        c = container(f"t{os.getpid() % 1000}-{next(_counter)}", tun=tun, docker=docker)
         made.append(c)
         c.start()
         return c
@@ -70,7 +75,7 @@ def new_container(sandbox: None) -> Iterator[Callable[..., Container]]:
 
 @pytest.fixture
 def secret_env(tmp_path: Path, sandbox: None) -> Path:
-    return app_site.write_secret_env(f"backend-{tmp_path.name}")
+    return write_secret_env(f"backend-{tmp_path.name}")
 
 
 # --- how many e2e tests ran: printed at the end, and no silent skip where they are required
