@@ -11,7 +11,7 @@ Measured, each as the median of ``--runs`` runs (every run is recorded):
 3. ``egodeploy drift`` on an in-sync host;
 4. remote commands per no-op run (pyinfra's ``>>>`` lines at ``-vv``) and the time of each
    phase and operation of the no-op run (arrival times of pyinfra's ``-vv`` lines);
-5. fleet: 1, 2, 4, 8 containers in ONE pyinfra run (one hosts file), no-op and first
+5. fleet: 1, 4, 8, 16 containers in ONE pyinfra run (one hosts file), no-op and first
    converge, and the same with Ansible.
 
 Runs of the different tools are interleaved, so machine noise hits them alike and the ratios
@@ -359,7 +359,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fleet",
         type=lambda s: [int(x) for x in s.split(",") if x],
-        default=[1, 2, 4, 8],
+        default=[1, 4, 8, 16],
         help="fleet sizes, comma-separated ('' skips the fleet phase)",
     )
     parser.add_argument(

@@ -51,6 +51,14 @@ def cpu_medians(
     return {str(n): round(statistics.median(v), 2) for n, v in sorted(found.items())}
 
 
+def _medians_by_hosts(runs: list[Record], tool: str, scenario: str, key: str) -> dict[int, float]:
+    found: dict[int, list[float]] = defaultdict(list)
+    for r in runs:
+        if r["ok"] and r["tool"] == tool and r["scenario"] == scenario and r.get(key) is not None:
+            found[r["hosts"]].append(r[key])
+    return {n: statistics.median(v) for n, v in sorted(found.items())}
+
+
 def step_medians(runs: list[Record], tool: str, scenario: str) -> dict[str, float]:
     """Median seconds of each step, in the order the steps ran."""
     values: dict[str, list[float]] = {}
@@ -115,15 +123,34 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
                 if largest in s and 1 in s:
                     ratios[f"fleet {kind} {tool} {largest} / 1"] = _ratio(s[largest], s[1])
     command_median = statistics.median(commands) if commands else None
+    controller = _medians_by_hosts(runs, "pyinfra", "fleet-noop", "controller_cpu_s")
+    per_host = (
+        round((controller[largest] - controller[1]) / (largest - 1), 4)
+        if largest and largest > 1 and largest in controller and 1 in controller
+        else None
+    )
+    per_host_commands = (
+        max(fleet_commands[n] / int(n) for n in fleet_commands) if fleet_commands else None
+    )
     targets = [
-        _target("no-op ≤ 2 s (one container)", noop, "s", 2.0, "<="),
-        _target("no-op ≤ 25 remote commands", command_median, "commands", 25, "<="),
-        _target("drift check ≤ 2 s", _get(m, "egodeploy drift", "drift"), "s", 2.0, "<="),
+        _target("no-op ≤ 1.0 s (one container)", noop, "s", 1.0, "<="),
+        _target("no-op: 1 remote command", command_median, "commands", 1, "<="),
+        _target("drift check ≤ 1.1 s", _get(m, "egodeploy drift", "drift"), "s", 1.1, "<="),
+        # On this machine the containers share the controller's 2 CPUs, so a fleet's wall
+        # time says little (bench/analysis.md); what a real fleet adds per host is the
+        # controller's CPU and its round trips.
         _target(
-            f"{largest or 8}-container no-op ≤ 1.5x one container",
-            ratios.get(f"fleet noop pyinfra {largest} / 1"),
-            "x",
-            1.5,
+            f"fleet no-op: controller CPU per extra host ≤ 0.03 CPU-s (1 → {largest} hosts)",
+            per_host,
+            "CPU-s",
+            0.03,
+            "<=",
+        ),
+        _target(
+            "fleet no-op: 1 remote command per host (every size)",
+            per_host_commands,
+            "commands",
+            1,
             "<=",
         ),
         _target(
@@ -145,9 +172,8 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
         "node_converge_steps_median_s": step_medians(runs, "pyinfra", "converge-node"),
         "fleet_noop_cpu_s": cpu_medians(runs, "pyinfra", "fleet-noop"),
         "fleet_noop_cpu_s_shell": cpu_medians(runs, "shell", "fleet-noop"),
-        "fleet_noop_controller_cpu_s": cpu_medians(
-            runs, "pyinfra", "fleet-noop", "controller_cpu_s"
-        ),
+        "fleet_noop_controller_cpu_s": {str(n): round(v, 3) for n, v in controller.items()},
+        "fleet_noop_controller_cpu_s_per_extra_host": per_host,
         "shell_converge_steps_median_s": step_medians(runs, "shell", "converge"),
         "fleet_median_s": {
             t: {k: {str(n): v for n, v in s.items()} for k, s in fleet[t].items()} for t in fleet

@@ -25,20 +25,26 @@ def test_targets_and_ratios_come_from_medians_of_successful_runs() -> None:
         run("ansible", "noop", 8.0),
         run("pyinfra", "converge", 8.0),
         run("shell", "converge", 7.0),
-        run("pyinfra", "fleet-noop", 0.8, 1, cpu_s=0.8),
-        run("pyinfra", "fleet-noop", 1.6, 8, cpu_s=2.4),
-        run("pyinfra", "fleet-noop", 1.4, 8, cpu_s=2.2),
+        run("pyinfra", "fleet-noop", 0.8, 1, cpu_s=0.8, controller_cpu_s=0.60),
+        run("pyinfra", "fleet-noop", 1.6, 8, cpu_s=2.4, controller_cpu_s=0.81),
+        run("pyinfra", "fleet-noop", 1.4, 8, cpu_s=2.2, controller_cpu_s=0.79),
+        run("pyinfra", "fleet-noop-vv", 1.5, 8, commands=8),
     ]  # fmt: skip
     result = report.build(META, runs)
     assert result["medians_s"]["pyinfra"]["noop"]["1"] == 0.8
     assert result["ratios"]["noop ansible / pyinfra"] == 10.0
     assert result["ratios"]["fleet noop pyinfra 8 / 1"] == 1.88
     assert result["fleet_noop_cpu_s"] == {"1": 0.8, "8": 2.3}
+    # The controller's own CPU per extra host: (0.80 - 0.60) / 7.
+    assert result["fleet_noop_controller_cpu_s_per_extra_host"] == 0.0286
     status = {t["target"]: t["status"] for t in result["targets"]}
-    assert status["no-op ≤ 2 s (one container)"] == "pass"
-    assert status["8-container no-op ≤ 1.5x one container"] == "FAIL"
+    assert status["no-op ≤ 1.0 s (one container)"] == "pass"
+    assert status["fleet no-op: controller CPU per extra host ≤ 0.03 CPU-s (1 → 8 hosts)"] == (
+        "pass"
+    )
+    assert status["fleet no-op: 1 remote command per host (every size)"] == "pass"
     assert status["first converge ≤ 1.2x the shell baseline"] == "pass"  # 1.14x
-    assert status["drift check ≤ 2 s"] == "not measured"
+    assert status["drift check ≤ 1.1 s"] == "not measured"
 
 
 def test_the_readme_section_is_replaced_up_to_the_next_heading(tmp_path: Path) -> None:
