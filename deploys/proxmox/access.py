@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from pyinfra.api import HiddenValue
 
-from .client import ContainerRef, PveClient, PveError, PvePermissionError
+from .client import ContainerRef, PveClient
+from .errors import PveError, PvePermissionError
 from .privileges import PrivilegeReport, StagePlan, evaluate, required_privileges, undecided_paths
 from .spec import (
     config_changes,

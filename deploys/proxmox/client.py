@@ -1,19 +1,10 @@
-"""Proxmox VE API client for the deploy (proxmoxer ``https`` backend).
+"""Proxmox VE API client for the deploy: the calls it makes, each returning PVE's ``data``.
 
-Security defaults:
-
-* TLS is verified.  ``ca_bundle`` names the PVE root CA (``/etc/pve/pve-root-ca.pem``);
-  without it the system trust store is used.  ``verify`` is passed with *every* request, so
-  ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` in the environment cannot replace the
-  configured CA (requests prefers those variables over ``Session.verify``).
-* ``fingerprint`` pins the server certificate's SHA-256 fingerprint (a requests adapter with
-  urllib3's ``assert_fingerprint``); with a ``ca_bundle`` as well, both must hold.
-* ``insecure=True`` switches verification off and warns every time a client is built.
-* Secrets (token secret, password) live in :class:`pyinfra.api.HiddenValue` and never show
-  up in ``repr``/``str``, log records or exception messages.
-
-Transport: request timeout (default 30 s), AnyEvent proxy errors 595/596 retried with
+Authentication and TLS are :mod:`.transport`'s (token or password ticket, CA or pinned
+fingerprint, secrets masked), the errors :mod:`.errors`', waiting for a task :mod:`.tasks`'.
+Here: the request timeout (default 30 s), AnyEvent proxy errors 595/596 retried with
 exponential backoff (bounded count and total time), booleans sent as ``1``/``0``.
+``insecure=True`` switches verification off and warns every time a client is built.
 """
 
 from __future__ import annotations
@@ -24,127 +15,33 @@ import re
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
-from proxmoxer import ProxmoxAPI, ResourceException
+from proxmoxer import ResourceException
 from proxmoxer.backends.https import ProxmoxHTTPAuthBase
 from pyinfra.api import HiddenValue
-from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar, cookiejar_from_dict
+
+from .errors import (
+    PveConnectionError,
+    PveTLSError,
+    from_resource_exception,
+    transport_reason,
+)
+from .transport import (
+    InsecureTLSWarning,
+    TicketAuth,
+    TokenAuth,
+    api_root,
+    normalize_fingerprint,
+    split_host,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8006
 DEFAULT_TIMEOUT = 30.0
 RETRY_STATUSES = frozenset({595, 596})
-TICKET_RENEW_AGE = 3600.0
-
-UPID_RE = re.compile(
-    r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,9}:"
-    r"[0-9A-Fa-f]{8}:(?P<type>[^:\s]+):(?P<id>[^:\s]*):(?P<user>[^:\s]+):$"
-)
-
-
-# --------------------------------------------------------------------------- exceptions
-
-
-class InsecureTLSWarning(UserWarning):
-    """Emitted whenever a client is built with TLS verification switched off."""
-
-
-class PveError(Exception):
-    """An API call failed.
-
-    ``status_code`` is the HTTP status (0 for transport errors), ``reason`` PVE's message (the
-    HTTP reason phrase, e.g. ``CT 100 already exists on node 'pve'``), ``errors`` the
-    per-parameter errors of a 400 (``{"memory": "value must have a minimum value of 16"}``).
-    """
-
-    def __init__(
-        self,
-        status_code: int,
-        reason: str,
-        errors: Mapping[str, str] | None = None,
-        *,
-        method: str = "",
-        path: str = "",
-    ) -> None:
-        self.status_code = status_code
-        self.reason = reason
-        self.errors: dict[str, str] = dict(errors or {})
-        self.method = method
-        self.path = path
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        where = f"{self.method} {self.path}: " if self.method else ""
-        text = f"{where}{self.status_code} {self.reason}".rstrip()
-        if self.errors:
-            details = "; ".join(
-                f"{key}: {' '.join(str(msg).split())}" for key, msg in sorted(self.errors.items())
-            )
-            text += f" ({details})"
-        return text
-
-    def __str__(self) -> str:
-        return self._render()
-
-
-class PveAuthError(PveError):
-    """401: missing/bad credentials, or a bad CSRF token."""
-
-
-class PvePermissionError(PveError):
-    """403: ``Permission check failed (...)``."""
-
-
-class PveConnectionError(PveError):
-    """The request did not get an HTTP answer (refused, timed out, reset)."""
-
-
-class PveTLSError(PveConnectionError):
-    """TLS verification failed (untrusted certificate, fingerprint mismatch, bad hostname)."""
-
-
-class PveTaskError(Exception):
-    """A task ended with an error, or did not end in time (see :class:`PveTaskTimeout`)."""
-
-    def __init__(self, upid: str, exitstatus: str | None, log_lines: list[str]) -> None:
-        self.upid = upid
-        self.exitstatus = exitstatus
-        self.log_lines = list(log_lines)
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        text = f"task {self.upid} failed: {self.exitstatus}"
-        if self.log_lines:
-            text += "\n" + "\n".join(f"  | {line}" for line in self.log_lines)
-        return text
-
-
-class PveTaskTimeout(PveTaskError):
-    """The task was still running when the wait timed out."""
-
-    def __init__(self, upid: str, timeout: float, log_lines: list[str] | None = None) -> None:
-        self.timeout = timeout
-        super().__init__(upid, None, log_lines or [])
-
-    def _render(self) -> str:
-        return f"task {self.upid} still running after {self.timeout:g}s"
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """A task that finished successfully (``OK`` or ``WARNINGS: n``)."""
-
-    upid: str
-    exitstatus: str
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -155,22 +52,6 @@ class ContainerRef:
     vmid: int
     status: str
     name: str | None = None
-
-
-def parse_upid(upid: str) -> dict[str, str]:
-    """Split a UPID into node/type/id/user; raises ValueError when malformed."""
-    m = UPID_RE.match(upid)
-    if not m:
-        raise ValueError(f"not a PVE UPID: {upid!r}")
-    return {k: m.group(k) for k in ("node", "type", "id", "user")}
-
-
-def normalize_fingerprint(fingerprint: str) -> str:
-    """``AA:BB:..`` / ``aabb..`` → ``aa:bb:..`` (64 hex digits, SHA-256)."""
-    hexdigits = re.sub(r"[:\s]", "", fingerprint).lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", hexdigits):
-        raise ValueError("fingerprint must be a SHA-256 digest (64 hex digits)")
-    return ":".join(hexdigits[i : i + 2] for i in range(0, 64, 2))
 
 
 def to_wire(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -186,110 +67,6 @@ def to_wire(params: Mapping[str, Any] | None) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-# --------------------------------------------------------------------------- transport
-
-
-class _FingerprintAdapter(HTTPAdapter):
-    """Pins the peer certificate's SHA-256 fingerprint (urllib3 ``assert_fingerprint``)."""
-
-    def __init__(self, fingerprint: str) -> None:
-        self._fingerprint = fingerprint
-        super().__init__()
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        pool_kwargs["assert_fingerprint"] = self._fingerprint
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-
-
-class _TokenAuth(ProxmoxHTTPAuthBase):
-    """API token header; the secret is unmasked only while building a request."""
-
-    def __init__(self, token_id: str, secret: HiddenValue, verify: bool | str, timeout: float):
-        super().__init__(timeout=timeout, service="PVE", verify_ssl=verify)
-        self._token_id = token_id
-        self._secret = secret
-
-    def __call__(self, req: Any) -> Any:
-        req.headers["Authorization"] = f"PVEAPIToken={self._token_id}={self._secret.unmask()}"
-        return req
-
-    def __repr__(self) -> str:
-        return f"<PVE token auth {self._token_id}>"
-
-
-class _TicketAuth(ProxmoxHTTPAuthBase):
-    """Ticket cookie + ``CSRFPreventionToken`` on non-GET; renews the ticket after 1 h."""
-
-    def __init__(
-        self,
-        user: str,
-        password: HiddenValue,
-        login_session: requests.Session,
-        base_url: str,
-        verify: bool | str,
-        timeout: float,
-    ) -> None:
-        super().__init__(timeout=timeout, service="PVE", verify_ssl=verify)
-        self._user = user
-        self._password = password
-        self._session = login_session
-        self._base_url = base_url
-        self._ticket = HiddenValue("")
-        self._csrf = HiddenValue("")
-        self._birth = 0.0
-        self._login(password)
-
-    def _login(self, password: HiddenValue) -> None:
-        path = "/access/ticket"
-        try:
-            resp = self._session.post(
-                self._base_url + path,
-                data={"username": self._user, "password": password.unmask()},
-                verify=self.verify_ssl,
-                timeout=self.timeout,
-            )
-        except requests.exceptions.SSLError as exc:
-            raise PveTLSError(0, _transport_reason(exc), method="POST", path=path) from None
-        except requests.exceptions.RequestException as exc:
-            raise PveConnectionError(0, _transport_reason(exc), method="POST", path=path) from None
-        if resp.status_code != 200:
-            cls = PveAuthError if resp.status_code == 401 else PveError
-            raise cls(resp.status_code, resp.reason or "", method="POST", path=path)
-        data = resp.json()["data"]
-        if data.get("NeedTFA"):
-            raise PveAuthError(401, "second factor required (not supported)", path=path)
-        self._ticket = HiddenValue(data["ticket"])
-        self._csrf = HiddenValue(data["CSRFPreventionToken"])
-        self._birth = time.monotonic()
-
-    def get_cookies(self) -> RequestsCookieJar:
-        if time.monotonic() - self._birth >= TICKET_RENEW_AGE:
-            self._login(self._ticket)
-        return cookiejar_from_dict({"PVEAuthCookie": self._ticket.unmask()})
-
-    def get_tokens(self) -> tuple[str, str]:
-        return self._ticket.unmask(), self._csrf.unmask()
-
-    def __call__(self, req: Any) -> Any:
-        if req.method != "GET":
-            req.headers["CSRFPreventionToken"] = self._csrf.unmask()
-        return req
-
-    def __repr__(self) -> str:
-        return f"<PVE ticket auth {self._user}>"
-
-
-def _transport_reason(exc: BaseException) -> str:
-    text = str(exc)
-    for hint in ("CERTIFICATE_VERIFY_FAILED", "Fingerprints did not match", "hostname"):
-        if hint in text:
-            m = re.search(r"(\[SSL: [^\]]+\][^')\"]*|Fingerprints did not match[^')\"]*)", text)
-            return m.group(1).strip() if m else text
-    return text
 
 
 # --------------------------------------------------------------------------- client
@@ -321,7 +98,7 @@ class PveClient:
         retry_max_time: float = 30.0,
         poll_interval: float = 1.0,
     ) -> None:
-        host, port = _split_host(host, port)
+        host, port = split_host(host, port)
         self.host = host
         self.port = port
         self.timeout = float(timeout)
@@ -364,30 +141,20 @@ class PveClient:
 
         bracketed = f"[{host}]" if ":" in host else host
         self.base_url = f"https://{bracketed}:{port}/api2/json"
-        # proxmoxer builds the session; we replace its auth object so that the secret stays
-        # masked and verification/pinning apply to every request (incl. the ticket login)
-        self._api = ProxmoxAPI(
-            f"{bracketed}:{port}",
-            backend="https",
-            user="placeholder@pve",
-            token_name="placeholder",
-            token_value="",
-            verify_ssl=self.verify,
-            timeout=self.timeout,
-        )
-        session: requests.Session = self._api._store["session"]
-        if self.fingerprint is not None:
-            session.mount("https://", _FingerprintAdapter(self.fingerprint))
+        auth: ProxmoxHTTPAuthBase
         if token_id is not None:
-            auth: ProxmoxHTTPAuthBase = _TokenAuth(token_id, secret, self.verify, self.timeout)
+            auth = TokenAuth(token_id, secret, self.verify, self.timeout)
         else:
-            login = requests.Session()
-            if self.fingerprint is not None:
-                login.mount("https://", _FingerprintAdapter(self.fingerprint))
-            assert user is not None
-            auth = _TicketAuth(user, secret, login, self.base_url, self.verify, self.timeout)
-        session.auth = auth
-        self._api._backend.auth = auth
+            auth = TicketAuth(
+                self.auth_id, secret, self.base_url, self.verify, self.timeout, self.fingerprint
+            )
+        self._auth = auth
+        self._api = api_root(self.base_url, auth, self.fingerprint)
+
+    def get_tokens(self) -> tuple[str | None, str | None]:
+        """The ticket and CSRF token of a password login, ``(None, None)`` for a token (as
+        proxmoxer's ``ProxmoxAPI.get_tokens``)."""
+        return self._auth.get_tokens()
 
     def __repr__(self) -> str:
         mode = "insecure" if self.insecure else ("pinned" if self.fingerprint else "verified")
@@ -417,7 +184,7 @@ class PveClient:
                     return resource.delete(**wire)
                 raise ValueError(f"unsupported method {method}")
             except ResourceException as exc:
-                err = _from_resource_exception(exc, method, path)
+                err = from_resource_exception(exc, method, path)
                 elapsed = time.monotonic() - started
                 delay = self.retry_backoff * (2**attempt)
                 if (
@@ -438,10 +205,10 @@ class PveClient:
                     continue
                 raise err from None
             except requests.exceptions.SSLError as exc:
-                raise PveTLSError(0, _transport_reason(exc), method=method, path=path) from None
+                raise PveTLSError(0, transport_reason(exc), method=method, path=path) from None
             except requests.exceptions.RequestException as exc:
                 raise PveConnectionError(
-                    0, _transport_reason(exc), method=method, path=path
+                    0, transport_reason(exc), method=method, path=path
                 ) from None
 
     def get(self, path: str, **params: Any) -> Any:
@@ -455,54 +222,6 @@ class PveClient:
 
     def delete(self, path: str, **params: Any) -> Any:
         return self.request("DELETE", path, params)
-
-    # ------------------------------------------------------------------ tasks
-    def task_status(self, upid: str) -> dict[str, Any]:
-        node = parse_upid(upid)["node"]
-        return dict(self.get(f"/nodes/{node}/tasks/{upid}/status"))
-
-    def task_log(self, upid: str, last: int = 20) -> list[str]:
-        """The last ``last`` lines of a task log."""
-        node = parse_upid(upid)["node"]
-        path = f"/nodes/{node}/tasks/{upid}/log"
-        # proxmoxer returns only ``data`` (not ``total``), so page through the log
-        lines: list[str] = []
-        start = 0
-        page = 500
-        while True:
-            chunk = self.request("GET", path, {"start": start, "limit": page}) or []
-            lines.extend(str(item.get("t", "")) for item in chunk)
-            if len(chunk) < page:
-                break
-            start += page
-        if lines == ["no content"]:
-            return []
-        return lines[-last:] if last else lines
-
-    def wait_task(
-        self, upid: str, timeout: float = 300.0, poll_interval: float | None = None
-    ) -> TaskResult:
-        """Poll until the task stops.  ``OK``/``WARNINGS: n`` → result; else PveTaskError."""
-        interval_cap = self.poll_interval if poll_interval is None else poll_interval
-        deadline = time.monotonic() + timeout
-        interval = min(0.1, interval_cap)
-        while True:
-            status = self.task_status(upid)
-            if status.get("status") == "stopped":
-                exitstatus = str(status.get("exitstatus", ""))
-                if exitstatus == "OK":
-                    return TaskResult(upid, exitstatus, [])
-                if exitstatus.startswith("WARNINGS:"):
-                    lines = self.task_log(upid, last=0)
-                    warns = [ln for ln in lines if ln.startswith("WARN")]
-                    warns = [ln for ln in warns if not ln.startswith("TASK WARNINGS")]
-                    return TaskResult(upid, exitstatus, warns)
-                raise PveTaskError(upid, exitstatus, self.task_log(upid, last=20))
-            now = time.monotonic()
-            if now >= deadline:
-                raise PveTaskTimeout(upid, timeout)
-            time.sleep(min(interval, max(0.0, deadline - now)))
-            interval = min(interval * 2, interval_cap)
 
     # ------------------------------------------------------------------ convenience
     def version(self) -> dict[str, Any]:
@@ -600,30 +319,3 @@ class PveClient:
 
 def _hidden(value: str | HiddenValue) -> HiddenValue:
     return value if isinstance(value, HiddenValue) else HiddenValue(value)
-
-
-def _split_host(host: str, port: int | None) -> tuple[str, int]:
-    host = host.strip().removeprefix("https://").rstrip("/")
-    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", host)
-    if m:
-        return m.group(1), int(m.group(2) or port or DEFAULT_PORT)
-    if host.count(":") == 1:
-        name, _, p = host.partition(":")
-        return name, int(p)
-    return host, int(port or DEFAULT_PORT)
-
-
-def _from_resource_exception(exc: ResourceException, method: str, path: str) -> PveError:
-    status = int(exc.status_code)
-    reason = str(exc.content or exc.status_message or "").strip()
-    errors: dict[str, str] = {}
-    if isinstance(exc.errors, dict):
-        errors = {
-            str(k): str(v) for k, v in exc.errors.items() if isinstance(v, str) and k != "errors"
-        }
-    cls: type[PveError] = PveError
-    if status == 401:
-        cls = PveAuthError
-    elif status == 403:
-        cls = PvePermissionError
-    return cls(status, reason, errors, method=method, path=path)

@@ -90,7 +90,7 @@ class PveContainerConnector(BaseConnector):
             return self._ssh
         self.disconnect()
         from .access import ProxmoxError, address, client, find, wait_reachable
-        from .client import PveError
+        from .errors import PveError
 
         pve = self._pve()
         try:

@@ -40,8 +40,9 @@ from .access import (
     privilege_report,
     wait_reachable,
 )
-from .client import ContainerRef, PveError, PvePermissionError, PveTaskError
+from .client import ContainerRef
 from .conf import ensure_top_lines, tun_lines
+from .errors import PveError, PvePermissionError, PveTaskError
 from .facts import PveConfFile
 from .spec import (
     TUN_DEVICE,
@@ -52,6 +53,7 @@ from .spec import (
     pending_keys,
     tun_dev_key,
 )
+from .tasks import wait_task
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -95,7 +97,7 @@ def _fn(what: str, func: Callable[..., Any]) -> FunctionCommand:
 
 def _wait(pve: Pve, upid: str, what: str) -> None:
     """Wait for a task; a task ending ``WARNINGS: n`` succeeds and its warnings are shown."""
-    result = client(pve).wait_task(upid, timeout=pve.task_timeout)
+    result = wait_task(client(pve), upid, timeout=pve.task_timeout)
     for line in result.warnings:
         logger.warning(f"{what}: {line}")
 
@@ -280,8 +282,8 @@ def destroy(pve: Pve) -> None:
     if ref is None:
         return
     if api.container_status(ref.node, ref.vmid).get("status") == "running":
-        api.wait_task(api.stop(ref.node, ref.vmid), timeout=pve.task_timeout)
-    api.wait_task(api.destroy(ref.node, ref.vmid, purge=True), timeout=pve.task_timeout)
+        wait_task(api, api.stop(ref.node, ref.vmid), timeout=pve.task_timeout)
+    wait_task(api, api.destroy(ref.node, ref.vmid, purge=True), timeout=pve.task_timeout)
 
 
 @operation()

@@ -25,6 +25,8 @@ from tests.sandbox.pve.fixtures import (
 
 __all__ = ["emulator", "start_emulator"]  # the fixtures this directory's tests use
 
+NET0 = "name=eth0,bridge=vmbr0,ip=dhcp"
+
 
 @pytest.fixture
 def client_factory(emulator: PveEmulator) -> Callable[..., PveClient]:
@@ -45,6 +47,28 @@ def client_factory(emulator: PveEmulator) -> Callable[..., PveClient]:
 @pytest.fixture
 def client(client_factory: Callable[..., PveClient]) -> PveClient:
     return client_factory()
+
+
+def create_container(client: PveClient, vmid: int, **extra: Any) -> str:
+    """POST a small unprivileged Ubuntu CT ``ct<vmid>`` (``extra`` on top; None drops a
+    key); its UPID."""
+    params = {
+        "vmid": vmid,
+        "ostemplate": UBUNTU,
+        "hostname": f"ct{vmid}",
+        "rootfs": "local-lvm:8",
+        "net0": NET0,
+        "unprivileged": True,
+        "features": "nesting=1",
+    }
+    params.update(extra)
+    return client.create_container("pve", params)
+
+
+@pytest.fixture
+def create_ct() -> Callable[..., str]:
+    """:func:`create_container`, for tests (test modules do not import conftest)."""
+    return create_container
 
 
 class Creds:
