@@ -36,19 +36,28 @@ def ensure_container(settings: Settings) -> None:
         return
     from .access import Pve
     from .operations import ct_present, ct_running, ct_template, ct_tun, require_privileges
+    from .spec import ContainerSpec
 
     pve = Pve.from_settings(settings)
+    spec = ContainerSpec.from_settings(settings)
     if host.data.get(ROLE) == NODE_ROLE:
         # before any operation: a missing privilege stops the whole run, nothing changed
-        require_privileges(pve, settings)
-    label = f"CT {settings.ct_hostname}"
+        require_privileges(
+            pve,
+            spec,
+            tun_method=settings.ct_tun_method,
+            conf_dir=settings.pve_conf_dir,
+            apparmor=settings.ct_apparmor_unconfined,
+            allow_restart=settings.ct_allow_restart,
+        )
+    label = f"CT {spec.hostname}"
     ct_template(
-        name=f"Template {settings.ct_ostemplate} on {settings.ct_template_storage}",
+        name=f"Template {spec.template} on {spec.template_storage}",
         pve=pve,
-        storage=settings.ct_template_storage,
-        template=settings.ct_ostemplate,
+        storage=spec.template_storage,
+        template=spec.template,
     )
-    ct_present(name=f"{label} exists with the runbook's spec", pve=pve, settings=settings)
+    ct_present(name=f"{label} exists with the runbook's spec", pve=pve, spec=spec)
     ct_tun(
         name=f"{label} /dev/net/tun ({settings.ct_tun_method})",
         pve=pve,

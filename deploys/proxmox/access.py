@@ -22,6 +22,7 @@ from .client import ContainerRef, PveClient
 from .errors import PveError, PvePermissionError
 from .privileges import PrivilegeReport, StagePlan, evaluate, required_privileges, undecided_paths
 from .spec import (
+    ContainerSpec,
     config_changes,
     create_params,
     eth0_address,
@@ -191,7 +192,8 @@ def wait_reachable(pve: Pve, ref: ContainerRef, ssh_port: int = 22) -> str:
 
 def stage_plan(
     pve: Pve,
-    settings: Settings,
+    spec: ContainerSpec,
+    allow_restart: bool,
     tun_changes: Callable[[ContainerRef], bool] | None = None,
 ) -> StagePlan:
     """What this run of the Proxmox stage will do, read from the API the way its operations
@@ -199,9 +201,8 @@ def stage_plan(
     api = client(pve)
     node = node_name(pve)
     try:
-        volid = f"{settings.ct_template_storage}:vztmpl/{settings.ct_ostemplate}"
-        listed = api.storage_content(node, settings.ct_template_storage, "vztmpl")
-        template_present: bool | None = volid in {item.get("volid") for item in listed}
+        listed = api.storage_content(node, spec.template_storage, "vztmpl")
+        template_present: bool | None = spec.ostemplate in {item.get("volid") for item in listed}
     except PvePermissionError:
         template_present = None  # the missing listing privilege is reported itself
     ref = find(pve)
@@ -209,22 +210,22 @@ def stage_plan(
         vmid = pve.vmid or api.next_id()
         return StagePlan(
             vmid=vmid,
-            template_storage=settings.ct_template_storage,
+            template_storage=spec.template_storage,
             template_present=template_present,
-            create=create_params(settings, vmid),
+            create=create_params(spec, vmid),
             starts=True,
         )
     config = api.container_config(ref.node, ref.vmid)
-    changes = config_changes(settings, config) if is_unprivileged(config) else {}
+    changes = config_changes(spec, config) if is_unprivileged(config) else {}
     running = api.container_status(ref.node, ref.vmid).get("status") == "running"
     may_restart = False
     if running:
         pending = pending_keys(api.pending(ref.node, ref.vmid))
         tun = tun_changes(ref) if tun_changes is not None else False
-        may_restart = tun or (settings.ct_allow_restart and bool(pending or changes))
+        may_restart = tun or (allow_restart and bool(pending or changes))
     return StagePlan(
         vmid=ref.vmid,
-        template_storage=settings.ct_template_storage,
+        template_storage=spec.template_storage,
         template_present=template_present,
         update=changes,
         current=config,
@@ -235,7 +236,8 @@ def stage_plan(
 
 def privilege_report(
     pve: Pve,
-    settings: Settings,
+    spec: ContainerSpec,
+    allow_restart: bool,
     tun_changes: Callable[[ContainerRef], bool] | None = None,
 ) -> PrivilegeReport:
     """Whether the configured identity holds every privilege this run needs, each with its
@@ -246,7 +248,7 @@ def privilege_report(
     if api.auth_id == "root@pam":
         return PrivilegeReport(api.auth_id, skipped="root@pam holds every privilege")
     reply = api.permissions()
-    needs = required_privileges(stage_plan(pve, settings, tun_changes))
+    needs = required_privileges(stage_plan(pve, spec, allow_restart, tun_changes))
     for path in undecided_paths(needs, reply):
         reply.update(api.permissions(path))
     return PrivilegeReport(api.auth_id, evaluate(needs, reply))

@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import (
@@ -46,6 +46,7 @@ from .errors import PveError, PvePermissionError, PveTaskError
 from .facts import PveConfFile
 from .spec import (
     TUN_DEVICE,
+    ContainerSpec,
     config_changes,
     create_params,
     free_dev_key,
@@ -54,9 +55,6 @@ from .spec import (
     tun_dev_key,
 )
 from .tasks import wait_task
-
-if TYPE_CHECKING:
-    from ..settings import Settings
 
 logger = logging.getLogger("pyinfra")
 
@@ -125,7 +123,15 @@ def _require(pve: Pve) -> ContainerRef | None:
 # --------------------------------------------------------------------------- privileges
 
 
-def require_privileges(pve: Pve, settings: Settings) -> None:
+def require_privileges(
+    pve: Pve,
+    spec: ContainerSpec,
+    *,
+    tun_method: str,
+    conf_dir: str,
+    apparmor: bool,
+    allow_restart: bool,
+) -> None:
     """Stop the run when the API identity lacks a PVE privilege this run needs, each on the
     ACL path PVE checks it on (:mod:`deploys.proxmox.privileges`, one
     ``GET /access/permissions``): one message names every missing privilege and its path.
@@ -137,13 +143,10 @@ def require_privileges(pve: Pve, settings: Settings) -> None:
     """
 
     def tun_changes(ref: ContainerRef) -> bool:
-        return tun_would_change(
-            pve, ref, settings.ct_tun_method, settings.pve_conf_dir,
-            settings.ct_apparmor_unconfined,
-        )  # fmt: skip
+        return tun_would_change(pve, ref, tun_method, conf_dir, apparmor)
 
     try:
-        report = privilege_report(pve, settings, tun_changes)
+        report = privilege_report(pve, spec, allow_restart, tun_changes)
     except PveError as exc:
         # an answer the check cannot use: PVE still refuses what is missing, naming it
         logger.warning(f"{host.print_prefix}Proxmox privilege check skipped: {exc}")
@@ -200,13 +203,13 @@ def ct_template(pve: Pve, storage: str, template: str) -> Any:
 # --------------------------------------------------------------------------- container
 
 
-def _create(pve: Pve, settings: Settings) -> None:
+def _create(pve: Pve, spec: ContainerSpec) -> None:
     api = client(pve)
     node = node_name(pve)
     for attempt in range(5):
         vmid = pve.vmid or api.next_id()
         try:
-            upid = api.create_container(node, create_params(settings, vmid))
+            upid = api.create_container(node, create_params(spec, vmid))
         except PvePermissionError as exc:
             if exc.reason != "Permission check failed":
                 raise
@@ -231,18 +234,21 @@ def _create(pve: Pve, settings: Settings) -> None:
 
 
 @operation()
-def ct_present(pve: Pve, settings: Settings) -> Any:
+def ct_present(pve: Pve, spec: ContainerSpec) -> Any:
     """
     The container exists with the runbook's spec. Absent: created (not started) from the
-    settings. Present: the settings it owns are compared with ``GET …/config`` (property
-    strings as key/value sets) and only the differences are ``PUT``. It is never destroyed
-    or recreated; a privileged container is an error.
+    spec. Present: what the spec owns is compared with ``GET …/config`` (property strings
+    as key/value sets) and only the differences are ``PUT``. It is never destroyed or
+    recreated; a privileged container is an error.
+
+    + pve: API connection (:class:`deploys.proxmox.access.Pve`)
+    + spec: the container (:class:`deploys.proxmox.spec.ContainerSpec`)
 
     **Example:**
 
     .. code:: python
 
-        ct_present(name="CT egograph-prod", pve=pve, settings=settings)
+        ct_present(name="CT egograph-prod", pve=pve, spec=ContainerSpec.from_settings(s))
     """
     if _elsewhere():
         return
@@ -250,7 +256,7 @@ def ct_present(pve: Pve, settings: Settings) -> Any:
     if ref is None:
         vmid = f"vmid {pve.vmid}" if pve.vmid else "the next free vmid"
         host.noop(f"CT {pve.hostname} absent; creating it with {vmid}")
-        yield _fn(f"create CT {pve.hostname}", lambda: _create(pve, settings))
+        yield _fn(f"create CT {pve.hostname}", lambda: _create(pve, spec))
         return
     api = client(pve)
     config = api.container_config(ref.node, ref.vmid)
@@ -261,7 +267,7 @@ def ct_present(pve: Pve, settings: Settings) -> Any:
         )
     if config.get("lock"):
         raise OperationError(f"CT {ref.vmid} is locked ({config['lock']}); try again later")
-    changes = config_changes(settings, config)
+    changes = config_changes(spec, config)
     if not changes:
         host.noop(f"CT {ref.vmid} matches the settings")
         return

@@ -1,6 +1,7 @@
 """What the container should look like (runbook §1), and how that compares to what PVE says.
 
-Pure functions: settings in, API parameters out; a config from ``GET …/config`` in, the
+:class:`ContainerSpec` is built once per run from the container's settings; then pure
+functions: the spec in, API parameters out; a config from ``GET …/config`` in, the
 parameters to ``PUT`` out. Property strings (``net0``, ``features``) are compared as
 key/value sets, so PVE's reordering and the keys it fills in (``hwaddr``, ``type``) never
 count as a difference.
@@ -9,14 +10,61 @@ count as a difference.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from .settings import ContainerSettings
 
 
 TUN_DEVICE = "/dev/net/tun"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """The container of runbook §1 as the create (``POST /nodes/{node}/lxc``) and the config
+    ``PUT`` need it: built once per run from the container's settings (the public keys read
+    from their files then)."""
+
+    hostname: str
+    template_storage: str
+    template: str
+    cores: int
+    memory_mb: int
+    swap_mb: int
+    storage: str
+    disk_gb: int
+    bridge: str
+    ip: str
+    gw: str
+    nesting: bool
+    onboot: bool
+    ssh_public_keys: str
+
+    @classmethod
+    def from_settings(cls, settings: ContainerSettings) -> ContainerSpec:
+        return cls(
+            hostname=settings.ct_hostname,
+            template_storage=settings.ct_template_storage,
+            template=settings.ct_ostemplate,
+            cores=settings.ct_cores,
+            memory_mb=settings.ct_memory_mb,
+            swap_mb=settings.ct_swap_mb,
+            storage=settings.ct_storage,
+            disk_gb=settings.ct_disk_gb,
+            bridge=settings.ct_bridge,
+            ip=settings.ct_ip,
+            gw=settings.ct_gw,
+            nesting=settings.ct_nesting,
+            onboot=settings.ct_onboot,
+            ssh_public_keys=public_keys(settings.ct_ssh_public_keys),
+        )
+
+    @property
+    def ostemplate(self) -> str:
+        """The template's volume id, ``<storage>:vztmpl/<file>``."""
+        return f"{self.template_storage}:vztmpl/{self.template}"
 
 
 def parse_props(text: str | None, default_key: str | None = None) -> dict[str, str]:
@@ -44,61 +92,57 @@ def print_props(props: Mapping[str, str], first: str | None = None) -> str:
     return ",".join(f"{k}={props[k]}" for k in keys)
 
 
-def net0_props(settings: Settings) -> dict[str, str]:
-    props = {"name": "eth0", "bridge": settings.ct_bridge, "ip": settings.ct_ip}
-    if settings.ct_gw:
-        props["gw"] = settings.ct_gw
+def net0_props(spec: ContainerSpec) -> dict[str, str]:
+    props = {"name": "eth0", "bridge": spec.bridge, "ip": spec.ip}
+    if spec.gw:
+        props["gw"] = spec.gw
     return props
 
 
-def public_keys(settings: Settings) -> str:
+def public_keys(paths: list[str]) -> str:
     """The ``ssh-public-keys`` parameter: every key file's lines, one key per line."""
     lines: list[str] = []
-    for path in settings.ct_ssh_public_keys:
+    for path in paths:
         text = Path(path).expanduser().read_text(encoding="utf-8")
         lines += [ln.strip() for ln in text.splitlines() if ln.strip()]
     return "\n".join(lines) + "\n"
 
 
-def ostemplate(settings: Settings) -> str:
-    return f"{settings.ct_template_storage}:vztmpl/{settings.ct_ostemplate}"
-
-
-def create_params(settings: Settings, vmid: int) -> dict[str, Any]:
+def create_params(spec: ContainerSpec, vmid: int) -> dict[str, Any]:
     """``POST /nodes/{node}/lxc`` for the runbook's container (not started: TUN comes first)."""
     params: dict[str, Any] = {
         "vmid": vmid,
-        "ostemplate": ostemplate(settings),
-        "hostname": settings.ct_hostname,
-        "cores": settings.ct_cores,
-        "memory": settings.ct_memory_mb,
-        "swap": settings.ct_swap_mb,
-        "rootfs": f"{settings.ct_storage}:{settings.ct_disk_gb}",
-        "net0": print_props(net0_props(settings), first="name"),
+        "ostemplate": spec.ostemplate,
+        "hostname": spec.hostname,
+        "cores": spec.cores,
+        "memory": spec.memory_mb,
+        "swap": spec.swap_mb,
+        "rootfs": f"{spec.storage}:{spec.disk_gb}",
+        "net0": print_props(net0_props(spec), first="name"),
         # Explicit on every version: the API default was privileged up to PVE 8.
         "unprivileged": True,
-        "onboot": settings.ct_onboot,
+        "onboot": spec.onboot,
         "start": False,
-        "ssh-public-keys": public_keys(settings),
+        "ssh-public-keys": spec.ssh_public_keys,
     }
-    if settings.ct_nesting:
+    if spec.nesting:
         params["features"] = "nesting=1"
     return params
 
 
-def config_changes(settings: Settings, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``PUT …/config`` parameters that bring ``config`` (pending merged) to the settings.
+def config_changes(spec: ContainerSpec, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``PUT …/config`` parameters that bring ``config`` (pending merged) to the spec.
 
-    Only what the settings own is compared. Keys PVE fills in or the admin added (the MAC
+    Only what the spec owns is compared. Keys PVE fills in or the admin added (the MAC
     address, other feature flags, raw ``lxc.*`` lines) are kept as they are.
     """
     changes: dict[str, Any] = {}
     for key, want in (
-        ("hostname", settings.ct_hostname),
-        ("cores", settings.ct_cores),
-        ("memory", settings.ct_memory_mb),
-        ("swap", settings.ct_swap_mb),
-        ("onboot", 1 if settings.ct_onboot else 0),
+        ("hostname", spec.hostname),
+        ("cores", spec.cores),
+        ("memory", spec.memory_mb),
+        ("swap", spec.swap_mb),
+        ("onboot", 1 if spec.onboot else 0),
     ):
         have = config.get(key)
         default = 0 if key == "onboot" else None
@@ -106,7 +150,7 @@ def config_changes(settings: Settings, config: Mapping[str, Any]) -> dict[str, A
             changes[key] = want
 
     net = parse_props(str(config.get("net0") or ""))
-    wanted_net = net0_props(settings)
+    wanted_net = net0_props(spec)
     merged = {k: v for k, v in net.items() if not (k == "gw" and "gw" not in wanted_net)}
     merged.update(wanted_net)
     if merged != net:
@@ -114,7 +158,7 @@ def config_changes(settings: Settings, config: Mapping[str, Any]) -> dict[str, A
 
     features = parse_props(str(config.get("features") or ""))
     wanted_features = dict(features)
-    if settings.ct_nesting:
+    if spec.nesting:
         wanted_features["nesting"] = "1"
     else:
         wanted_features.pop("nesting", None)

@@ -33,8 +33,12 @@ def settings(base: dict[str, Any], **kw: Any) -> Settings:
     return validate(settings_part({**base, **kw}, pyinfra_keys()))
 
 
+def container(base: dict[str, Any], **kw: Any) -> spec.ContainerSpec:
+    return spec.ContainerSpec.from_settings(settings(base, **kw))
+
+
 def test_create_params_follow_the_runbook(base: dict[str, Any]) -> None:
-    p = spec.create_params(settings(base, pve_host="pve.lan"), 123)
+    p = spec.create_params(container(base, pve_host="pve.lan"), 123)
     assert p["cores"] == 2 and p["memory"] == 3072 and p["swap"] == 1024
     assert p["rootfs"] == "local-lvm:40"
     assert p["net0"] == "name=eth0,bridge=vmbr0,ip=dhcp"
@@ -45,7 +49,7 @@ def test_create_params_follow_the_runbook(base: dict[str, Any]) -> None:
 
 
 def test_config_diff_ignores_what_pve_fills_in(base: dict[str, Any]) -> None:
-    s = settings(base, pve_host="pve.lan")
+    s = container(base, pve_host="pve.lan")
     config = {
         "hostname": "egograph-prod", "cores": 2, "memory": 3072, "swap": 1024, "onboot": 1,
         "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:AA:BB:CC,ip=dhcp,type=veth",
@@ -55,7 +59,7 @@ def test_config_diff_ignores_what_pve_fills_in(base: dict[str, Any]) -> None:
 
 
 def test_config_diff_puts_only_differences(base: dict[str, Any]) -> None:
-    s = settings(base, pve_host="pve.lan", ct_ip="10.0.0.5/24", ct_gw="10.0.0.1")
+    s = container(base, pve_host="pve.lan", ct_ip="10.0.0.5/24", ct_gw="10.0.0.1")
     config = {
         "hostname": "egograph-prod", "cores": 4, "memory": 3072, "swap": 1024,
         "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:AA:BB:CC,ip=dhcp,type=veth",
