@@ -1,14 +1,17 @@
 """Proxmox VE side of the deploy (runbook §1-2): the container through the API, its
 ``/dev/net/tun``, and the container running and reachable.
 
-- :mod:`.client`: the API client (token or password ticket, TLS verification, tasks)
-- :mod:`.conf`: pure edits of the node's conf files; :mod:`.spec`: the container spec and
-  its diff against the API's config
-- :mod:`.access`: client, container lookup and address from the settings, and the privilege
-  report for a run
-- :mod:`.privileges`: pure: the privileges (and ACL paths) a run needs, checked against
-  ``GET /access/permissions``
-- :mod:`.facts` / :mod:`.operations`: what runs against the node host
+- :mod:`.settings`: the container's and the node's settings
+- :mod:`.client` (the calls), :mod:`.transport` (token or password ticket, TLS),
+  :mod:`.errors`, :mod:`.tasks` (waiting for one): the API client
+- :mod:`.access`: client, container lookup and address from the settings
+- :mod:`.spec` (the container spec and its diff against the API's config), :mod:`.conf`
+  (edits of the node's conf files), :mod:`.privileges` (what a run needs, against
+  ``GET /access/permissions``): pure
+- :mod:`.view`: the run's one read of the container, which the operations decide from
+- :mod:`.preflight`: the privilege check before anything changes
+- :mod:`.operations` (decisions), :mod:`.commands` (the API steps they yield), :mod:`.tun`
+  (the TUN device), :mod:`.facts` (the node's conf file): what runs against the node host
 - :mod:`.connector`: ``@pvelxc/<name>``, the container host, connected on first use
 """
 
@@ -23,6 +26,7 @@ from ..common.roles import NODE_ROLE, ROLE
 
 if TYPE_CHECKING:
     from ..settings import Settings
+    from .view import ContainerView
 
 # The API client (proxmoxer, requests) is imported only when a node is configured: every
 # run of a deploy without Proxmox would otherwise pay ~0.2 s of imports for nothing.
@@ -34,43 +38,40 @@ def ensure_container(settings: Settings) -> None:
     work on the node and are no-ops on the container host; nothing at all without Proxmox."""
     if not settings.pve_host:
         return
-    from .access import Pve
-    from .operations import ct_present, ct_running, ct_template, ct_tun, require_privileges
+    from .operations import ct_present, ct_running, ct_template, ct_tun
+    from .preflight import require_privileges
     from .spec import ContainerSpec
 
-    pve = Pve.from_settings(settings)
+    ct = _view(settings)
     spec = ContainerSpec.from_settings(settings)
     if host.data.get(ROLE) == NODE_ROLE:
         # before any operation: a missing privilege stops the whole run, nothing changed
         require_privileges(
-            pve,
+            ct,
             spec,
             tun_method=settings.ct_tun_method,
-            conf_dir=settings.pve_conf_dir,
             apparmor=settings.ct_apparmor_unconfined,
             allow_restart=settings.ct_allow_restart,
         )
     label = f"CT {spec.hostname}"
     ct_template(
         name=f"Template {spec.template} on {spec.template_storage}",
-        pve=pve,
+        ct=ct,
         storage=spec.template_storage,
         template=spec.template,
     )
-    ct_present(name=f"{label} exists with the runbook's spec", pve=pve, spec=spec)
+    ct_present(name=f"{label} exists with the runbook's spec", ct=ct, spec=spec)
     ct_tun(
         name=f"{label} /dev/net/tun ({settings.ct_tun_method})",
-        pve=pve,
+        ct=ct,
         method=settings.ct_tun_method,
-        conf_dir=settings.pve_conf_dir,
         apparmor=settings.ct_apparmor_unconfined,
     )
     ct_running(
         name=f"{label} running with its config in effect",
-        pve=pve,
+        ct=ct,
         allow_restart=settings.ct_allow_restart,
         tun_method=settings.ct_tun_method,
-        conf_dir=settings.pve_conf_dir,
         apparmor=settings.ct_apparmor_unconfined,
     )
 
@@ -79,7 +80,16 @@ def ensure_container(settings: Settings) -> None:
 def destroy_container(settings: Settings) -> None:
     if not settings.pve_host:
         return
-    from .access import Pve
     from .operations import ct_absent
 
-    ct_absent(name=f"CT {settings.ct_hostname} destroyed", pve=Pve.from_settings(settings))
+    ct_absent(name=f"CT {settings.ct_hostname} destroyed", ct=_view(settings))
+
+
+def _view(settings: Settings) -> ContainerView:
+    """This run's read of the container, for the current host (the node's operations and
+    its privilege check share it; on the container host it is never read)."""
+    from .access import Pve
+    from .view import ContainerView
+
+    conf_dir = settings.pve_conf_dir if settings.ct_tun_method == "raw" else None
+    return ContainerView(Pve.from_settings(settings), host, conf_dir)

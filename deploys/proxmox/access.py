@@ -11,7 +11,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,16 +18,8 @@ from typing import TYPE_CHECKING
 from pyinfra.api import HiddenValue
 
 from .client import ContainerRef, PveClient
-from .errors import PveError, PvePermissionError
-from .privileges import PrivilegeReport, StagePlan, evaluate, required_privileges, undecided_paths
-from .spec import (
-    ContainerSpec,
-    config_changes,
-    create_params,
-    eth0_address,
-    is_unprivileged,
-    pending_keys,
-)
+from .errors import PveError
+from .spec import eth0_address
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -185,70 +176,3 @@ def wait_reachable(pve: Pve, ref: ContainerRef, ssh_port: int = 22) -> str:
         if time.monotonic() >= deadline:
             raise ProxmoxError(f"CT {ref.vmid} not reachable after {pve.task_timeout}s ({state})")
         time.sleep(1.0)
-
-
-# --------------------------------------------------------------------------- privileges
-
-
-def stage_plan(
-    pve: Pve,
-    spec: ContainerSpec,
-    allow_restart: bool,
-    tun_changes: Callable[[ContainerRef], bool] | None = None,
-) -> StagePlan:
-    """What this run of the Proxmox stage will do, read from the API the way its operations
-    read it (``tun_changes``: whether a running container's TUN config will change)."""
-    api = client(pve)
-    node = node_name(pve)
-    try:
-        listed = api.storage_content(node, spec.template_storage, "vztmpl")
-        template_present: bool | None = spec.ostemplate in {item.get("volid") for item in listed}
-    except PvePermissionError:
-        template_present = None  # the missing listing privilege is reported itself
-    ref = find(pve)
-    if ref is None:
-        vmid = pve.vmid or api.next_id()
-        return StagePlan(
-            vmid=vmid,
-            template_storage=spec.template_storage,
-            template_present=template_present,
-            create=create_params(spec, vmid),
-            starts=True,
-        )
-    config = api.container_config(ref.node, ref.vmid)
-    changes = config_changes(spec, config) if is_unprivileged(config) else {}
-    running = api.container_status(ref.node, ref.vmid).get("status") == "running"
-    may_restart = False
-    if running:
-        pending = pending_keys(api.pending(ref.node, ref.vmid))
-        tun = tun_changes(ref) if tun_changes is not None else False
-        may_restart = tun or (allow_restart and bool(pending or changes))
-    return StagePlan(
-        vmid=ref.vmid,
-        template_storage=spec.template_storage,
-        template_present=template_present,
-        update=changes,
-        current=config,
-        starts=not running,
-        may_restart=may_restart,
-    )
-
-
-def privilege_report(
-    pve: Pve,
-    spec: ContainerSpec,
-    allow_restart: bool,
-    tun_changes: Callable[[ContainerRef], bool] | None = None,
-) -> PrivilegeReport:
-    """Whether the configured identity holds every privilege this run needs, each with its
-    ACL path, from one ``GET /access/permissions`` (plus one ``?path=`` per path the reply
-    alone cannot decide; see :func:`.privileges.held_on`). A root@pam password login holds
-    them all and is not asked."""
-    api = client(pve)
-    if api.auth_id == "root@pam":
-        return PrivilegeReport(api.auth_id, skipped="root@pam holds every privilege")
-    reply = api.permissions()
-    needs = required_privileges(stage_plan(pve, spec, allow_restart, tun_changes))
-    for path in undecided_paths(needs, reply):
-        reply.update(api.permissions(path))
-    return PrivilegeReport(api.auth_id, evaluate(needs, reply))

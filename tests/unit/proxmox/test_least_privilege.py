@@ -27,7 +27,7 @@ from pyinfra.api.operations import run_ops
 
 from deploys import proxmox
 from deploys.inventory import NODE_ROLE, ROLE
-from deploys.proxmox import access, operations
+from deploys.proxmox import access, preflight
 from deploys.proxmox.privileges import PrivilegeReport
 from deploys.settings import raw_defaults, validate
 from tests.sandbox.pve import site as pve_site
@@ -225,7 +225,7 @@ def fails_at(emu: PveEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture)
 def without_preflight(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch the deploy's own check off: what is left is what PVE (the emulator) checks."""
     monkeypatch.setattr(
-        operations, "privilege_report", lambda *a, **k: PrivilegeReport(TOKEN, skipped="off")
+        preflight, "privilege_report", lambda *a, **k: PrivilegeReport(TOKEN, skipped="off")
     )
 
 
