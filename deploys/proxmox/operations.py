@@ -13,7 +13,6 @@ connection like any pyinfra file edit.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -26,11 +25,6 @@ from .spec import TUN_DEVICE, ContainerSpec, config_changes, is_unprivileged
 from .view import ContainerView
 
 logger = logging.getLogger("pyinfra")
-
-# Why a running container must restart, recorded at execute time by the operation that
-# changed its TUN config and read by ``ct_running`` later in the same run.
-_restart_reasons: dict[tuple[str, int], list[str]] = {}
-_restart_lock = threading.Lock()
 
 
 def _elsewhere() -> bool:
@@ -144,17 +138,10 @@ def ct_absent(ct: ContainerView) -> Any:
     if ref is None:
         host.noop(f"CT {ct.pve.hostname} does not exist")
         return
-    yield from _change(ct, [commands.destroy(ct, ref, running=ct.status() == "running")])
-
-
-def _mark_restart(ct: ContainerView, vmid: int, reason: str) -> None:
-    with _restart_lock:
-        _restart_reasons.setdefault((ct.pve.host, vmid), []).append(reason)
-
-
-def _take_restart(ct: ContainerView, vmid: int) -> list[str]:
-    with _restart_lock:
-        return _restart_reasons.pop((ct.pve.host, vmid), [])
+    steps = [commands.destroy(ct, ref, running=ct.status() == "running")]
+    if ct.conf_dir is not None:  # a restart record beside the conf file goes with it
+        steps += tun.clear_restart(ct, ref, "raw")
+    yield from _change(ct, steps)
 
 
 @operation()
@@ -171,7 +158,8 @@ def ct_tun(ct: ContainerView, method: str, apparmor: bool = False) -> Any:
       (root@pam password login only); ``none`` leaves the container without the device
     + apparmor: raw method: also ``lxc.apparmor.profile: unconfined``
 
-    A change makes ``ct_running`` restart a running container.
+    A change records on the node the restart it owes (see :mod:`deploys.proxmox.tun`), and
+    ``ct_running`` makes it, in this run or, should this one die first, the next.
 
     **Example:**
 
@@ -195,22 +183,12 @@ def ct_tun(ct: ContainerView, method: str, apparmor: bool = False) -> Any:
             host.noop(f"{ct.conf_file()['path']} grants /dev/net/tun")
             return
         yield from _change(ct, tun.rewrite_commands(patch, ref.vmid))
-        yield commands.api_step(
-            "record restart", lambda: _mark_restart(ct, ref.vmid, "TUN lines added")
-        )
         return
     key = tun.dev_key_to_add(ct)
     if key is None:
         host.noop(f"CT {ref.vmid} passes {TUN_DEVICE} through")
         return
-
-    def add_dev() -> None:
-        ct.api.update_config(ref.node, ref.vmid, {key: TUN_DEVICE})
-        _mark_restart(ct, ref.vmid, f"{key}: {TUN_DEVICE} added")
-
-    yield from _change(
-        ct, [commands.api_step(f"set {key}: {TUN_DEVICE} on CT {ref.vmid}", add_dev)]
-    )
+    yield from _change(ct, [tun.add_dev(ct, ref, key)])
 
 
 @operation()
@@ -224,9 +202,10 @@ def ct_running(
     """
     The container runs with its config in effect, and answers on SSH.
 
-    Stopped: started. Running: restarted when this run changed its TUN config, or when
-    settings wait in ``[pve:pending]`` and ``allow_restart`` is set (otherwise they are
-    reported and left pending). Nothing else restarts it.
+    Stopped: started. Running: restarted when a TUN change owes it a restart (recorded on
+    the node: by this run, or by one that died before restarting it), or when settings
+    wait in ``[pve:pending]`` and ``allow_restart`` is set (otherwise they are reported and
+    left pending). Nothing else restarts it. A start or restart clears the record.
 
     + ct: the run's read of the container (:class:`deploys.proxmox.view.ContainerView`)
     + allow_restart: restart a running container for pending settings
@@ -246,16 +225,14 @@ def ct_running(
         host.noop(f"CT {ct.pve.hostname} does not exist yet; it would be started")
         yield _later("start the new container")
         return
+    owed = tun.restart_owed(ct, tun_method)
+    clear = tun.clear_restart(ct, ref, tun_method)
     if ct.status() != "running":
-        if host.state.is_executing:
-            _take_restart(ct, ref.vmid)
-        yield from _change(ct, [commands.start(ct, ref, ssh_port)])
+        yield from _change(ct, [commands.start(ct, ref, ssh_port), *clear])
         return
 
-    if host.state.is_executing:
-        reasons = list(_restart_reasons.get((ct.pve.host, ref.vmid), []))
-    else:
-        reasons = ["TUN config changes"] if tun.would_change(ct, tun_method, apparmor) else []
+    # While preparing, ct_tun has not run yet: its change is predicted.
+    reasons = owed or (["TUN config changes"] if tun.would_change(ct, tun_method, apparmor) else [])
     pending = ct.pending()
     if pending and allow_restart:
         reasons.append(f"pending: {', '.join(pending)}")
@@ -267,6 +244,4 @@ def ct_running(
     if not reasons:
         host.noop(f"CT {ref.vmid} is running with its config in effect")
         return
-    if host.state.is_executing:
-        _take_restart(ct, ref.vmid)
-    yield from _change(ct, [commands.restart(ct, ref, reasons, ssh_port)])
+    yield from _change(ct, [commands.restart(ct, ref, reasons, ssh_port), *clear])

@@ -41,7 +41,8 @@ def stage_plan(
     changes = config_changes(spec, config) if is_unprivileged(config) else {}
     running = ct.status() == "running"
     may_restart = running and (
-        tun.would_change(ct, tun_method, apparmor)
+        bool(tun.restart_owed(ct, tun_method))
+        or tun.would_change(ct, tun_method, apparmor)
         or (allow_restart and bool(ct.pending() or changes))
     )
     return StagePlan(

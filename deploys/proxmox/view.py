@@ -8,7 +8,8 @@ host and run and hands it to the privilege check and to every ``ct_*`` operation
   cluster-wide), once
 - its config (pending values merged), its status, its pending keys (while it runs)
 - the template storage's listing
-- with the raw TUN method, its conf file on the node (one command over the node's SSH)
+- with the raw TUN method, its conf file on the node and the restart a TUN change
+  recorded beside it (one command over the node's SSH)
 
 As :mod:`deploys.common.snapshot` does for target facts, the read is trusted only while
 nothing has changed the container: the first command an operation yields while executing
@@ -31,6 +32,7 @@ from pyinfra.api import OperationError
 from .access import Pve, client, find, node_name
 from .facts import PveConfFile
 from .spec import pending_keys
+from .tun import marker_path
 
 if TYPE_CHECKING:
     from pyinfra.api.host import Host
@@ -120,15 +122,17 @@ class ContainerView:
         return self.pve.vmid or self._read("nextid", self.api.next_id)
 
     def conf_file(self) -> dict[str, Any]:
-        """The container's conf file on the node (:class:`.facts.PveConfFile`, plus its
-        ``path``); the fact's default when the container does not exist."""
+        """The container's conf file on the node and the restart recorded beside it
+        (:class:`.facts.PveConfFile`, plus its ``path``); the fact's default when the
+        container does not exist."""
         ref = self.ref()
         if ref is None or self.conf_dir is None:
             return {**PveConfFile.default(), "path": None}
         path = f"{self.conf_dir}/{ref.vmid}.conf"
 
         def read() -> dict[str, Any]:
-            conf: dict[str, Any] = self._host.get_fact(PveConfFile, path=path)
+            fact = {"path": path, "marker": marker_path(path)}
+            conf: dict[str, Any] = self._host.get_fact(PveConfFile, **fact)
             return {**conf, "path": path}
 
         return self._read("conf", read)

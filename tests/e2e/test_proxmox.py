@@ -175,6 +175,41 @@ def test_no_tun_then_raw_patch_restarts_once(pve: Callable[..., Site]) -> None:
     assert ok(pyinfra(hosts, "-y", "--json")).totals()["success"] == 0
 
 
+def test_a_restart_owed_by_a_dead_run_is_made_by_the_next(pve: Callable[..., Site]) -> None:
+    s = pve()
+    ok(pyinfra(s.hosts(ct_tun_method="none", tailscale_userspace=True), "-y", "--json"))
+    assert not s.backend.tun_present(100)
+
+    # the run patches TUN into the running container, then dies before its restart (PVE
+    # refuses the reboot task): the patch is in, the device is not, the restart is owed
+    hosts = s.hosts(ct_tun_method="raw", tailscale_userspace=True)
+    s.node.admin("faults", "POST", {"task_type": "vzreboot", "fail": "injected: reboot lost"})
+    died = pyinfra(hosts, "-y", "--json")
+    assert died.returncode != 0, died.output[-4000:]
+    assert "injected: reboot lost" in died.output
+    conf = s.node.conf_dir / "100.conf"
+    assert "lxc.mount.entry: /dev/net/tun" in conf.read_text().split("\n[", 1)[0]
+    marker = s.node.conf_dir / "100.egograph-restart"
+    assert marker.read_text() == "TUN lines added\n"
+    assert not s.backend.tun_present(100)
+    reboots = [t for t in s.state()["tasks"] if t["type"] == "vzreboot"]
+    assert [t["exitstatus"] for t in reboots] == ["injected: reboot lost"]
+
+    # the next run finds the conf patched (nothing to add) and makes the restart it owes
+    dry = ok(pyinfra(hosts, "--dry", "--json"))
+    assert dry.changed_ops() == ["Proxmox | CT egograph-prod running with its config in effect"]
+    rerun = ok(pyinfra(hosts, "-y", "--json"))
+    assert "Proxmox | CT egograph-prod /dev/net/tun (raw)" not in rerun.changed_ops()
+    assert "Proxmox | CT egograph-prod running with its config in effect" in rerun.changed_ops()
+    reboots = [t for t in s.state()["tasks"] if t["type"] == "vzreboot"]
+    assert [t["exitstatus"] for t in reboots] == ["injected: reboot lost", "OK"]
+    assert s.backend.tun_present(100)
+    assert not marker.exists()
+    assert health(s)["status"] == "ok"
+    # and then nothing is owed
+    assert ok(pyinfra(hosts, "-y", "--json")).totals()["success"] == 0
+
+
 def test_dev_passthrough_with_a_root_ticket(pve: Callable[..., Site]) -> None:
     s = pve()
     hosts = s.hosts(ct_tun_method="dev")
