@@ -52,6 +52,18 @@ def api_step(what: str, func: Callable[[], None]) -> FunctionCommand:
     return FunctionCommand(run, (), {})
 
 
+def undecided(what: str) -> FunctionCommand:
+    """What an operation yields while preparing for a change it can only decide once an
+    earlier one has run (the container this run creates). Executing runs the operation
+    again, which decides it then, so this step never runs; if it did, it would fail rather
+    than pretend."""
+
+    def run() -> None:
+        raise ProxmoxError(f"{what}: planned before the container existed; run the deploy again")
+
+    return api_step(what, run)
+
+
 def wait(ct: ContainerView, upid: str, what: str) -> None:
     """Wait for a task; a task ending ``WARNINGS: n`` succeeds and its warnings are shown."""
     result = wait_task(ct.api, upid, timeout=ct.pve.task_timeout)

@@ -17,8 +17,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FunctionCommand, OperationError, operation
+from pyinfra.api import OperationError, operation
 
+from ..common.report import change_reason
 from ..common.roles import NODE_ROLE, ROLE
 from . import commands, tun
 from .spec import TUN_DEVICE, ContainerSpec, config_changes, is_unprivileged
@@ -43,8 +44,13 @@ def _change(ct: ContainerView, steps: Iterable[Any]) -> Iterator[Any]:
         yield step
 
 
-def _later(what: str) -> FunctionCommand:
-    return commands.api_step(what, lambda: None)
+def _once_created(ct: ContainerView, what: str) -> Iterator[Any]:
+    """While preparing against a container this run creates (``ct_present`` comes first):
+    a change. It is decided for real when the operation executes, once the container
+    exists, so what is yielded here stands for it and never runs (:func:`.commands.undecided`).
+    """
+    change_reason(f"CT {ct.pve.hostname} is created by this run: {what} then")
+    yield commands.undecided(what)
 
 
 @operation()
@@ -70,6 +76,7 @@ def ct_template(ct: ContainerView, storage: str, template: str) -> Any:
     if volid in ct.templates(storage):
         host.noop(f"{volid} is present")
         return
+    change_reason(f"{volid} is missing")
     if not any(item.get("template") == template for item in ct.api.aplinfo(ct.node())):
         raise OperationError(
             f"template {template!r} is neither on storage {storage!r} nor in the node's "
@@ -100,7 +107,7 @@ def ct_present(ct: ContainerView, spec: ContainerSpec) -> Any:
     ref = ct.ref()
     if ref is None:
         vmid = f"vmid {ct.pve.vmid}" if ct.pve.vmid else "the next free vmid"
-        host.noop(f"CT {spec.hostname} absent; creating it with {vmid}")
+        change_reason(f"CT {spec.hostname} does not exist: created with {vmid}")
         yield from _change(ct, [commands.create(ct, spec)])
         return
     config = ct.config()
@@ -115,6 +122,7 @@ def ct_present(ct: ContainerView, spec: ContainerSpec) -> Any:
     if not changes:
         host.noop(f"CT {ref.vmid} matches the settings")
         return
+    change_reason(f"CT {ref.vmid} differs from the settings: {', '.join(sorted(changes))}")
     yield from _change(ct, [commands.update(ct, ref, changes)])
 
 
@@ -138,6 +146,7 @@ def ct_absent(ct: ContainerView) -> Any:
     if ref is None:
         host.noop(f"CT {ct.pve.hostname} does not exist")
         return
+    change_reason(f"CT {ref.vmid} exists")
     steps = [commands.destroy(ct, ref, running=ct.status() == "running")]
     if ct.conf_dir is not None:  # a restart record beside the conf file goes with it
         steps += tun.clear_restart(ct, ref, "raw")
@@ -174,20 +183,21 @@ def ct_tun(ct: ContainerView, method: str, apparmor: bool = False) -> Any:
         return
     ref = ct.require()
     if ref is None:
-        host.noop(f"CT {ct.pve.hostname} does not exist yet; its TUN config would be added")
-        yield _later("add TUN config to the new container")
+        yield from _once_created(ct, f"{TUN_DEVICE} is added ({method})")
         return
     if method == "raw":
         patch = tun.raw_patch(ct, apparmor)
         if patch is None:
             host.noop(f"{ct.conf_file()['path']} grants /dev/net/tun")
             return
+        change_reason(f"the top section of {patch.path} lacks the TUN lines")
         yield from _change(ct, tun.rewrite_commands(patch, ref.vmid))
         return
     key = tun.dev_key_to_add(ct)
     if key is None:
         host.noop(f"CT {ref.vmid} passes {TUN_DEVICE} through")
         return
+    change_reason(f"no devN of CT {ref.vmid} passes {TUN_DEVICE} through")
     yield from _change(ct, [tun.add_dev(ct, ref, key)])
 
 
@@ -222,12 +232,12 @@ def ct_running(
         return
     ref = ct.require()
     if ref is None:
-        host.noop(f"CT {ct.pve.hostname} does not exist yet; it would be started")
-        yield _later("start the new container")
+        yield from _once_created(ct, "it is started")
         return
     owed = tun.restart_owed(ct, tun_method)
     clear = tun.clear_restart(ct, ref, tun_method)
     if ct.status() != "running":
+        change_reason(f"CT {ref.vmid} is {ct.status()}")
         yield from _change(ct, [commands.start(ct, ref, ssh_port), *clear])
         return
 
@@ -244,4 +254,5 @@ def ct_running(
     if not reasons:
         host.noop(f"CT {ref.vmid} is running with its config in effect")
         return
+    change_reason(f"CT {ref.vmid} runs without its config in effect: {'; '.join(reasons)}")
     yield from _change(ct, [commands.restart(ct, ref, reasons, ssh_port), *clear])
