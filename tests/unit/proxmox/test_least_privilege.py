@@ -14,24 +14,17 @@ message naming it.
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pyinfra.api import Config, Inventory, State
-from pyinfra.api.connect import connect_all, disconnect_all
-from pyinfra.api.deploy import add_deploy
-from pyinfra.api.operations import run_ops
 
-from deploys import proxmox
-from deploys.inventory import NODE_ROLE, ROLE
 from deploys.proxmox import access, preflight
 from deploys.proxmox.privileges import PrivilegeReport
-from deploys.settings import raw_defaults, validate
 from tests.sandbox.pve import site as pve_site
 from tests.sandbox.pve.emulator import PveEmulator
+from tests.unit.proxmox.stage import run_stage, stage_settings
 
 PROJECT = Path(__file__).resolve().parents[3]
 USER = "deploy@pve"
@@ -117,50 +110,7 @@ def make_node(start_emulator: Any) -> Any:
 
 
 def settings_for(emu: PveEmulator, tmp_path: Path, **overrides: Any) -> Any:
-    env = tmp_path / "backend.env"
-    env.write_text("A=1\n")
-    env.chmod(0o600)
-    secret = tmp_path / "token.secret"
-    secret.write_text(SECRET + "\n")
-    secret.chmod(0o600)
-    key = tmp_path / "id.pub"
-    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB test\n")
-    data = raw_defaults()
-    data.update(
-        services=[dict(data["services"][0], env_source={"file": str(env)})],
-        pve_host="127.0.0.1",
-        pve_port=emu.port,
-        pve_token_id=TOKEN,
-        pve_secret_source={"file": str(secret)},
-        pve_ca_bundle=str(emu.ca_path),
-        pve_task_timeout=30,
-        # the API side only: raw edits the conf file over SSH as root, dev is root@pam's
-        ct_tun_method="none",
-        tailscale_userspace=True,
-        ct_ssh_public_keys=[str(key)],
-    )
-    data.update(overrides)
-    return validate(data)
-
-
-def run_stage(settings: Any, caplog: pytest.LogCaptureFixture) -> tuple[bool, str]:
-    """The Proxmox stage through pyinfra's API; (success, everything it said)."""
-    caplog.clear()
-    inventory = Inventory(([("@local", {ROLE: NODE_ROLE})], {}))
-    state = State(inventory, Config())
-    error = ""
-    with caplog.at_level(logging.INFO):
-        try:
-            connect_all(state)
-            add_deploy(state, proxmox.ensure_container, settings=settings)
-            run_ops(state)
-        except Exception as exc:  # pyinfra/an operation gave up: the reason is the message
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            disconnect_all(state)
-    results = [state.get_results_for_host(h) for h in inventory]
-    ok = not error and all(r.error_ops == 0 for r in results) and not state.failed_hosts
-    return ok, "\n".join([error, *(r.getMessage() for r in caplog.records)])
+    return stage_settings(emu, tmp_path, token=TOKEN, secret=SECRET, **overrides)
 
 
 # The stage as a user meets it: from an empty node; then a spec change PUT to the running
