@@ -38,6 +38,7 @@ def ensure_container(settings: Settings) -> None:
     work on the node and are no-ops on the container host; nothing at all without Proxmox."""
     if not settings.pve_host:
         return
+    from .access import container_ssh_port
     from .operations import ct_present, ct_running, ct_template, ct_tun
     from .preflight import require_privileges
     from .spec import ContainerSpec
@@ -73,6 +74,8 @@ def ensure_container(settings: Settings) -> None:
         allow_restart=settings.ct_allow_restart,
         tun_method=settings.ct_tun_method,
         apparmor=settings.ct_apparmor_unconfined,
+        # the port the container host connects on, not the node's own SSH port
+        ssh_port=container_ssh_port(host.state.inventory, ct.pve),
     )
 
 

@@ -11,9 +11,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pyinfra.api import HiddenValue
 
@@ -22,6 +23,8 @@ from .errors import PveError
 from .spec import eth0_address
 
 if TYPE_CHECKING:
+    from pyinfra.api.host import Host
+
     from ..settings import Settings
 
 _clients: dict[tuple[object, ...], PveClient] = {}
@@ -153,7 +156,7 @@ def ssh_port_open(address: str, port: int = 22, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_reachable(pve: Pve, ref: ContainerRef, ssh_port: int = 22) -> str:
+def wait_reachable(pve: Pve, ref: ContainerRef, ssh_port: int) -> str:
     """Wait until the container runs, has an address and answers on its SSH port."""
     api = client(pve)
     deadline = time.monotonic() + pve.task_timeout
@@ -176,3 +179,25 @@ def wait_reachable(pve: Pve, ref: ContainerRef, ssh_port: int = 22) -> str:
         if time.monotonic() >= deadline:
             raise ProxmoxError(f"CT {ref.vmid} not reachable after {pve.task_timeout}s ({state})")
         time.sleep(1.0)
+
+
+@runtime_checkable
+class ContainerHost(Protocol):
+    """What the connector of an inventory host that is a Proxmox container tells the
+    node's operations (:class:`.connector.PveContainerConnector`, a layer above): which
+    container it is, and the SSH port it connects on."""
+
+    @property
+    def ssh_port(self) -> int: ...
+
+    def pve(self) -> Pve: ...
+
+
+def container_ssh_port(inventory: Iterable[Host], pve: Pve) -> int:
+    """The SSH port of the inventory's host for ``pve``'s container, which the node's
+    operations wait for after a start; 22 when the inventory has no such host."""
+    for other in inventory:
+        connector = other.connector
+        if isinstance(connector, ContainerHost) and connector.pve() == pve:
+            return connector.ssh_port
+    return 22

@@ -42,7 +42,8 @@ logger = logging.getLogger("pyinfra")
 
 
 class PveContainerConnector(BaseConnector):
-    """A Proxmox LXC container reached over SSH once it exists (see the module doc)."""
+    """A Proxmox LXC container reached over SSH once it exists (see the module doc); a
+    :class:`.access.ContainerHost` to the node's operations."""
 
     handles_execution = True
     data_cls = ConnectorData
@@ -76,13 +77,19 @@ class PveContainerConnector(BaseConnector):
             self._ssh.disconnect()
             self._ssh = None
 
-    def _pve(self) -> Pve:
+    def pve(self) -> Pve:
+        """The container this host is, as the node's operations know it."""
         # Imported on first use: pyinfra loads every installed connector when it starts,
         # and the API client (requests, proxmoxer) costs 0.1 s that a run without this
         # connector should not pay.
         from .access import Pve
 
         return Pve.from_settings(settings_of(self.host.data))
+
+    @property
+    def ssh_port(self) -> int:
+        """The container's SSH port: the host's ``ssh_port`` data (SSH's 22 without it)."""
+        return int(self.data.get("ssh_port") or 22)
 
     def _target(self) -> SSHConnector | None:
         executing = bool(self.state.is_executing)
@@ -92,7 +99,7 @@ class PveContainerConnector(BaseConnector):
         from .access import ProxmoxError, address, client, find, wait_reachable
         from .errors import PveError
 
-        pve = self._pve()
+        pve = self.pve()
         try:
             ref = find(pve)
             if ref is None:
@@ -101,7 +108,7 @@ class PveContainerConnector(BaseConnector):
                 self._absent(pve, "does not exist yet")
                 return None
             if executing:
-                addr = wait_reachable(pve, ref, int(self.data.get("ssh_port") or 22))
+                addr = wait_reachable(pve, ref, self.ssh_port)
             else:
                 status = client(pve).container_status(ref.node, ref.vmid).get("status")
                 found = address(pve, ref) if status == "running" else None

@@ -204,10 +204,11 @@ def ct_tun(ct: ContainerView, method: str, apparmor: bool = False) -> Any:
 @operation()
 def ct_running(
     ct: ContainerView,
+    *,
     allow_restart: bool,
     tun_method: str,
+    ssh_port: int,
     apparmor: bool = False,
-    ssh_port: int = 22,
 ) -> Any:
     """
     The container runs with its config in effect, and answers on SSH.
@@ -220,13 +221,15 @@ def ct_running(
     + ct: the run's read of the container (:class:`deploys.proxmox.view.ContainerView`)
     + allow_restart: restart a running container for pending settings
     + tun_method, apparmor: as ``ct_tun`` (a dry run predicts its restart)
-    + ssh_port: the container's SSH port, waited for after a start or restart
+    + ssh_port: the container host's SSH port (its ``ssh_port`` data, as its connector
+      uses it), waited for after a start or restart
 
     **Example:**
 
     .. code:: python
 
-        ct_running(name="CT running", ct=ct, allow_restart=False, tun_method="raw")
+        ct_running(name="CT running", ct=ct, allow_restart=False, tun_method="raw",
+                   ssh_port=22)
     """
     if _elsewhere():
         return
