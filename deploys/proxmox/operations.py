@@ -5,25 +5,25 @@ Each decides from ``ct``, the run's one read of the container
 (:class:`.view.ContainerView`), then yields the steps of :mod:`.commands` (API calls run on
 the controller when the operation executes, so ``--dry`` creates nothing and still says
 what would change) or says why nothing is needed. Operations run again when they execute:
-the first command they yield drops the read, so each decides from what the ones before it
-did (e.g. the container a create made). The conf-file patch goes over the node's SSH
+the first command they yield drops the read (:func:`.view.operation`), so each decides
+from what the ones before it did (e.g. the container a create made). The conf-file patch goes over the node's SSH
 connection like any pyinfra file edit.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import OperationError, operation
+from pyinfra.api import OperationError
 
 from ..common.report import change_reason
 from ..common.roles import NODE_ROLE, ROLE
 from . import commands, tun
 from .spec import TUN_DEVICE, ContainerSpec, config_changes, is_unprivileged
-from .view import ContainerView
+from .view import ContainerView, operation
 
 logger = logging.getLogger("pyinfra")
 
@@ -35,13 +35,6 @@ def _elsewhere() -> bool:
         return False
     host.noop("done on the Proxmox node")
     return True
-
-
-def _change(ct: ContainerView, steps: Iterable[Any]) -> Iterator[Any]:
-    """Yield the steps of a change; ``ct`` is read again after it."""
-    for step in steps:
-        ct.changing()
-        yield step
 
 
 def _once_created(ct: ContainerView, what: str) -> Iterator[Any]:
@@ -82,7 +75,7 @@ def ct_template(ct: ContainerView, storage: str, template: str) -> Any:
             f"template {template!r} is neither on storage {storage!r} nor in the node's "
             "appliance index (pveam available); check ct_ostemplate"
         )
-    yield from _change(ct, [commands.download_template(ct, storage, template)])
+    yield commands.download_template(ct, storage, template)
 
 
 @operation()
@@ -108,7 +101,7 @@ def ct_present(ct: ContainerView, spec: ContainerSpec) -> Any:
     if ref is None:
         vmid = f"vmid {ct.pve.vmid}" if ct.pve.vmid else "the next free vmid"
         change_reason(f"CT {spec.hostname} does not exist: created with {vmid}")
-        yield from _change(ct, [commands.create(ct, spec)])
+        yield commands.create(ct, spec)
         return
     config = ct.config()
     if not is_unprivileged(config):
@@ -123,7 +116,7 @@ def ct_present(ct: ContainerView, spec: ContainerSpec) -> Any:
         host.noop(f"CT {ref.vmid} matches the settings")
         return
     change_reason(f"CT {ref.vmid} differs from the settings: {', '.join(sorted(changes))}")
-    yield from _change(ct, [commands.update(ct, ref, changes)])
+    yield commands.update(ct, ref, changes)
 
 
 @operation()
@@ -147,10 +140,9 @@ def ct_absent(ct: ContainerView) -> Any:
         host.noop(f"CT {ct.pve.hostname} does not exist")
         return
     change_reason(f"CT {ref.vmid} exists")
-    steps = [commands.destroy(ct, ref, running=ct.status() == "running")]
-    if ct.conf_dir is not None:  # a restart record beside the conf file goes with it
-        steps += tun.clear_restart(ct, ref, "raw")
-    yield from _change(ct, steps)
+    clear = tun.clear_restart(ct, ref, "raw") if ct.conf_dir is not None else []
+    yield commands.destroy(ct, ref, running=ct.status() == "running")
+    yield from clear  # a restart record beside the conf file goes with the container
 
 
 @operation()
@@ -191,14 +183,14 @@ def ct_tun(ct: ContainerView, method: str, apparmor: bool = False) -> Any:
             host.noop(f"{ct.conf_file()['path']} grants /dev/net/tun")
             return
         change_reason(f"the top section of {patch.path} lacks the TUN lines")
-        yield from _change(ct, tun.rewrite_commands(patch, ref.vmid))
+        yield from tun.rewrite_commands(patch, ref.vmid)
         return
     key = tun.dev_key_to_add(ct)
     if key is None:
         host.noop(f"CT {ref.vmid} passes {TUN_DEVICE} through")
         return
     change_reason(f"no devN of CT {ref.vmid} passes {TUN_DEVICE} through")
-    yield from _change(ct, [tun.add_dev(ct, ref, key)])
+    yield tun.add_dev(ct, ref, key)
 
 
 @operation()
@@ -241,7 +233,8 @@ def ct_running(
     clear = tun.clear_restart(ct, ref, tun_method)
     if ct.status() != "running":
         change_reason(f"CT {ref.vmid} is {ct.status()}")
-        yield from _change(ct, [commands.start(ct, ref, ssh_port), *clear])
+        yield commands.start(ct, ref, ssh_port)
+        yield from clear
         return
 
     # While preparing, ct_tun has not run yet: its change is predicted.
@@ -258,4 +251,5 @@ def ct_running(
         host.noop(f"CT {ref.vmid} is running with its config in effect")
         return
     change_reason(f"CT {ref.vmid} runs without its config in effect: {'; '.join(reasons)}")
-    yield from _change(ct, [commands.restart(ct, ref, reasons, ssh_port), *clear])
+    yield commands.restart(ct, ref, reasons, ssh_port)
+    yield from clear

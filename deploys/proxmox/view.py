@@ -13,9 +13,9 @@ host and run and hands it to the privilege check and to every ``ct_*`` operation
 
 As :mod:`deploys.common.snapshot` does for target facts, the read is trusted only while
 nothing has changed the container: the first command an operation yields while executing
-drops it (:meth:`ContainerView.changing`) and the next question reads again, so a run
-that creates, patches or starts the container decides the later steps from what that
-did. What was read while preparing is read again when execution starts if the run
+drops it (:func:`operation`, :meth:`ContainerView.changing`) and the next question reads
+again, so a run that creates, patches or starts the container decides the later steps from
+what that did. What was read while preparing is read again when execution starts if the run
 stopped to ask (an interactive run; the container may have changed meanwhile); with
 ``-y`` the run goes straight on, and what the privilege check read is what the
 operations decide from.
@@ -24,10 +24,13 @@ operations decide from.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+import functools
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pyinfra.api import OperationError
+from pyinfra.api import operation as pyinfra_operation
+from pyinfra.api.operation import PyinfraOperation
 
 from .access import Pve, client, find, node_name
 from .facts import PveConfFile
@@ -155,3 +158,23 @@ class ContainerView:
         if key not in self._values:
             self._values[key] = read()
         return copy.deepcopy(self._values[key])
+
+
+def operation(
+    **options: Any,
+) -> Callable[[Callable[..., Generator[Any, None, None]]], PyinfraOperation[...]]:
+    """pyinfra's ``@operation()`` for the node's operations, as
+    :func:`deploys.common.snapshot.operation` is for a target fact: the operation decides
+    from its first argument ``ct``, the run's :class:`ContainerView`, and the first command
+    it yields while executing drops that read."""
+
+    def decorate(func: Callable[..., Generator[Any, None, None]]) -> PyinfraOperation[...]:
+        @functools.wraps(func)
+        def commands(ct: ContainerView, *args: Any, **kwargs: Any) -> Generator[Any, None, None]:
+            for command in func(ct, *args, **kwargs):
+                ct.changing()
+                yield command
+
+        return cast(PyinfraOperation[...], pyinfra_operation(**options)(commands))
+
+    return decorate
