@@ -12,10 +12,10 @@ host and run and hands it to the privilege check and to every ``ct_*`` operation
   recorded beside it (one command over the node's SSH)
 
 As :mod:`deploys.common.snapshot` does for target facts, the read is trusted only while
-nothing has changed the container: the first command an operation yields while executing
-drops it (:func:`operation`, :meth:`ContainerView.changing`) and the next question reads
-again, so a run that creates, patches or starts the container decides the later steps from
-what that did. What was read while preparing is read again when execution starts if the run
+nothing has changed the container: a command an operation yields while executing drops
+it (:func:`operation`, :meth:`ContainerView.changing`) and the next question reads again,
+so a run that creates, patches or starts the container decides the later steps from what
+that did. What was read while preparing is read again when execution starts if the run
 stopped to ask (an interactive run; the container may have changed meanwhile); with
 ``-y`` the run goes straight on, and what the privilege check read is what the
 operations decide from.
@@ -165,8 +165,8 @@ def operation(
 ) -> Callable[[Callable[..., Generator[Any, None, None]]], PyinfraOperation[...]]:
     """pyinfra's ``@operation()`` for the node's operations, as
     :func:`deploys.common.snapshot.operation` is for a target fact: the operation decides
-    from its first argument ``ct``, the run's :class:`ContainerView`, and the first command
-    it yields while executing drops that read."""
+    from its first argument ``ct``, the run's :class:`ContainerView`, and each command it
+    yields while executing drops that read (what is asked after it is read again)."""
 
     def decorate(func: Callable[..., Generator[Any, None, None]]) -> PyinfraOperation[...]:
         @functools.wraps(func)
