@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pyinfra.api import HiddenValue
+from pyinfra.context import ctx_state
 
 from .client import ContainerRef, PveClient
 from .errors import PveError
@@ -27,8 +28,11 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
-_clients: dict[tuple[object, ...], PveClient] = {}
-_lock = threading.Lock()
+_CLIENTS = "_egograph_pve_clients"
+"""Where a run keeps its API clients: on pyinfra's ``State`` of the run, which the node and
+the container host share (a password login happens once per run, not once per host)."""
+_LOCK = threading.Lock()
+"""Guards creating that cache: hosts run in parallel greenlets."""
 
 
 class ProxmoxError(Exception):
@@ -86,12 +90,25 @@ class Pve:
         return HiddenValue(text)
 
 
+def _run_cache() -> dict[tuple[object, ...], PveClient]:
+    """The current run's clients (a fresh dict outside a pyinfra run: no cache)."""
+    if not ctx_state.isset():
+        return {}
+    state = ctx_state.get()
+    cache = getattr(state, _CLIENTS, None)
+    if cache is None:
+        cache = {}
+        setattr(state, _CLIENTS, cache)
+    return cache
+
+
 def client(pve: Pve) -> PveClient:
-    """One client per connection settings and process (a password login happens once)."""
+    """One client per connection settings and run (a password login happens once)."""
     key = (pve.host, pve.port, pve.token_id, pve.user, pve.secret_environ, pve.secret_file,
            pve.ca_bundle, pve.fingerprint, pve.insecure, pve.timeout)  # fmt: skip
-    with _lock:
-        found = _clients.get(key)
+    with _LOCK:
+        clients = _run_cache()
+        found = clients.get(key)
         if found is not None:
             return found
         auth: dict[str, object]
@@ -108,7 +125,7 @@ def client(pve: Pve) -> PveClient:
             timeout=float(pve.timeout),
             **auth,  # type: ignore[arg-type]
         )
-        _clients[key] = made
+        clients[key] = made
         return made
 
 

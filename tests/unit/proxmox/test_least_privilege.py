@@ -80,8 +80,7 @@ def readme_table() -> set[tuple[str, str]]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(access, "_clients", {})
+def _ssh_ports_open(monkeypatch: pytest.MonkeyPatch) -> None:
     # FakeBackend addresses are not real machines: their SSH port counts as open
     monkeypatch.setattr(access, "ssh_port_open", lambda *a, **k: True)
 

@@ -33,7 +33,6 @@ RUNNING_OP = "Proxmox | CT egograph-prod running with its config in effect"
 @pytest.fixture
 def ports(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The SSH ports waited for (FakeBackend's addresses are no machines: each is open)."""
-    monkeypatch.setattr(access, "_clients", {})
     asked: list[int] = []
 
     def port_open(address: str, port: int = 22, timeout: float = 2.0) -> bool:

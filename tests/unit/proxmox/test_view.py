@@ -21,8 +21,7 @@ CONTAINER_READS = ("/cluster/resources", "/lxc/100/config", "/lxc/100/status/cur
 
 
 @pytest.fixture(autouse=True)
-def _fresh_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(access, "_clients", {})
+def _ssh_ports_open(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(access, "ssh_port_open", lambda *a, **k: True)
 
 
