@@ -13,6 +13,8 @@ from typing import Any, TypedDict
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 
+from .feature import feature_answer
+
 KEYRING_PATH = "/usr/share/keyrings/tailscale-archive-keyring.gpg"
 SOURCES_LIST_PATH = "/etc/apt/sources.list.d/tailscale.list"
 DEFAULTS_PATH = "/etc/default/tailscaled"
@@ -153,6 +155,19 @@ _FEATURE_QUERY = (
 )
 
 
+SETTLE_SECONDS = 15
+"""How long the fact waits for a daemon that is still starting (a container that has just
+booted, e.g. after the Proxmox stage's TUN restart): in ``NoState`` it has not read its
+profile, so no name and no serve config would be reported and the run would change them."""
+
+_SETTLED_STATUS = (
+    f"i=0; while :; do st=$(tailscale status --json --peers=false 2>/dev/null); rc=$?;"
+    ' if [ "$rc" = 0 ]; then printf \'%s\' "$st" | grep -q \'"BackendState": "NoState"\' || break;'
+    ' else [ "$(systemctl is-active tailscaled.service 2>/dev/null)" = activating ] || break; fi;'
+    f" [ $i -lt {SETTLE_SECONDS * 5} ] || break; i=$((i+1)); sleep 0.2; done"
+)
+
+
 class TailscaleNode(FactBase[dict[str, Any]]):
     """
     Returns, in one round trip, what logging in and serving compare against: ``status``
@@ -191,7 +206,7 @@ class TailscaleNode(FactBase[dict[str, Any]]):
             ";",
             "; ".join(
                 (
-                    "st=$(tailscale status --json --peers=false 2>/dev/null); rc=$?",
+                    _SETTLED_STATUS,
                     f'if [ "$rc" = 0 ]; then printf \'%s\\n\' "$st"; '
                     f'else echo "{FAILED_MARKER} $rc"; fi',
                     f"echo '{SECTION_MARKER}'",
@@ -230,49 +245,8 @@ class TailscaleNode(FactBase[dict[str, Any]]):
             "status": TailscaleStatus().process(status_out),
             "prefs": prefs,
             "serve": TailscaleServeConfig().process(serve_out),
-            "https_feature": _feature_answer(feature_out),
+            "https_feature": feature_answer(feature_out, _failed_exit_code(feature_out)),
         }
-
-
-def _feature_answer(output: list[str]) -> dict[str, Any] | None:
-    """The query-feature section: body lines, then the HTTP status curl printed."""
-    lines = [line for line in output if line.strip()]
-    if not lines:
-        return None
-    code = _failed_exit_code(lines)
-    if code is not None:
-        return {
-            "http_status": 0,
-            "complete": False,
-            "text": "",
-            "url": "",
-            "error": "could not ask tailscaled (curl exit "
-            f"{code}): {' '.join(lines[:-1]).strip() or 'no output'}",
-        }
-    status_text, body = lines[-1].strip(), "\n".join(lines[:-1]).strip()
-    status = int(status_text) if status_text.isdigit() else 0
-    answer: dict[str, Any] = {
-        "http_status": status,
-        "complete": False,
-        "text": "",
-        "url": "",
-        "error": "",
-    }
-    parsed: Any = None
-    if status == 200:
-        try:
-            parsed = json.loads(body)
-        except json.JSONDecodeError:
-            parsed = None
-    if isinstance(parsed, dict):
-        answer.update(
-            complete=bool(parsed.get("Complete")),
-            text=str(parsed.get("Text") or ""),
-            url=str(parsed.get("URL") or ""),
-        )
-    else:
-        answer["error"] = body or "no answer"
-    return answer
 
 
 class TailscaleInstallInfo(TypedDict):

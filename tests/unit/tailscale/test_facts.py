@@ -296,3 +296,48 @@ def test_node_reports_when_tailscaled_could_not_be_asked() -> None:
     assert feature["error"] == (
         "could not ask tailscaled (curl exit 127): bash: line 1: curl: command not found"
     )
+
+
+def fake_cli(bin_dir: Path, states: list[str], unit_state: str = "active") -> None:
+    """A ``tailscale`` whose ``status`` walks through ``states`` (a missing state: daemon
+    unreachable, exit 1) and a ``systemctl is-active`` answering ``unit_state``."""
+    (bin_dir / "states").write_text("\n".join(states) + "\n")
+    script = f"""#!/bin/sh
+case "$1" in
+status)
+  s=$(head -n 1 {bin_dir}/states); [ "$(wc -l < {bin_dir}/states)" -gt 1 ] && sed -i 1d {bin_dir}/states
+  echo "$s" >> {bin_dir}/calls
+  [ "$s" = down ] && exit 1
+  printf '{{\\n  "BackendState": "%s",\\n  "Self": {{\\n    "CapMap": {{\\n      "https": null\\n    }}\\n  }}\\n}}\\n' "$s";;
+debug) echo '{{}}';;
+serve) echo '{{}}';;
+esac
+"""
+    (bin_dir / "tailscale").write_text(script)
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho {unit_state}\n")
+    for name in ("tailscale", "systemctl"):
+        (bin_dir / name).chmod(0o755)
+
+
+def run_node(bin_dir: Path) -> dict[str, Any]:
+    cmd = TailscaleNode().command().get_raw_value()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=30)
+    return TailscaleNode().process(proc.stdout.splitlines())
+
+
+def test_node_waits_for_a_daemon_still_reading_its_state(tmp_path: Path) -> None:
+    # After a boot tailscaled answers NoState until it has read its profile: no name and no
+    # serve config yet, so the read waits (bounded) for the state that follows.
+    fake_cli(tmp_path, ["down", "NoState", "NoState", "Running"], unit_state="activating")
+    assert run_node(tmp_path)["status"]["BackendState"] == "Running"
+    assert (tmp_path / "calls").read_text().split() == ["down", "NoState", "NoState", "Running"]
+
+
+def test_node_does_not_wait_for_a_daemon_that_is_down_or_settled(tmp_path: Path) -> None:
+    fake_cli(tmp_path, ["down", "Running"], unit_state="inactive")
+    assert run_node(tmp_path)["status"]["BackendState"] == DAEMON_DOWN
+    fake_cli(tmp_path, ["NeedsLogin", "Running"])
+    (tmp_path / "calls").unlink()
+    assert run_node(tmp_path)["status"]["BackendState"] == "NeedsLogin"
+    assert (tmp_path / "calls").read_text().split() == ["NeedsLogin"]
