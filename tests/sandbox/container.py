@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .host import run
+from .host import ensure_inotify_instances, run
 from .rootfs import ensure_rootfs
 from .tailscale import headscale
 
@@ -147,6 +147,7 @@ class Container:
     def start(self, timeout: float = 90) -> None:
         if self.running():
             return
+        ensure_inotify_instances()
         self._mount()
         self._network()
         self._seed()

@@ -72,6 +72,20 @@ def ensure_network() -> None:
             run("iptables", "-t", table, "-I", chain, *rule)
 
 
+INOTIFY_INSTANCES = 1024
+"""Floor for fs.inotify.max_user_instances. Every container's systemd, journald, logind ...
+holds inotify instances under the host's root uid (about 7 per booted container, counted
+here); Debian's default of 128 stops the ~20th container at boot with "Failed to create
+control group inotify object: Too many open files" (systemd then exits PID 1). The bench's
+fleet of 16 runs beside the shell and Ansible sets."""
+
+
+def ensure_inotify_instances(floor: int = INOTIFY_INSTANCES) -> None:
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    if int(knob.read_text()) < floor:
+        knob.write_text(f"{floor}\n")
+
+
 def _listening(port: int, address: str = paths.HOST_IP) -> bool:
     try:
         with socket.create_connection((address, port), timeout=1):
