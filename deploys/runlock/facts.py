@@ -106,6 +106,7 @@ class RunLock(FactBase[dict[str, Any]]):
                                      "started": "2026-12-02T07:31:05Z"}}
         {"state": "nossh"}     # not over SSH: nothing to tie the lock to
         {"state": "error", "detail": "cannot open /run/egograph-deploy.lock"}
+        {"state": "unknown"}   # no answer: a container this run creates, or no flock
     """
 
     def requires_command(self, path: str, record: str, wait: int) -> str:
@@ -117,7 +118,7 @@ class RunLock(FactBase[dict[str, Any]]):
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"state": "error", "detail": "flock (util-linux) is not installed"}
+        return {"state": "unknown"}
 
     def process(self, output: list[str]) -> dict[str, Any]:
         return parse_answer(output)

@@ -47,8 +47,7 @@ class Holder:
 
     def __str__(self) -> str:
         return (
-            f"{self.entry} run by {self.user}@{self.host} (pid {self.pid} there), "
-            f"started {self.started}"
+            f"{self.entry} run by {self.user}@{self.host}, pid {self.pid}, started {self.started}"
         )
 
 
@@ -78,7 +77,9 @@ def parse_answer(lines: list[str]) -> dict[str, Any]:
         return {"state": "held", "holder": vars(holder)}
     if word in ("free", "nossh"):
         return {"state": word}
-    return {"state": "error", "detail": rest or line or "no answer"}
+    if not line.strip():
+        return {"state": "unknown"}
+    return {"state": "error", "detail": rest or line}
 
 
 def held_message(holder: dict[str, Any], *, path: str, wait: int, executing: bool) -> str:

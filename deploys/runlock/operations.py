@@ -38,6 +38,11 @@ def run_lock(current: dict[str, Any], path: str, record: str, wait: int) -> Any:
         host.noop(f"no run holds {path} (looked, not taken: nothing executes yet)")
     elif state == "nossh":
         host.noop(f"not connected over SSH: no run lock ({path} is tied to the SSH connection)")
+    elif state == "unknown" and not host.state.is_executing:
+        # a container this run creates answers nothing while the run prepares
+        host.noop(f"no answer about {path} yet (a target this run creates)")
+    elif state == "unknown":
+        yield from refuse(f"the run lock {path} cannot be taken: is flock (util-linux) installed?")
     elif state == "held":
         yield from refuse(
             held_message(current["holder"], path=path, wait=wait, executing=host.state.is_executing)

@@ -206,7 +206,8 @@ def test_a_record_cut_short_names_what_it_can() -> None:
     assert parse_holder(f"812 {RECORD}") == Holder(
         "laptop", "ada", "4242", "deploys/prod.py", "2026-12-02T07:31:05Z"
     )
-    assert parse_answer([]) == {"state": "error", "detail": "no answer"}
+    assert parse_answer([]) == parse_answer([""]) == {"state": "unknown"}
+    assert parse_answer(["what"]) == {"state": "error", "detail": "what"}
 
 
 def test_the_controller_record_names_this_process() -> None:
@@ -222,7 +223,7 @@ def test_the_controller_record_names_this_process() -> None:
 def test_the_messages_name_the_holder_the_wait_and_the_setting() -> None:
     holder = vars(Holder("ci", "runner", "7", "deploys/update.py", "2026-12-02T07:31:05Z"))
     run = held_message(holder, path="/run/l", wait=60, executing=True)
-    assert "deploys/update.py run by runner@ci (pid 7 there), started 2026-12-02T07:31:05Z" in run
+    assert "deploys/update.py run by runner@ci, pid 7, started 2026-12-02T07:31:05Z" in run
     assert "waited 60 s (run_lock_wait)" in run and "changed nothing" in run
     assert "did not wait" in held_message(holder, path="/run/l", wait=0, executing=True)
     dry = held_message(holder, path="/run/l", wait=60, executing=False)
