@@ -44,7 +44,14 @@ def take_script(path: str, record: str, wait: int) -> StringCommand:
     """Take the lock for the rest of this connection, waiting up to ``wait`` seconds for
     another holder; a lock this connection already holds is taken again at once."""
     lock = QuoteString(path)
-    held = ["{ read -r line <", lock, '; echo "held $line"; exit 0; };']
+    # Still not free: the record names the holder while its connection lives; a dead one
+    # means the lock is held by dry runs reading (their shared lock writes no record).
+    held = [
+        "{ line=; read -r line <",
+        lock,
+        '; first=${line%% *}; if [ -n "$first" ] && [ -d "/proc/$first" ]; then',
+        'echo "held $line"; else echo reading; fi; exit 0; };',
+    ]
     waiting = ["flock -w", str(int(wait)), "9 ||", *held] if wait > 0 else held
     return StringCommand(
         CONNECTION,
@@ -104,6 +111,7 @@ class RunLock(FactBase[dict[str, Any]]):
         {"state": "held", "holder": {"host": "ci-runner", "user": "runner", "pid": "2211",
                                      "entry": "deploys/update.py",
                                      "started": "2026-12-02T07:31:05Z"}}
+        {"state": "reading"}   # a dry run's read kept it (only a run that waited)
         {"state": "nossh"}     # not over SSH: nothing to tie the lock to
         {"state": "error", "detail": "cannot open /run/egograph-deploy.lock"}
         {"state": "unknown"}   # no answer: a container this run creates, or no flock

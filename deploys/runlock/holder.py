@@ -75,11 +75,20 @@ def parse_answer(lines: list[str]) -> dict[str, Any]:
     if word == "held":
         holder = parse_holder(rest)
         return {"state": "held", "holder": vars(holder)}
-    if word in ("free", "nossh"):
+    if word in ("free", "nossh", "reading"):
         return {"state": word}
     if not line.strip():
         return {"state": "unknown"}
     return {"state": "error", "detail": rest or line}
+
+
+def reading_message(*, path: str, wait: int) -> str:
+    """Why this run stops: dry runs (drift checks) kept reading the host all along."""
+    return (
+        f"dry runs (drift checks) kept reading this host for all of run_lock_wait ({wait} s: "
+        f"they hold {path} shared while they read); this run changed nothing. Run again, or "
+        "raise run_lock_wait"
+    )
 
 
 def held_message(holder: dict[str, Any], *, path: str, wait: int, executing: bool) -> str:

@@ -9,7 +9,7 @@ from pyinfra import host
 from ..common.report import refuse
 from ..common.snapshot import fact_read, operation
 from .facts import RunLock
-from .holder import held_message
+from .holder import held_message, reading_message
 
 
 @operation(
@@ -47,5 +47,7 @@ def run_lock(current: dict[str, Any], path: str, record: str, wait: int) -> Any:
         yield from refuse(
             held_message(current["holder"], path=path, wait=wait, executing=host.state.is_executing)
         )
+    elif state == "reading":
+        yield from refuse(reading_message(path=path, wait=wait))
     else:
         yield from refuse(f"the run lock {path} cannot be taken: {current.get('detail')}")

@@ -263,3 +263,21 @@ def test_every_deploy_of_a_target_takes_the_lock_in_the_first_section_of_its_rea
     assert reads[0].fact is RunLock and len(reads) > 3
     assert [r.fact for r in reads].count(RunLock) == 1
     assert json.loads(reads[0].kwargs["record"])["entry"].startswith("deploys/")
+
+
+def test_a_run_kept_out_by_dry_runs_reading_says_so_not_the_last_holder(
+    tmp_path: Path, sshd: Path, connections: list[Connection]
+) -> None:
+    lock = tmp_path / "run.lock"
+    earlier = _open(sshd, connections)
+    earlier.run(_take(lock, 0))
+    earlier.close()  # that run ended: its record stays in the file, its holder goes
+    _freed_within(lock, float(POLL) + 1.0)
+    look = look_script(str(lock)).get_raw_value()
+    reading = subprocess.Popen(["sh", "-c", f"({look}) >/dev/null; sleep 3"])
+    try:
+        time.sleep(0.4)
+        answer = parse_answer([_open(sshd, connections).run(_take(lock, 1))])
+    finally:
+        reading.wait()
+    assert answer == {"state": "reading"}
