@@ -111,7 +111,7 @@ class RunLock(FactBase[dict[str, Any]]):
         {"state": "held", "holder": {"host": "ci-runner", "user": "runner", "pid": "2211",
                                      "entry": "deploys/update.py",
                                      "started": "2026-12-02T07:31:05Z"}}
-        {"state": "reading"}   # a dry run's read kept it (only a run that waited)
+        {"state": "reading"}   # taking: dry runs held it (shared) for all of the wait
         {"state": "nossh"}     # not over SSH: nothing to tie the lock to
         {"state": "error", "detail": "cannot open /run/egograph-deploy.lock"}
         {"state": "unknown"}   # no answer: a container this run creates, or no flock

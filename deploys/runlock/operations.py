@@ -28,8 +28,12 @@ def run_lock(current: dict[str, Any], path: str, record: str, wait: int) -> Any:
 
     .. code:: python
 
-        run_lock(name="One run at a time", path=LOCK_PATH, record=controller_record("prod"),
-                 wait=60)
+        run_lock(
+            name="One run at a time",
+            path=LOCK_PATH,
+            record=controller_record("deploys/prod.py", "2026-12-02T07:31:05Z"),
+            wait=60,
+        )
     """
     state = current["state"]
     if state == "taken":
