@@ -6,6 +6,7 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
 
 - ``common``: managed files, the one-command state read (``snapshot``), shell pieces,
   stamps, the setting declarations and checks;
+- ``runlock``: one run at a time on a target (the lock its state read takes);
 - the concerns, one sub-package each with its settings, facts, pure plan, operations and
   ``@deploy`` functions, in the runbook's order: ``packages`` (apt), ``repo`` (the
   checkout), ``uv``, ``duckdb``, ``services`` (env files, systemd units), ``tailscale``,
@@ -22,6 +23,7 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("common",),
+    ("runlock",),
     ("packages",),
     ("repo",),
     ("uv",),

@@ -3,7 +3,7 @@ checkout and env files, §4 `uv sync` and DuckDB httpfs, §5 systemd, §2/§9 `t
 
 from __future__ import annotations
 
-from . import duckdb, packages, repo, services, tailscale, uv
+from . import duckdb, packages, repo, runlock, services, tailscale, uv
 from .common.snapshot import planned
 from .hostsettings import current
 
@@ -11,6 +11,8 @@ from .hostsettings import current
 @planned
 def converge() -> None:
     settings = current()
+    # First: the state read that every later step decides from takes the run lock.
+    runlock.hold_run_lock(settings=settings, entry="deploys/prod.py")
     packages.install_packages(settings=settings)
     # Tailscale right after the packages (the runbook's order, and it needs curl): a
     # container that cannot run it (no TUN, unsupported distro, no key) stops the run
@@ -41,6 +43,7 @@ def update() -> None:
     and the restart waits for ``/health``. Env files are kept current too, because the
     restart's stamp compares them with the controller's."""
     settings = current()
+    runlock.hold_run_lock(settings=settings, entry="deploys/update.py")
     commit = repo.run_commit(settings)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)

@@ -23,6 +23,7 @@ from .duckdb.settings import DuckdbSettings
 from .packages.settings import PackageSettings
 from .proxmox.settings import ContainerSettings, ProxmoxSettings, proxmox_errors
 from .repo.settings import RepoSettings
+from .runlock.settings import RunLockSettings
 from .services.settings import REMOVED as SERVICES_REMOVED
 from .services.settings import ServiceSettings, hardening_errors, service_errors
 from .tailscale.settings import REMOVED as TAILSCALE_REMOVED
@@ -41,6 +42,7 @@ SLICES: tuple[tuple[str, type], ...] = (
     ("services", ServiceSettings),
     ("tailscale", TailscaleSettings),
     ("docker", DockerSettings),
+    ("runlock", RunLockSettings),
 )
 """The concerns in the runbook's order: the README's tables follow it."""
 
@@ -56,6 +58,7 @@ class Settings(
     ServiceSettings,
     TailscaleSettings,
     DockerSettings,
+    RunLockSettings,
 ):
     """The validated settings of one host: every concern's slice in one typed object (an
     operation that needs one concern's settings can take that slice's type)."""

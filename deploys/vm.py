@@ -4,7 +4,7 @@ on the VM host. The entry file is ``deploys/docker_vm.py``."""
 
 from __future__ import annotations
 
-from . import docker, packages, repo, tailscale
+from . import docker, packages, repo, runlock, tailscale
 from .common.snapshot import planned
 from .hostsettings import current
 
@@ -12,6 +12,7 @@ from .hostsettings import current
 @planned
 def converge() -> None:
     settings = current()
+    runlock.hold_run_lock(settings=settings, entry="deploys/docker_vm.py")
     packages.install_packages(settings=settings)
     tailscale.join_tailnet(settings=settings)
     docker.install_engine(settings=settings)
