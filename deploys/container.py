@@ -11,6 +11,8 @@ from .hostsettings import current
 @planned
 def converge() -> None:
     settings = current()
+    # First: a remote that cannot be read stops the run before anything changes.
+    repo.check_remote(settings=settings)
     packages.install_packages(settings=settings)
     # Tailscale right after the packages (the runbook's order, and it needs curl): a
     # container that cannot run it (no TUN, unsupported distro, no key) stops the run
@@ -41,6 +43,7 @@ def update() -> None:
     and the restart waits for ``/health``. Env files are kept current too, because the
     restart's stamp compares them with the controller's."""
     settings = current()
+    repo.check_remote(settings=settings)
     commit = repo.run_commit(settings)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)

@@ -12,6 +12,7 @@ from .hostsettings import current
 @planned
 def converge() -> None:
     settings = current()
+    repo.check_remote(settings=settings)  # before anything changes (as the LXC deploy)
     packages.install_packages(settings=settings)
     tailscale.join_tailnet(settings=settings)
     docker.install_engine(settings=settings)
