@@ -106,7 +106,7 @@ class ContainerSettings:
     )
     ct_gw: str = setting(
         "",
-        form="'' or an IPv4 address (only with a static ct_ip)",
+        form="'' or an IPv4 address in ct_ip's subnet (only with a static ct_ip)",
         doc="Default gateway of eth0",
         check=lambda v: v == "" or is_ipv4(v),
     )

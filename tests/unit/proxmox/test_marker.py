@@ -14,6 +14,7 @@ comes back with a trailing \\n"; conf.py keeps it as the conf file's '#' lines).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,16 +81,22 @@ def test_destroy_takes_the_container_it_created_then_has_nothing_to_do(
     assert len(emulator.tasks) == tasks  # and no task
 
 
+@pytest.fixture
+def someone_elses(client: Any, create_ct: Any) -> Callable[..., None]:
+    """Create a container called egograph-prod through the API, as an admin would, not the
+    deploy: no marker tag, no creation record."""
+
+    def make(vmid: int, **extra: Any) -> None:
+        wait_task(client, create_ct(client, vmid, hostname="egograph-prod", **extra), timeout=10)
+
+    return make
+
+
 def test_destroy_refuses_a_container_it_did_not_create(
-    emulator: PveEmulator,
-    tmp_path: Path,
-    creds: Any,
-    caplog: pytest.LogCaptureFixture,
-    client: Any,
-    create_ct: Any,
-) -> None:
-    # made by someone else with the same hostname, and with another tag of its own
-    wait_task(client, create_ct(client, 120, hostname="egograph-prod", tags="prod"), timeout=10)
+    emulator: PveEmulator, tmp_path: Path, creds: Any, caplog: pytest.LogCaptureFixture,
+    someone_elses: Callable[..., None],
+) -> None:  # fmt: skip
+    someone_elses(120, tags="prod")  # with a tag of its own
     s = settings(emulator, tmp_path, creds)
     for yes in (False, True):  # refused while deciding (--dry, the prompt) and with -y
         ok, said = run_stage(s, caplog, deploy=proxmox.destroy_container, yes=yes)
@@ -150,16 +157,11 @@ def test_a_creation_only_setting_changed_later_is_warned_on_every_run_never_in_s
 
 
 def test_a_container_found_by_name_that_the_deploy_did_not_create_is_said_so(
-    emulator: PveEmulator,
-    tmp_path: Path,
-    creds: Any,
-    caplog: pytest.LogCaptureFixture,
-    client: Any,
-    create_ct: Any,
-) -> None:
-    upid = create_ct(client, 130, hostname="egograph-prod", rootfs="local-lvm:40",
-                     memory=3072, swap=1024, cores=2, onboot=True)  # fmt: skip
-    wait_task(client, upid, timeout=10)
+    emulator: PveEmulator, tmp_path: Path, creds: Any, caplog: pytest.LogCaptureFixture,
+    someone_elses: Callable[..., None],
+) -> None:  # fmt: skip
+    # the runbook's spec, so only what cannot be compared is said
+    someone_elses(130, rootfs="local-lvm:40", memory=3072, swap=1024, cores=2, onboot=True)
     ok, said = run_stage(settings(emulator, tmp_path, creds), caplog)
     assert ok, said
     assert (
