@@ -241,7 +241,8 @@ def creation_only_differences(spec: ContainerSpec, config: Mapping[str, Any]) ->
             "creation record in its description (it was not created by this deploy)"
         )
         return out
-    if record.get("template") != spec.ostemplate:
+    # the file decides: the same template on another ct_template_storage is the same OS
+    if str(record.get("template")).rsplit("/", 1)[-1] != spec.template:
         out.append(
             f"ct_ostemplate is {spec.ostemplate!r} but the container was created from "
             f"{record.get('template')!r} (used only at creation: recreate the container)"

@@ -23,7 +23,7 @@ import pytest
 from deploys import proxmox
 from deploys.common.envvars import REASONS_FILE_ENV
 from deploys.proxmox import access
-from deploys.proxmox.spec import keys_digest
+from deploys.proxmox.spec import ContainerSpec, creation_only_differences, keys_digest
 from deploys.proxmox.tasks import wait_task
 from tests.sandbox.pve.emulator import PveEmulator
 from tests.unit.proxmox.stage import run_stage, stage_settings
@@ -120,6 +120,16 @@ CREATION_ONLY = [
     ),
     ("keys", "ct_ssh_public_keys differ from the keys the container was created with"),
 ]
+
+
+def test_the_same_template_on_another_storage_is_not_a_difference(
+    emulator: PveEmulator, tmp_path: Path, creds: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert run_stage(settings(emulator, tmp_path, creds), caplog)[0]
+    moved = settings(emulator, tmp_path, creds, ct_template_storage="local-lvm")
+    (vmid,) = emulator.vmids()
+    config = emulator.load_conf(vmid)
+    assert creation_only_differences(ContainerSpec.from_settings(moved), config) == []
 
 
 @pytest.mark.parametrize(
