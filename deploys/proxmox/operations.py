@@ -19,7 +19,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import OperationError
 
-from ..common.report import change_reason, not_applied
+from ..common.report import change_reason, not_applied, refuse
 from ..common.roles import NODE_ROLE, ROLE
 from . import commands, tun
 from .spec import (
@@ -150,12 +150,13 @@ def ct_absent(ct: ContainerView) -> Any:
         host.noop(f"CT {ct.pve.hostname} does not exist")
         return
     if not is_marked(ct.config()):
-        raise OperationError(
+        yield from refuse(
             f"CT {ref.vmid} ({ref.name or ct.pve.hostname}) was not created by this deploy (it "
             f"lacks the tag {MARKER_TAG!r}); deploys/destroy.py destroys only containers it "
             f"created. Nothing was destroyed: check ct_vmid/ct_hostname, or destroy it on the "
             f"node yourself (pct destroy {ref.vmid})"
         )
+        return
     change_reason(f"CT {ref.vmid} exists (created by this deploy)")
     clear = tun.clear_restart(ct, ref, "raw") if ct.conf_dir is not None else []
     yield commands.destroy(ct, ref, running=ct.status() == "running")
