@@ -31,12 +31,18 @@ def not_applied(reason: str) -> None:
     only when a container is created): a warning on every run, and an item of the drift
     report, so it never passes for in sync. Said once per host and run (an operation is
     decided twice when the run stops to ask)."""
+    if warn_once(reason):
+        _record(reason, kind=NOT_APPLIED)
+
+
+def warn_once(reason: str) -> bool:
+    """A warning on the current host, once per run; whether it was said now."""
     said: set[str] = getattr(host, _SAID, None) or set()
     if reason in said:
-        return
+        return False
     setattr(host, _SAID, said | {reason})
     logger.warning(f"{host.print_prefix}{reason}")
-    _record(reason, kind=NOT_APPLIED)
+    return True
 
 
 NOT_APPLIED = "not_applied"

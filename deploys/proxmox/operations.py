@@ -19,7 +19,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import OperationError
 
-from ..common.report import change_reason, not_applied, refuse
+from ..common.report import change_reason, not_applied, refuse, warn_once
 from ..common.roles import NODE_ROLE, ROLE
 from . import commands, tun
 from .spec import (
@@ -30,6 +30,7 @@ from .spec import (
     creation_only_differences,
     is_marked,
     is_unprivileged,
+    unrecorded,
 )
 from .view import ContainerView, operation
 
@@ -121,6 +122,9 @@ def ct_present(ct: ContainerView, spec: ContainerSpec) -> Any:
         raise OperationError(f"CT {ref.vmid} is locked ({config['lock']}); try again later")
     for difference in creation_only_differences(spec, config):
         not_applied(f"CT {ref.vmid}: {difference}")
+    unknown = unrecorded(config)
+    if unknown:
+        warn_once(f"CT {ref.vmid}: {unknown}")
     changes = config_changes(spec, config)
     if not changes:
         host.noop(f"CT {ref.vmid} matches the settings it can change")

@@ -230,17 +230,9 @@ def creation_only_differences(spec: ContainerSpec, config: Mapping[str, Any]) ->
             f"ct_disk_gb is {spec.disk_gb} but the root disk is {rootfs['size']} (used only at "
             "creation; grow it with pct resize <vmid> rootfs <size>G, or recreate it)"
         )
-    record = {
-        m.group(1): m.group(2)
-        for line in str(config.get("description") or "").splitlines()
-        if (m := _RECORD.match(line.strip()))
-    }
+    record = creation_record_of(config)
     if not record:
-        out.append(
-            "ct_ostemplate and ct_ssh_public_keys cannot be compared: the container has no "
-            "creation record in its description (it was not created by this deploy)"
-        )
-        return out
+        return out  # unknown, not different: see unrecorded()
     # the file decides: the same template on another ct_template_storage is the same OS
     if str(record.get("template")).rsplit("/", 1)[-1] != spec.template:
         out.append(
@@ -253,6 +245,27 @@ def creation_only_differences(spec: ContainerSpec, config: Mapping[str, Any]) ->
             "installs them only at creation: add them to /root/.ssh/authorized_keys in it)"
         )
     return out
+
+
+def creation_record_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """The creation record's ``key: value`` lines from the description ({} if none)."""
+    return {
+        m.group(1): m.group(2)
+        for line in str(config.get("description") or "").splitlines()
+        if (m := _RECORD.match(line.strip()))
+    }
+
+
+def unrecorded(config: Mapping[str, Any]) -> str | None:
+    """What cannot be compared on a container without a creation record (one the deploy
+    found, or made before it kept one): said, but not drift, since nothing is known to
+    differ."""
+    if creation_record_of(config):
+        return None
+    return (
+        "ct_ostemplate and ct_ssh_public_keys are not compared: the container's description "
+        "has no creation record (it was not created by this version of the deploy)"
+    )
 
 
 def _gib(size: str) -> float | None:

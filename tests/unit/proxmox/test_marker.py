@@ -168,14 +168,20 @@ def test_a_creation_only_setting_changed_later_is_warned_on_every_run_never_in_s
 
 def test_a_container_found_by_name_that_the_deploy_did_not_create_is_said_so(
     emulator: PveEmulator, tmp_path: Path, creds: Any, caplog: pytest.LogCaptureFixture,
-    someone_elses: Callable[..., None],
+    someone_elses: Callable[..., None], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     # the runbook's spec, so only what cannot be compared is said
     someone_elses(130, rootfs="local-lvm:40", memory=3072, swap=1024, cores=2, onboot=True)
+    reasons = tmp_path / "reasons.jsonl"
+    monkeypatch.setenv(REASONS_FILE_ENV, str(reasons))
     ok, said = run_stage(settings(emulator, tmp_path, creds), caplog)
     assert ok, said
-    assert (
-        "CT 130: ct_ostemplate and ct_ssh_public_keys cannot be compared: the container has "
-        "no creation record in its description (it was not created by this deploy)"
-    ) in said
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "[@local] CT 130: ct_ostemplate and ct_ssh_public_keys are not compared: the "
+        "container's description has no creation record (it was not created by this version "
+        "of the deploy)"
+    ], warnings
+    # unknown is not different: no drift item for it (the spec matches otherwise)
+    assert not reasons.exists() or "not_applied" not in reasons.read_text()
     assert "tags" not in emulator.load_conf(130)  # never marked: destroy.py keeps refusing it
