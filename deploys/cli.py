@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from .common.envvars import REASONS_FILE_ENV
+from .common.report import NOT_APPLIED
 
 IN_SYNC, FAILED, DRIFT = 0, 1, 2
 
@@ -45,10 +46,7 @@ def run_drift_check(
             )
         except subprocess.TimeoutExpired:
             return FAILED, {"status": "failed", "error": f"the check took over {timeout:.0f}s"}
-        reasons: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for line in reasons_file.read().splitlines():
-            item = json.loads(line)
-            reasons[(item["host"], item["op_hash"])].append(item["reason"])
+        said = reasons_file.read().splitlines()
 
     hosts = _ready_hosts(proc.stderr)
     try:
@@ -59,6 +57,20 @@ def run_drift_check(
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         return FAILED, {"status": "failed", "exit_code": proc.returncode, "error": tail}
 
+    return drift_report(plan, hosts, said)
+
+
+def drift_report(
+    plan: list[dict[str, Any]], hosts: list[str], said: list[str]
+) -> tuple[int, dict[str, Any]]:
+    """The report from pyinfra's plan (``--dry --json``), the hosts it prepared and the
+    lines the operations wrote to the reasons file (``deploys.common.report``)."""
+    reasons: dict[tuple[str, str], list[str]] = defaultdict(list)
+    not_applied: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for line in said:
+        item = json.loads(line)
+        kind = not_applied if item.get("kind") == NOT_APPLIED else reasons
+        kind[(item["host"], item["op_hash"])].append(item["reason"])
     report: dict[str, Any] = {"status": "in_sync", "hosts": {h: [] for h in hosts}}
     for op in plan:
         for host_name in op["hosts_with_change"]:
@@ -68,6 +80,13 @@ def run_drift_check(
                     "reasons": sorted(set(reasons.get((host_name, op["op_hash"]), []))),
                 }
             )
+        # What the settings say and a deploy cannot apply (e.g. a container's disk size):
+        # drift too, marked so, since converging will not clear it.
+        for (host_name, op_hash), warned in not_applied.items():
+            if op_hash == op["op_hash"] and host_name not in op["hosts_with_change"]:
+                report["hosts"].setdefault(host_name, []).append(
+                    {"operation": op["name"], "reasons": sorted(set(warned)), "not_applied": True}
+                )
     if any(report["hosts"].values()):
         report["status"] = "drift"
     return (DRIFT if report["status"] == "drift" else IN_SYNC), report
@@ -93,7 +112,10 @@ def render_text(report: dict[str, Any]) -> str:
             continue
         lines.append(f"{host_name}: DRIFT, {len(changes)} operation(s) would change")
         for change in changes:
-            lines.append(f"  - {change['operation']}")
+            kept = (
+                " (not applied by a deploy: change it by hand)" if change.get("not_applied") else ""
+            )
+            lines.append(f"  - {change['operation']}{kept}")
             lines += [f"      {reason}" for reason in change["reasons"]]
     return "\n".join(lines) or "no hosts"
 

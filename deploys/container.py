@@ -13,6 +13,8 @@ def converge() -> None:
     settings = current()
     # First: the state read that every later step decides from takes the run lock.
     runlock.hold_run_lock(settings=settings, entry="deploys/prod.py")
+    # First: a remote that cannot be read stops the run before anything changes.
+    repo.check_remote(settings=settings)
     packages.install_packages(settings=settings)
     # Tailscale right after the packages (the runbook's order, and it needs curl): a
     # container that cannot run it (no TUN, unsupported distro, no key) stops the run
@@ -44,6 +46,7 @@ def update() -> None:
     restart's stamp compares them with the controller's."""
     settings = current()
     runlock.hold_run_lock(settings=settings, entry="deploys/update.py")
+    repo.check_remote(settings=settings)
     commit = repo.run_commit(settings)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)

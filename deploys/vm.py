@@ -13,6 +13,7 @@ from .hostsettings import current
 def converge() -> None:
     settings = current()
     runlock.hold_run_lock(settings=settings, entry="deploys/docker_vm.py")
+    repo.check_remote(settings=settings)  # before anything changes (as the LXC deploy)
     packages.install_packages(settings=settings)
     tailscale.join_tailnet(settings=settings)
     docker.install_engine(settings=settings)

@@ -9,6 +9,7 @@ operation's hash, so the drift report can say why each operation would change.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 
@@ -17,12 +18,44 @@ from pyinfra.api import OperationError, QuoteString, StringCommand
 
 from .envvars import REASONS_FILE_ENV
 
+logger = logging.getLogger("pyinfra")
+
 
 def change_reason(reason: str) -> None:
     host.log(reason)
+    _record(reason)
+
+
+def not_applied(reason: str) -> None:
+    """A difference from the settings that the deploy does not change (e.g. what PVE takes
+    only when a container is created): a warning on every run, and an item of the drift
+    report, so it never passes for in sync. Said once per host and run (an operation is
+    decided twice when the run stops to ask)."""
+    if warn_once(reason):
+        _record(reason, kind=NOT_APPLIED)
+
+
+def warn_once(reason: str) -> bool:
+    """A warning on the current host, once per run; whether it was said now."""
+    said: set[str] = getattr(host, _SAID, None) or set()
+    if reason in said:
+        return False
+    setattr(host, _SAID, said | {reason})
+    logger.warning(f"{host.print_prefix}{reason}")
+    return True
+
+
+NOT_APPLIED = "not_applied"
+_SAID = "_egograph_not_applied"
+"""Where a host keeps what it said (on the pyinfra ``Host`` itself: it goes with the run)."""
+
+
+def _record(reason: str, kind: str = "change") -> None:
     path = os.environ.get(REASONS_FILE_ENV)
     if path:
         line = {"host": host.name, "op_hash": host.current_op_hash, "reason": reason}
+        if kind != "change":
+            line["kind"] = kind
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 

@@ -19,10 +19,19 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import OperationError
 
-from ..common.report import change_reason
+from ..common.report import change_reason, not_applied, refuse, warn_once
 from ..common.roles import NODE_ROLE, ROLE
 from . import commands, tun
-from .spec import TUN_DEVICE, ContainerSpec, config_changes, is_unprivileged
+from .spec import (
+    MARKER_TAG,
+    TUN_DEVICE,
+    ContainerSpec,
+    config_changes,
+    creation_only_differences,
+    is_marked,
+    is_unprivileged,
+    unrecorded,
+)
 from .view import ContainerView, operation
 
 logger = logging.getLogger("pyinfra")
@@ -111,9 +120,14 @@ def ct_present(ct: ContainerView, spec: ContainerSpec) -> Any:
         )
     if config.get("lock"):
         raise OperationError(f"CT {ref.vmid} is locked ({config['lock']}); try again later")
+    for difference in creation_only_differences(spec, config):
+        not_applied(f"CT {ref.vmid}: {difference}")
+    unknown = unrecorded(config)
+    if unknown:
+        warn_once(f"CT {ref.vmid}: {unknown}")
     changes = config_changes(spec, config)
     if not changes:
-        host.noop(f"CT {ref.vmid} matches the settings")
+        host.noop(f"CT {ref.vmid} matches the settings it can change")
         return
     change_reason(f"CT {ref.vmid} differs from the settings: {', '.join(sorted(changes))}")
     yield commands.update(ct, ref, changes)
@@ -139,7 +153,15 @@ def ct_absent(ct: ContainerView) -> Any:
     if ref is None:
         host.noop(f"CT {ct.pve.hostname} does not exist")
         return
-    change_reason(f"CT {ref.vmid} exists")
+    if not is_marked(ct.config()):
+        yield from refuse(
+            f"CT {ref.vmid} ({ref.name or ct.pve.hostname}) was not created by this deploy (it "
+            f"lacks the tag {MARKER_TAG!r}); deploys/destroy.py destroys only containers it "
+            f"created. Nothing was destroyed: check ct_vmid/ct_hostname, or destroy it on the "
+            f"node yourself (pct destroy {ref.vmid})"
+        )
+        return
+    change_reason(f"CT {ref.vmid} exists (created by this deploy)")
     clear = tun.clear_restart(ct, ref, "raw") if ct.conf_dir is not None else []
     yield commands.destroy(ct, ref, running=ct.status() == "running")
     yield from clear  # a restart record beside the conf file goes with the container

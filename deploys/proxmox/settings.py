@@ -3,6 +3,7 @@ them, checked only when the Proxmox stage runs."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -105,7 +106,7 @@ class ContainerSettings:
     )
     ct_gw: str = setting(
         "",
-        form="'' or an IPv4 address (only with a static ct_ip)",
+        form="'' or an IPv4 address in ct_ip's subnet (only with a static ct_ip)",
         doc="Default gateway of eth0",
         check=lambda v: v == "" or is_ipv4(v),
     )
@@ -273,9 +274,9 @@ class ProxmoxSettings:
 def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
     """Checks across the Proxmox settings, and of the controller-side files they name; only
     when the Proxmox stage runs (pve_host set)."""
+    errors = address_errors(data)
     if not data.get("pve_host"):
-        return []
-    errors: list[str] = []
+        return errors
     source = data["pve_secret_source"]
     if "environ" in source and not os.environ.get(source["environ"]):
         errors.append(
@@ -305,8 +306,6 @@ def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
             "ct_tun_method: 'none' leaves the container without /dev/net/tun, where tailscaled "
             "cannot start; expected tailscale_userspace = True with it (or 'raw'/'dev')"
         )
-    if data["ct_gw"] and data["ct_ip"] == "dhcp":
-        errors.append("ct_gw: a gateway needs a static ct_ip; expected '' with 'dhcp'")
     keys = data["ct_ssh_public_keys"]
     if not keys:
         errors.append(
@@ -322,3 +321,23 @@ def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
         ):
             errors.append(f"ct_ssh_public_keys: {path!r} is not an OpenSSH public key")
     return errors
+
+
+def address_errors(data: Mapping[str, Any]) -> list[str]:
+    """eth0's gateway against its address: one PVE would write into the container but that
+    the container could not reach as a neighbour. Checked with or without a node (these
+    settings' forms are already valid here)."""
+    ip, gw = data["ct_ip"], data["ct_gw"]
+    if not gw:
+        return []
+    if ip == "dhcp":
+        return ["ct_gw: a gateway needs a static ct_ip; expected '' with 'dhcp'"]
+    address = ipaddress.IPv4Interface(ip)
+    if ipaddress.IPv4Address(gw) not in address.network:
+        return [
+            f"ct_gw: got {gw!r}, outside ct_ip's subnet {address.network}; expected an "
+            f"address in {address.network} (or '' for no gateway)"
+        ]
+    if ipaddress.IPv4Address(gw) == address.ip:
+        return [f"ct_gw: got {gw!r}, ct_ip's own address; expected the subnet's router"]
+    return []

@@ -9,6 +9,8 @@ count as a difference.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,14 @@ if TYPE_CHECKING:
 
 
 TUN_DEVICE = "/dev/net/tun"
+
+MARKER_TAG = "egograph-deploy"
+"""The tag a container this deploy created carries from its create on: ``deploys/destroy.py``
+destroys nothing without it. A tag, because PVE keeps it through every config change and
+lists it in ``/cluster/resources`` and the GUI; the deploy never adds it to a container it
+found (pve-api NOTES.md §1: tags are a ``pve-tag-list``, stored lowercased and sorted)."""
+
+_RECORD = re.compile(r"^egograph-deploy\.([a-z0-9-]+): (\S+)$")
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,8 @@ def create_params(spec: ContainerSpec, vmid: int) -> dict[str, Any]:
         "onboot": spec.onboot,
         "start": False,
         "ssh-public-keys": spec.ssh_public_keys,
+        "tags": MARKER_TAG,
+        "description": creation_record(spec),
     }
     if spec.nesting:
         params["features"] = "nesting=1"
@@ -173,6 +185,96 @@ def config_changes(spec: ContainerSpec, config: Mapping[str, Any]) -> dict[str, 
 def _truthy_props(props: Mapping[str, str]) -> dict[str, str]:
     # nesting=0 and an absent nesting mean the same
     return {k: v for k, v in props.items() if v not in ("0", "")}
+
+
+def creation_record(spec: ContainerSpec) -> str:
+    """The container's description at its create: what PVE takes only then and does not
+    keep in the config (the template, the public keys: PVE writes those into the
+    container's ``authorized_keys``), so a later run can tell that a setting changed."""
+    return (
+        f"Created by egograph-deploy (tag {MARKER_TAG}: deploys/destroy.py may destroy it).\n"
+        f"egograph-deploy.template: {spec.ostemplate}\n"
+        f"egograph-deploy.ssh-keys-sha256: {keys_digest(spec.ssh_public_keys)}\n"
+    )
+
+
+def keys_digest(keys: str) -> str:
+    return hashlib.sha256(keys.encode()).hexdigest()
+
+
+def tags_of(config: Mapping[str, Any]) -> list[str]:
+    """The container's tags (PVE's separators: ``;``, ``,`` or space)."""
+    return [t for t in re.split(r"[;, ]+", str(config.get("tags") or "")) if t]
+
+
+def is_marked(config: Mapping[str, Any]) -> bool:
+    """Whether this deploy created the container (its :data:`MARKER_TAG`)."""
+    return MARKER_TAG in (t.lower() for t in tags_of(config))
+
+
+def creation_only_differences(spec: ContainerSpec, config: Mapping[str, Any]) -> list[str]:
+    """Settings that differ from the existing container but apply only when one is created
+    (root disk size and storage, template, public keys): the deploy cannot apply them, so
+    each is said, never passed over as in sync."""
+    out: list[str] = []
+    rootfs = parse_props(str(config.get("rootfs") or ""), default_key="volume")
+    storage = rootfs.get("volume", "").split(":", 1)[0]
+    if storage and storage != spec.storage:
+        out.append(
+            f"ct_storage is {spec.storage!r} but the root disk is on {storage!r} (used only "
+            "at creation; move it with pct move-volume, or recreate the container)"
+        )
+    size = _gib(rootfs.get("size", ""))
+    if size is not None and size != spec.disk_gb:
+        out.append(
+            f"ct_disk_gb is {spec.disk_gb} but the root disk is {rootfs['size']} (used only at "
+            "creation; grow it with pct resize <vmid> rootfs <size>G, or recreate it)"
+        )
+    record = creation_record_of(config)
+    if not record:
+        return out  # unknown, not different: see unrecorded()
+    # the file decides: the same template on another ct_template_storage is the same OS
+    if str(record.get("template")).rsplit("/", 1)[-1] != spec.template:
+        out.append(
+            f"ct_ostemplate is {spec.ostemplate!r} but the container was created from "
+            f"{record.get('template')!r} (used only at creation: recreate the container)"
+        )
+    if record.get("ssh-keys-sha256") != keys_digest(spec.ssh_public_keys):
+        out.append(
+            "ct_ssh_public_keys differ from the keys the container was created with (PVE "
+            "installs them only at creation: add them to /root/.ssh/authorized_keys in it)"
+        )
+    return out
+
+
+def creation_record_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """The creation record's ``key: value`` lines from the description ({} if none)."""
+    return {
+        m.group(1): m.group(2)
+        for line in str(config.get("description") or "").splitlines()
+        if (m := _RECORD.match(line.strip()))
+    }
+
+
+def unrecorded(config: Mapping[str, Any]) -> str | None:
+    """What cannot be compared on a container without a creation record (one the deploy
+    found, or made before it kept one): said, but not drift, since nothing is known to
+    differ."""
+    if creation_record_of(config):
+        return None
+    return (
+        "ct_ostemplate and ct_ssh_public_keys are not compared: the container's description "
+        "has no creation record (it was not created by this version of the deploy)"
+    )
+
+
+def _gib(size: str) -> float | None:
+    """``40G``/``512M``/``1T`` (PVE's disk sizes) in GiB; None when absent or unknown."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", size)
+    if not m:
+        return None
+    scale = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1, "T": 1024, "": 1 / 1024**3}
+    return float(m.group(1)) * scale[m.group(2)]
 
 
 def is_unprivileged(config: Mapping[str, Any]) -> bool:

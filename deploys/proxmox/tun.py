@@ -21,7 +21,6 @@ the same ``PUT`` as the device: visible in the GUI until the restart removes it.
 from __future__ import annotations
 
 import io
-import re
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCo
 
 from . import commands
 from .conf import ensure_top_lines, tun_lines
-from .spec import TUN_DEVICE, free_dev_key, tun_dev_key
+from .spec import TUN_DEVICE, free_dev_key, tags_of, tun_dev_key
 
 if TYPE_CHECKING:
     from .client import ContainerRef
@@ -136,4 +135,4 @@ def clear_restart(ct: ContainerView, ref: ContainerRef, method: str) -> list[Any
 
 
 def _tags(config: dict[str, Any]) -> list[str]:
-    return [t for t in re.split(r"[;, ]+", str(config.get("tags") or "")) if t]
+    return tags_of(config)  # the deploy's own marker tag among them stays

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from pyinfra.api import deploy
 
 from .commit import Commit, RunCommit
-from .operations import checkout
+from .operations import checkout, remote_answers
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -27,4 +27,16 @@ def checkout_repo(settings: Settings, commit: Commit) -> None:
         ref=settings.repo_branch,
         commit=commit,
         discard_local_changes=settings.repo_discard_local_changes,
+    )
+
+
+@deploy("App repository check")
+def check_remote(settings: Settings) -> None:
+    """First in a run: an unreadable ``repo_url`` (or a ``repo_branch`` it lacks) stops the
+    run before anything changes, and fails a drift check instead of passing for drift."""
+    remote_answers(
+        name=f"repo_url answers with {settings.repo_branch}",
+        url=settings.repo_url,
+        path=settings.repo_path,
+        ref=settings.repo_branch,
     )

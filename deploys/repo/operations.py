@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,56 @@ from .facts import SHA_RE, GitCheckout
 
 def _checkout_read(url: str, path: str, ref: str, **_: Any) -> FactRead[dict[str, Any]]:
     return fact_read(GitCheckout, path=path, url=url, ref=ref)
+
+
+def shown_url(url: str) -> str:
+    """``url`` for messages: a password or token in its user part is not shown."""
+    return re.sub(r"^([a-z+]+://)[^/@]*@", r"\1***@", url)
+
+
+def remote_problem(current: dict[str, Any], url: str, ref: str) -> str | None:
+    """Why the remote's answer cannot be trusted (None: it can): ``git ls-remote`` failed,
+    or it answered without ``ref``. Either is a failed check, never drift: the checkout is
+    not "behind a commit called unknown"."""
+    url = shown_url(url)
+    if current["remote_error"]:
+        return (
+            f"repo_url {url}: git ls-remote failed on the target ({current['remote_error']}); "
+            "check repo_url and that the target can reach it"
+        )
+    if current["remote_checked"] and current["remote"] is None:
+        return (
+            f"repo_branch {ref!r}: neither a branch nor a tag on repo_url {url}; expected a "
+            "ref the remote has (or a 40-hex commit)"
+        )
+    return None
+
+
+@operation(read=_checkout_read)
+def remote_answers(current: dict[str, Any], url: str, path: str, ref: str) -> Any:
+    """
+    Stop the run while nothing has changed when ``url`` cannot be read or lacks ``ref``. It
+    decides from the checkout's own read (the same fact and arguments, so a no-op run
+    still sends one command), and goes first: on a target where git is not installed yet
+    it cannot ask, and ``checkout`` makes the same check once git is there.
+
+    + url, path, ref: as for :func:`checkout`
+
+    **Example:**
+
+    .. code:: python
+
+        remote_answers(name="Check the app repository answers", url=URL,
+                       path="/opt/egograph/repo", ref="main")
+    """
+    problem = remote_problem(current, url, ref)
+    if problem:
+        yield from refuse(f"{problem}; nothing was changed")
+        return
+    if not current["remote_checked"]:
+        host.noop("git is not installed yet: the checkout asks the remote")
+        return
+    host.noop(f"{shown_url(url)} has {ref} at {str(current['remote'])[:12]}")
 
 
 @operation(read=_checkout_read)
@@ -51,6 +102,10 @@ def checkout(
         checkout(name="Check out main", url="https://github.com/endo-ava/ego-graph",
                  path="/opt/egograph/repo", ref="main")
     """
+    problem = remote_problem(current, url, ref)
+    if problem:
+        yield from refuse(problem)
+        return
     if isinstance(commit, RunCommit):
         want = commit.resolve(current["remote"])
     else:

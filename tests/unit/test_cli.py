@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
 
-from deploys.cli import _ready_hosts, main, render_text
+from deploys.cli import DRIFT, IN_SYNC, _ready_hosts, drift_report, main, render_text
 
 
 def test_ready_hosts_are_read_from_pyinfra_output() -> None:
@@ -33,6 +34,36 @@ def test_text_report_lists_operations_and_reasons() -> None:
         "      start x: not running",
     ]
     assert render_text({"status": "failed", "error": "boom"}).startswith("drift check FAILED")
+
+
+def test_a_setting_a_deploy_cannot_apply_is_drift_marked_so() -> None:
+    plan = [
+        {"op_hash": "h1", "name": "Proxmox | CT x exists", "hosts_with_change": []},
+        {"op_hash": "h2", "name": "Services | x running", "hosts_with_change": []},
+    ]
+    said = [
+        json.dumps({"host": "node", "op_hash": "h1", "reason": "CT 100: ct_disk_gb is 80 …",
+                    "kind": "not_applied"}),
+    ]  # fmt: skip
+    code, report = drift_report(plan, ["ct", "node"], said)
+    assert code == DRIFT and report["status"] == "drift"
+    assert report["hosts"] == {
+        "ct": [],
+        "node": [
+            {
+                "operation": "Proxmox | CT x exists",
+                "reasons": ["CT 100: ct_disk_gb is 80 …"],
+                "not_applied": True,
+            }
+        ],
+    }
+    assert render_text(report).splitlines()[1:3] == [
+        "node: DRIFT, 1 operation(s) would change",
+        "  - Proxmox | CT x exists (not applied by a deploy: change it by hand)",
+    ]
+    assert drift_report(plan, ["ct", "node"], []) == (
+        IN_SYNC, {"status": "in_sync", "hosts": {"ct": [], "node": []}},
+    )  # fmt: skip
 
 
 def test_install_timer_writes_a_service_and_timer_idempotently(tmp_path: Path) -> None:

@@ -163,6 +163,56 @@ BAD: list[tuple[str, Any, str]] = [
         "the checkout (<repo_path>/../data)",
     ),
     ("service_health_timeout", 0, "service_health_timeout: got 0"),
+    # one refused value for every other setting (see test_every_setting_has_a_refused_value)
+    ("ct_ostemplate", "ubuntu.iso", "ct_ostemplate: got 'ubuntu.iso'; expected a template file"),
+    ("ct_template_storage", "loc al", "ct_template_storage: got 'loc al'; expected a PVE storage"),
+    ("ct_nesting", "yes", "ct_nesting: got 'yes'; expected True or False"),
+    ("ct_onboot", 1, "ct_onboot: got 1; expected True or False"),
+    ("ct_apparmor_unconfined", "no", "ct_apparmor_unconfined: got 'no'; expected True or False"),
+    ("ct_allow_restart", "true", "ct_allow_restart: got 'true'; expected True or False"),
+    ("pve_node", "Node_1", "pve_node: got 'Node_1'; expected '' (the cluster's only node)"),
+    ("pve_user", "root", "pve_user: got 'root'; expected a user 'name@realm'"),
+    ("pve_ca_bundle", "ca\n.pem", "pve_ca_bundle: got 'ca\\n.pem'; expected '' (the system"),
+    ("pve_insecure", "yes", "pve_insecure: got 'yes'; expected True or False"),
+    ("pve_task_timeout", 5, "pve_task_timeout: got 5; expected an integer number of seconds"),
+    ("pve_ssh_host", "pve node", "pve_ssh_host: got 'pve node'; expected '' (= pve_host) or"),
+    ("pve_ssh_port", 0, "pve_ssh_port: got 0; expected an integer from 1 to 65535"),
+    ("pve_ssh_user", "Root", "pve_ssh_user: got 'Root'; expected a user name"),
+    ("pve_ssh_key", "id\x00", "pve_ssh_key: got 'id\\x00'; expected '' (SSH's defaults)"),
+    ("pve_ssh_known_hosts", "a\nb", "pve_ssh_known_hosts: got 'a\\nb'; expected '' ("),
+    ("pve_conf_dir", "etc/pve/lxc", "pve_conf_dir: got 'etc/pve/lxc'; expected an absolute path"),
+    ("apt_lock_timeout", 3601, "apt_lock_timeout: got 3601; expected an integer number of sec"),
+    ("uv_installer_url", "astral.sh/uv", "uv_installer_url: got 'astral.sh/uv'; expected an"),
+    ("uv_wheel_index", "pypi", "uv_wheel_index: got 'pypi'; expected '' or an http(s) URL"),
+    ("uv_profile", "~/.profile", "uv_profile: got '~/.profile'; expected an absolute path"),
+    ("env_files_managed", "no", "env_files_managed: got 'no'; expected True or False"),
+    ("service_restart_sec", -1, "service_restart_sec: got -1; expected an integer number"),
+    ("service_hardening", "on", "service_hardening: got 'on'; expected True or False"),
+    ("tailscale_enabled", "yes", "tailscale_enabled: got 'yes'; expected True or False"),
+    ("tailscale_keyring_url", "k.gpg", "tailscale_keyring_url: got 'k.gpg'; expected '' or an"),
+    (
+        "tailscale_login_server",
+        "headscale.example",
+        "tailscale_login_server: got 'headscale.example'; expected '' or the control server's",
+    ),
+    ("tailscale_userspace", 1, "tailscale_userspace: got 1; expected True or False"),
+    ("tailscale_serve", None, "tailscale_serve: got None; expected True or False"),
+    ("tailscale_funnel", "off", "tailscale_funnel: got 'off'; expected True or False"),
+    (
+        "tailscale_serve_reset_foreign",
+        "yes",
+        "tailscale_serve_reset_foreign: got 'yes'; expected True or False",
+    ),
+    ("docker_install_method", "snap", "docker_install_method: got 'snap'; expected 'distro' or"),
+    ("docker_repo_url", "docker.com", "docker_repo_url: got 'docker.com'; expected an http(s)"),
+    ("docker_repo_keyring_sha256", "xyz", "docker_repo_keyring_sha256: got 'xyz'; expected ''"),
+    ("docker_base_image", "Python 3", "docker_base_image: got 'Python 3'; expected an image"),
+    ("docker_image_name", "Ego:1", "docker_image_name: got 'Ego:1'; expected an image name"),
+    ("docker_dockerfile", "/Dockerfile", "docker_dockerfile: got '/Dockerfile'; expected a path"),
+    ("docker_host_port", 0, "docker_host_port: got 0; expected an integer from 1 to 65535"),
+    ("docker_container_port", 65536, "docker_container_port: got 65536; expected an integer"),
+    ("docker_env_file", "backend.env", "docker_env_file: got 'backend.env'; expected an absolute"),
+    ("docker_restart_policy", "never", "docker_restart_policy: got 'never'; expected 'no',"),
 ]
 
 
@@ -198,6 +248,13 @@ BAD_SERVICE: list[tuple[str, Any, str]] = [
     ("factory", "yes", "services[0].factory: got 'yes'; expected True or False"),
     ("user", "Root User", "services[0].user: got 'Root User'"),
     ("colour", "blue", "services[0].colour: unknown key"),
+    ("name", "Backend", "services[0].name: got 'Backend'; expected a short name"),
+    ("description", "two\nlines", "services[0].description: got 'two\\nlines'; expected a one"),
+    ("working_dir", "repo", "services[0].working_dir: got 'repo'; expected '' (the repo) or"),
+    ("env_file", "", "services[0].env_file: got ''; expected a path relative to repo_path"),
+    ("publish", "public", "services[0].publish: got 'public'; expected 'https', 'http' or 'off'"),
+    ("publish_port", 70000, "services[0].publish_port: got 70000; expected 0 (443 for https"),
+    ("group", "Root Group", "services[0].group: got 'Root Group'; expected a group name"),
 ]
 
 
@@ -210,6 +267,43 @@ def test_bad_service_field_is_named(tmp_path: Path, key: str, value: Any, messag
     with pytest.raises(SettingsError) as err:
         validate(data)
     assert any(message in e for e in err.value.errors), err.value.errors
+
+
+def test_every_setting_has_a_refused_value_named_in_the_tables() -> None:
+    """Each setting, and each key of a service, has at least one row above whose message
+    starts with its own name."""
+    from deploys.services.settings import SERVICE_FIELDS
+
+    rows = BAD + BAD_PROXMOX_TAILSCALE
+    named = {key for key, _, message in rows if message.startswith(f"{key}:")}
+    assert [s.name for s in SETTINGS if s.name not in named] == []
+    fields = {k for k, _, m in BAD_SERVICE if m.startswith(f"services[0].{k}:")}
+    assert [f.name for f in SERVICE_FIELDS if f.name not in fields] == []
+
+
+def test_a_static_gateway_outside_its_subnet_is_refused(tmp_path: Path) -> None:
+    data = with_env_file(defaults(), tmp_path)
+    data.update(ct_ip="192.168.1.50/24", ct_gw="192.168.2.1")
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert err.value.errors == [
+        "ct_gw: got '192.168.2.1', outside ct_ip's subnet 192.168.1.0/24; expected an address "
+        "in 192.168.1.0/24 (or '' for no gateway)"
+    ]
+    data["ct_gw"] = "192.168.1.50"
+    with pytest.raises(SettingsError) as err:
+        validate(data)
+    assert err.value.errors == [
+        "ct_gw: got '192.168.1.50', ct_ip's own address; expected the subnet's router"
+    ]
+    data["ct_gw"] = "192.168.1.1"
+    assert validate(data).ct_gw == "192.168.1.1"
+    data.update(ct_ip="10.0.0.5/30", ct_gw="10.0.0.9")  # the prefix decides, not the octets
+    with pytest.raises(SettingsError, match=r"outside ct_ip.s subnet 10\.0\.0\.4/30"):
+        validate(data)
+    data.update(ct_ip="dhcp", ct_gw="10.0.0.1")
+    with pytest.raises(SettingsError, match="ct_gw: a gateway needs a static ct_ip"):
+        validate(data)
 
 
 def test_missing_required_service_field_and_duplicates(tmp_path: Path) -> None:

@@ -125,14 +125,16 @@ def test_a_dev_restart_owed_by_a_dead_run_is_made_by_the_next(
     ok, said = run_stage(dev, caplog, yes=True)
     assert not ok and "injected: reboot lost" in said
     conf = emu.load_conf(vmid)
-    assert conf["dev0"] == "/dev/net/tun" and conf["tags"] == "egograph-restart", conf
+    # the record beside the deploy's own marker (PVE keeps tags sorted, ';'-joined)
+    assert conf["dev0"] == "/dev/net/tun", conf
+    assert conf["tags"] == "egograph-deploy;egograph-restart", conf
     assert not emu.backend.tun_present(vmid)  # type: ignore[attr-defined]
 
     ok, said = run_stage(dev, caplog, yes=True)
     assert ok, said
     assert reboots(emu) == ["injected: reboot lost", "OK"]
     assert emu.backend.tun_present(vmid)  # type: ignore[attr-defined]
-    assert "tags" not in emu.load_conf(vmid)
+    assert emu.load_conf(vmid)["tags"] == "egograph-deploy"  # the record gone, the marker kept
     assert ROOT_PASSWORD not in said
 
 
