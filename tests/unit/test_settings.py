@@ -135,6 +135,7 @@ BAD: list[tuple[str, Any, str]] = [
     ),
     ("repo_url", "github.com/x/y", "repo_url: got 'github.com/x/y'; expected a git URL"),
     ("repo_branch", "--upload-pack=x", "repo_branch: got '--upload-pack=x'; expected a branch"),
+    ("run_lock_wait", 5000, "run_lock_wait: got 5000; expected an integer number of seconds"),
     ("repo_path", "opt/egograph", "repo_path: got 'opt/egograph'; expected an absolute path"),
     (
         "repo_discard_local_changes",
