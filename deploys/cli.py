@@ -22,8 +22,7 @@ from typing import Any
 
 import click
 
-from .common.envvars import REASONS_FILE_ENV
-from .common.report import NOT_APPLIED
+from .common.envvars import NOT_APPLIED, REASONS_FILE_ENV
 
 IN_SYNC, FAILED, DRIFT = 0, 1, 2
 

@@ -3,3 +3,7 @@ can name them without loading pyinfra."""
 
 REASONS_FILE_ENV = "EGOGRAPH_REASONS_FILE"
 """Set by ``egodeploy drift``: operations append why they would change to this file."""
+
+NOT_APPLIED = "not_applied"
+"""The ``kind`` of a reasons-file entry for a difference the deploy does not change (the
+drift report lists it apart); the other entries are ``change``."""

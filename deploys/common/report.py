@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand
 
-from .envvars import REASONS_FILE_ENV
+from .envvars import NOT_APPLIED, REASONS_FILE_ENV
 
 logger = logging.getLogger("pyinfra")
 
@@ -45,7 +45,6 @@ def warn_once(reason: str) -> bool:
     return True
 
 
-NOT_APPLIED = "not_applied"
 _SAID = "_egograph_not_applied"
 """Where a host keeps what it said (on the pyinfra ``Host`` itself: it goes with the run)."""
 
