@@ -197,7 +197,10 @@ def sync_script(
     """``uv sync`` that leaves the last good environment in place when it fails.
 
     Before syncing, the current ``.venv`` is copied to ``.venv.rollback`` (the services'
-    release step drops it once the new release is healthy, or puts it back when it is not).
+    release step drops it once every service of the new release is healthy, or puts it back
+    when one is not). A snapshot already there is kept: it is the environment of the last
+    good release, which a release synced but never made healthy (a run cut off, say) has not
+    replaced. It is copied under another name and renamed, so a cut copy is never kept.
     If the sync fails — a stale lock with ``--locked``, a build error — the environment and
     the checkout are returned to what was last synced, so the running service is never
     restarted onto a half-made environment, and the run fails with uv's message.
@@ -209,8 +212,10 @@ def sync_script(
     env = " ".join(q(f"{k}={v}") for k, v in sorted(environment.items()))
     return f"""\
 cd {q(repo_path)} || exit 1
-rm -rf {q(snapshot)}
-if [ -d .venv ]; then cp -a .venv {q(snapshot)} || exit 1; fi
+rm -rf {q(snapshot + ".tmp")}
+if [ -d .venv ] && [ ! -d {q(snapshot)} ]; then
+  cp -a .venv {q(snapshot + ".tmp")} && mv {q(snapshot + ".tmp")} {q(snapshot)} || exit 1
+fi
 env {env} {q(uv)} sync --all-packages --locked --no-progress
 rc=$?
 if [ "$rc" -eq 0 ]; then
