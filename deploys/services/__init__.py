@@ -21,6 +21,7 @@ from .operations import (
     ServiceRelease,
     daemon_reload,
     release,
+    release_guard,
     system_user,
 )
 
@@ -97,12 +98,23 @@ def write_env_files(settings: Settings) -> None:
 
 def service_probe(settings: Settings) -> ServiceProbe:
     """The one read of systemd's view, the health URLs, the env files and the release
-    marker that the reload and the release decide from."""
+    marker that the guard, the reload and the release decide from."""
     return ServiceProbe(
         units=tuple(svc.unit for svc in settings.services),
         health_urls=tuple(svc.health_url for svc in settings.services),
         env_files=tuple(svc.env_file for svc in settings.services),
         repo_path=settings.repo_path,
+    )
+
+
+@deploy("Services")
+def guard_release(settings: Settings, commit: Commit) -> None:
+    """Before the checkout moves: a commit that was rolled back is not deployed again."""
+    release_guard(
+        name=f"{settings.repo_branch} is not a release that was rolled back",
+        probe=service_probe(settings),
+        commit=commit,
+        retry=settings.service_retry_rolled_back,
     )
 
 

@@ -9,7 +9,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 
 from ..common.commands import chain
-from ..common.report import change_reason
+from ..common.report import change_reason, refuse
 from ..common.snapshot import FactRead, fact_read, operation
 from ..common.stamps import STATE_DIR
 from ..repo.commit import Commit, commit_of
@@ -191,6 +191,51 @@ def release(
         state_dir=STATE_DIR,
     )
     yield chain([*commands, StringCommand(script)])
+
+
+@operation(read=_probe_read)
+def release_guard(
+    states: dict[str, Any], *, probe: ServiceProbe, commit: Commit, retry: bool = False
+) -> Any:
+    """
+    Refuse to deploy a commit that was rolled back (the release marker names it), until a
+    new commit arrives or ``retry`` asks for it again: a broken release is not restarted,
+    with its outage, on every run. Nothing changes either way; the check runs before the
+    checkout moves.
+
+    + probe: what to read (the :class:`ServiceProbe` the release reads: no extra read)
+    + commit: the run's commit
+    + retry: deploy a rolled-back commit once more (``service_retry_rolled_back``)
+
+    **Example:**
+
+    .. code:: python
+
+        release_guard(name="main is not a rolled-back release", probe=probe,
+                      commit=commit)
+    """
+    marker = states.get("rolled_back") or {}
+    failed = marker.get("failed_commit")
+    # A marker whose commit is the restored one was a failed configuration change (unit or
+    # env file), not a bad commit: the commit itself stays deployable. The run's commit is
+    # looked up only when there is a marker to compare it with.
+    if not failed or failed == marker.get("restored_commit"):
+        host.noop("no release was rolled back")
+        return
+    want = commit_of(commit)
+    if want != failed:
+        host.noop(f"release {failed[:12]} was rolled back; {(want or 'unknown')[:12]} is new")
+        return
+    if retry:
+        host.log(f"release {failed} was rolled back at {marker.get('at')}: retrying it as asked")
+        host.noop(f"retrying release {failed[:12]} (service_retry_rolled_back)")
+        return
+    yield from refuse(
+        f"release {failed} was rolled back at {marker.get('at')}: not deploying it again "
+        f"({marker.get('failed_service')} failed; {str(marker.get('restored_commit'))[:12]} "
+        "runs). Push a fix, or set service_retry_rolled_back = True (e.g. --data "
+        "service_retry_rolled_back=True) to try it once more."
+    )
 
 
 def _user_read(

@@ -95,6 +95,7 @@ def test_every_named_operation_has_its_cases() -> None:
     folders = {p.parent.name for p in FILES}
     for op in (
         "deploys.services.operations.release",
+        "deploys.services.operations.release_guard",
         "deploys.services.operations.daemon_reload",
         "deploys.services.operations.system_user",
         "deploys.common.operations.managed_file",

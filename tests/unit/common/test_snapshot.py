@@ -182,6 +182,7 @@ def test_the_operations_are_found() -> None:
     assert {
         "apt_packages",
         "release",
+        "release_guard",
         "daemon_reload",
         "tailscale_serve",
         "uv_sync",
