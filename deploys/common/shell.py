@@ -99,7 +99,7 @@ wait_ready() {{
     exited="it exited (status $(prop ExecMainStatus), result $(prop Result))"
     case "$(prop ActiveState)/$(prop SubState)" in
       failed/*) why="$1 failed: $exited"; return 1 ;;
-      */auto-restart) why="$1 is crash-looping: $exited; systemd would restart it"; return 1 ;;
+      */auto-restart*) why="$1 is crash-looping: $exited; systemd would restart it"; return 1 ;;
       inactive/*|deactivating/*) why="$1 stopped: $exited"; return 1 ;;
     esac
     if [ "$(prop NRestarts)" -gt 0 ] 2>/dev/null; then
