@@ -112,14 +112,24 @@ def _ready_hosts(stderr: str) -> list[str]:
 _ROLLED_BACK = re.compile(r"release [0-9a-f]{40} was rolled back at \S+: not deploying it again")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_HOST = re.compile(r"^\[([^\]]+)\]")
+
+
 def _rolled_back(stderr: str) -> dict[str, str]:
-    """Host → the deploy's refusal of a rolled-back commit, from pyinfra's error lines."""
-    found = {}
-    for line in stderr.splitlines():
+    """Host → the deploy's refusal of a rolled-back commit, from pyinfra's output. A dry
+    run reports the refusal as its operation error, without the host: that is the host
+    pyinfra named last before it (hosts are prepared one after another)."""
+    found: dict[str, str] = {}
+    last = "?"
+    for raw in stderr.splitlines():
+        line = _ANSI.sub("", raw).strip()
+        host = _HOST.match(line)
+        if host:
+            last = host.group(1)
         match = _ROLLED_BACK.search(line)
         if match:
-            name = line.strip()[1 : line.strip().find("]")] if line.strip()[:1] == "[" else "?"
-            found[name] = line.strip()[match.start() :]
+            found[last] = line[match.start() :]
     return found
 
 
