@@ -55,6 +55,7 @@ def release_script(
     healthy after a rollback)."""
     q = shlex.quote
     snapshot = f"{repo_path}/{VENV_SNAPSHOT}"
+    failed_venv = f"{repo_path}/.venv.failed"
     stamp_fmt = json.dumps({"unit": "%s", "env": "%s", "commit": "%s"})
     marker_fmt = json.dumps(
         {"failed_commit": "%s", "failed_service": "%s", "restored_commit": "%s", "at": "%s"}
@@ -137,13 +138,17 @@ fi
 if [ "$head" != "$good_commit" ]; then
   {checkout_command(repo_path, ref, "good_commit")}
 fi
+# Renamed, not deleted, before the restarts: deleting a whole environment takes a while,
+# and the services are down meanwhile. It goes once they are back.
 if [ -d {q(snapshot)} ]; then
-  rm -rf {q(repo_path + "/.venv")} && mv {q(snapshot)} {q(repo_path + "/.venv")}
+  rm -rf {q(failed_venv)}
+  mv {q(repo_path + "/.venv")} {q(failed_venv)} && mv {q(snapshot)} {q(repo_path + "/.venv")}
 fi
 {restore}
 systemctl daemon-reload
 ok=1
 {verify}
+rm -rf {q(failed_venv)}
 if [ -n "$ok" ]; then
   install -d -m 700 {q(state_dir)}
   printf {q(marker_fmt)} "$head" "$failed" "$good_commit" "$(date -u +%FT%TZ)" \\

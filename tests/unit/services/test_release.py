@@ -199,6 +199,7 @@ def test_one_failing_service_returns_every_service_to_the_last_good_release(
     assert world.head() == world.good
     assert (world.repo / ".venv" / "synced").read_text() == world.good
     assert not (world.repo / ".venv.rollback").exists()
+    assert not (world.repo / ".venv.failed").exists()  # the new release's, dropped at the end
     for name in (BACKEND, PIPELINES):
         assert world.stamp(name)["commit"] == world.good
         assert Path(unit(world.root, name, 0).unit_file).read_text() == f"{name} unit, good\n"
