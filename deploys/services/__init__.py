@@ -12,6 +12,7 @@ from pyinfra.api import HiddenValue, deploy
 from ..common.operations import kept_file, managed_file, sha256_text
 from ..common.secrets import Secret
 from ..repo.commit import Commit
+from ..uv.operations import sync_command
 from .settings import Service, hardened_home
 
 if TYPE_CHECKING:
@@ -152,5 +153,6 @@ def run_services(settings: Settings, commit: Commit) -> None:
         health_timeout=settings.service_health_timeout,
         repo_path=settings.repo_path,
         ref=settings.repo_branch,
+        resync=sync_command(settings.uv_path, settings.uv_environment),
         commit=commit,
     )

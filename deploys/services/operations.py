@@ -130,6 +130,7 @@ def release(
     health_timeout: int,
     repo_path: str,
     ref: str,
+    resync: str,
     commit: Commit = None,
 ) -> Any:
     """
@@ -150,6 +151,7 @@ def release(
     + probe: what to read, for every service of the run (:class:`ServiceProbe`)
     + health_timeout: seconds a (re)started unit has to answer 200
     + ref: the branch (or pinned commit) the checkout follows, for a rollback
+    + resync: the deploy's ``uv sync`` command, run after a rollback moved the checkout
     + commit: the commit the run moves to when known (lets a dry run predict the restart)
 
     **Example:**
@@ -162,7 +164,8 @@ def release(
                     env_file="/opt/egograph/repo/egograph/backend/.env",
                     health_url="http://127.0.0.1:8000/health",
                     unit_sha256="9f2c…", env_sha256="41d0…"),),
-                probe=probe, health_timeout=60, repo_path="/opt/egograph/repo", ref="main")
+                probe=probe, health_timeout=60, repo_path="/opt/egograph/repo", ref="main",
+                resync="env /root/.local/bin/uv sync --all-packages --locked --no-progress")
     """
     wanted_commit = commit_of(commit)
     commands: list[StringCommand] = []
@@ -189,6 +192,7 @@ def release(
         repo_path=repo_path,
         ref=ref,
         state_dir=STATE_DIR,
+        resync=resync,
     )
     yield chain([*commands, StringCommand(script)])
 

@@ -49,10 +49,14 @@ def release_script(
     repo_path: str,
     ref: str,
     state_dir: str,
+    resync: str,
 ) -> str:
     """``verbs``: unit → ``restart`` or ``start``, for the units this release (re)starts;
     ``units``: every service of the run, in order (the ones not (re)started are checked
-    healthy after a rollback)."""
+    healthy after a rollback); ``resync``: the deploy's ``uv sync``, run in the workspace
+    once the services are back on a checkout that moved back: the restored environment is
+    right, but uv judges workspace members by their files' times, which the checkout
+    renewed, and would otherwise call it outdated."""
     q = shlex.quote
     snapshot = f"{repo_path}/{VENV_SNAPSHOT}"
     failed_venv = f"{repo_path}/.venv.failed"
@@ -149,6 +153,10 @@ systemctl daemon-reload
 ok=1
 {verify}
 rm -rf {q(failed_venv)}
+if [ "$head" != "$good_commit" ]; then
+  (cd {q(repo_path)} && {resync} --quiet) || \
+    echo "the restored environment could not be synced again (uv sync)" >&2
+fi
 if [ -n "$ok" ]; then
   install -d -m 700 {q(state_dir)}
   printf {q(marker_fmt)} "$head" "$failed" "$good_commit" "$(date -u +%FT%TZ)" \\

@@ -58,6 +58,11 @@ JOURNALCTL = """#!/bin/sh
 echo "journal of $2: RuntimeError: this release cannot start"
 """
 
+UV = """#!/bin/sh
+echo "uv $* in $(pwd)" >> "$FAKE/log"
+"""
+RESYNC = "uv sync --all-packages --locked --no-progress"
+
 
 @dataclass
 class World:
@@ -78,6 +83,7 @@ class World:
             repo_path=str(self.repo),
             ref="main",
             state_dir=str(self.state),
+            resync=RESYNC,
         )
         env = {
             **os.environ,
@@ -124,7 +130,8 @@ def world(tmp_path: Path) -> World:
     snapshot."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("systemctl", SYSTEMCTL), ("curl", CURL), ("journalctl", JOURNALCTL)):
+    stand_ins = (("systemctl", SYSTEMCTL), ("curl", CURL), ("journalctl", JOURNALCTL), ("uv", UV))
+    for name, text in stand_ins:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     repo, state, fake = tmp_path / "repo", tmp_path / "state", tmp_path / "fake"
@@ -195,6 +202,8 @@ def test_one_failing_service_returns_every_service_to_the_last_good_release(
         "systemctl daemon-reload",
         f"systemctl restart {BACKEND}.service",
         f"systemctl restart {PIPELINES}.service",
+        # Once both are back: the checkout's files are new to uv, synced once more.
+        f"uv {RESYNC.removeprefix('uv ')} --quiet in {world.repo}",
     ]
     assert world.head() == world.good
     assert (world.repo / ".venv" / "synced").read_text() == world.good
@@ -256,7 +265,7 @@ def test_a_new_service_failing_in_a_new_release_rolls_the_others_back(world: Wor
 
     assert proc.returncode == 1
     assert f"systemctl disable --quiet --now {PIPELINES}.service" in world.log()
-    assert world.log()[-1] == f"systemctl restart {BACKEND}.service"
+    assert world.log()[-2] == f"systemctl restart {BACKEND}.service"
     assert world.head() == world.good
     assert world.stamp(BACKEND)["commit"] == world.good
     marker = json.loads((world.state / "release.rolled-back.json").read_text())
