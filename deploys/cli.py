@@ -182,6 +182,39 @@ def drift(as_json: bool, project_dir: Path, inventory: str, deploy: str, timeout
     sys.exit(code)
 
 
+@main.command()
+@click.argument("service", required=False)
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="How many of the last journal lines to show.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until interrupted.")
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Where inventory.py and group_data/ are.",
+)
+@click.option("--inventory", default="inventory.py", show_default=True)
+def logs(service: str | None, lines: int, follow: bool, project_dir: Path, inventory: str) -> None:
+    """Show SERVICE's journal on every host (the first service without SERVICE), over the
+    deploy's own SSH connection and host key."""
+    from .logs import LogsError, show_logs
+
+    try:
+        code = show_logs(project_dir, inventory, service, lines, follow)
+    except LogsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        code = 130 if not follow else 0  # -f ends with Ctrl-C: that is its normal end
+    sys.exit(code)
+
+
 TIMER_NAME = "egograph-drift"
 
 

@@ -73,3 +73,18 @@ def drift(
         env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts_file)},
     )
     return proc.returncode, json.loads(proc.stdout), proc.stdout + proc.stderr
+
+
+def egodeploy(
+    hosts_file: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``egodeploy <args>`` from the project root against ``hosts_file``."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploys.cli", *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts_file)},
+    )
