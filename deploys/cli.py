@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,18 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines) or "no hosts"
 
 
+def project_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--project-dir`` and ``--inventory``: where the deploy is, for every command."""
+    command = click.option("--inventory", default="inventory.py", show_default=True)(command)
+    return click.option(
+        "--project-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=".",
+        show_default=True,
+        help="Where inventory.py and group_data/ are.",
+    )(command)
+
+
 @click.group()
 def main() -> None:
     """Operate the EgoGraph deploy."""
@@ -159,14 +172,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option(
-    "--project-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="Where inventory.py and group_data/ are.",
-)
-@click.option("--inventory", default="inventory.py", show_default=True)
+@project_options
 @click.option("--deploy", default="deploys/prod.py", show_default=True)
 @click.option(
     "--timeout",
@@ -193,14 +199,7 @@ def drift(as_json: bool, project_dir: Path, inventory: str, deploy: str, timeout
     help="How many of the last journal lines to show.",
 )
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until interrupted.")
-@click.option(
-    "--project-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="Where inventory.py and group_data/ are.",
-)
-@click.option("--inventory", default="inventory.py", show_default=True)
+@project_options
 def logs(service: str | None, lines: int, follow: bool, project_dir: Path, inventory: str) -> None:
     """Show SERVICE's journal on every host (the first service without SERVICE), over the
     deploy's own SSH connection and host key."""

@@ -63,15 +63,7 @@ def drift(
     hosts_file: Path, timeout: float = 300, deploy: str = "deploys/prod.py"
 ) -> tuple[int, dict[str, Any], str]:
     """``egodeploy drift --json --deploy <deploy>``: (exit code, report, all output)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "deploys.cli", "drift", "--json", "--deploy", deploy],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts_file)},
-    )
+    proc = egodeploy(hosts_file, "drift", "--json", "--deploy", deploy, timeout=timeout)
     return proc.returncode, json.loads(proc.stdout), proc.stdout + proc.stderr
 
 
