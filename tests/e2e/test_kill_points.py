@@ -75,12 +75,13 @@ UPDATE_POINTS = (
     "update:2+0",
     "update:4+0",  # the checkout moving
     "update:4+0.2",
-    "update:6+0",  # uv sync starting
+    "update:5+0",  # the env file
+    "update:6+0",  # uv sync starting (the environment's snapshot)
     "update:6+0.6",  # uv sync under way
-    "update:10+0",  # the restart starting
-    "update:10+0.3",  # the restart under way
-    "update:10+0.8",  # the health wait
-    "update:10+1.3",  # the stamps
+    # the restart and health wait take about 0.6 s here: kills inside it, not after
+    "update:10+0",
+    "update:10+0.15",
+    "update:10+0.3",
 )
 TUN_POINTS = ("tun:marker",)
 
@@ -261,9 +262,10 @@ def probe_log(c: sandbox_container.Container) -> list[tuple[float, str]]:
 
 def answered_after_the_kill(rows: list[tuple[float, str]], killed: Killed, rerun_end: float) -> str:
     """The probe's view of the kill: what answered, and when it answered again."""
-    before = [code for t, code in rows if t < killed.at]
+    # healthy before the run that was killed (a kill mid-restart cuts a restart it began)
+    before = [code for t, code in rows if t < killed.at - killed.seconds_into_run]
     assert before and before[-1] == "200", (
-        f"{killed.point}: not healthy before the kill: {before[-5:]}"
+        f"{killed.point}: not healthy before the run: {before[-5:]}"
     )
     after = [(t, code) for t, code in rows if t >= killed.at]
     first_ok = next((t for t, code in after if code == "200"), None)
