@@ -310,7 +310,7 @@ def test_the_proxmox_run_leaks_no_secret(sandbox: None, tmp_path: Path) -> None:
         node.stop()
 
     # the logs the sandbox keeps on the controller side
-    for log in (state / "emulator.log", pve_site.NODE_DIR / "sshd.log"):
+    for log in (state / "emulator.log", node.ssh_dir / "sshd.log"):
         if log.exists():
             rec.add(str(log), log.read_text(errors="replace"))
     assert rec.leaks() == []
