@@ -144,7 +144,12 @@ class PveContainerConnector(BaseConnector):
                 ssh.connect()
         except ConnectError as exc:
             if "SSH host key error" in str(exc):
-                raise ConnectionError(self._changed(pve, ref, addr)) from None
+                message = self._changed(pve, ref, addr)
+                if not executing:
+                    # a pyinfra error stops the run with the message alone (no traceback):
+                    # preparing is where a rerun meets the changed key
+                    raise ConnectError(message) from None
+                raise ConnectionError(message) from None
             raise ConnectionError(f"CT {pve.hostname} at {addr}: {exc}") from None
         without_nagle(ssh)
         self._ssh = ssh
