@@ -63,6 +63,8 @@ class PveContainerConnector(BaseConnector):
         self._ssh_for_execute = False
         self._told_absent = False
         self._scratch: str | None = None
+        self._refused: str | None = None
+        """Set once the container presented a host key other than the pinned one."""
         """A known_hosts file for a connection made while preparing (never the managed one)."""
         self.target_pending = False
         """True while preparing against a container that does not exist (or run) yet; see
@@ -109,6 +111,8 @@ class PveContainerConnector(BaseConnector):
         executing = bool(self.state.is_executing)
         if self._ssh is not None and (self._ssh_for_execute or not executing):
             return self._ssh
+        if self._refused is not None:
+            raise ConnectionError(self._refused)
         self.disconnect()
         from .access import ProxmoxError, address, client, find, wait_reachable
         from .errors import PveError
@@ -146,10 +150,13 @@ class PveContainerConnector(BaseConnector):
             if "SSH host key error" in str(exc):
                 message = self._changed(pve, ref, addr)
                 if not executing:
-                    # a pyinfra error stops the run with the message alone (no traceback):
-                    # preparing is where a rerun meets the changed key
+                    # a pyinfra error stops the run with the message alone (no traceback)
                     raise ConnectError(message) from None
-                raise ConnectionError(message) from None
+                # executing (-y defers the container's reads to here): pyinfra fails the
+                # operation on an OSError and tries the next one; the message shows once
+                self._refused = "its SSH host key differs from the pinned one (see above)"
+                self.host.log_styled(message, fg="red", log_func=logger.error)
+                raise ConnectionError(self._refused) from None
             raise ConnectionError(f"CT {pve.hostname} at {addr}: {exc}") from None
         without_nagle(ssh)
         self._ssh = ssh
