@@ -98,8 +98,8 @@ def pve_up() -> None:
     print(f"sandbox: empty PVE node: API https://127.0.0.1:{node.port} (CA {node.ca_path}), "
           f"SSH {paths.HOST_IP}:{node.ssh_port}; hosts file {HOSTS_FILE}",
           file=sys.stderr)  # fmt: skip
-    print(f"sandbox: the container will be {PVE_PREFIX}100: ssh -F {paths.SSH_CONFIG} "
-          f"{PVE_PREFIX}100", file=sys.stderr)  # fmt: skip
+    print(f"sandbox: the container will be {PVE_PREFIX}100; the deploy pins its host key in "
+          f"{node.containers_known_hosts} (read through the node)", file=sys.stderr)  # fmt: skip
 
 
 def down(name: str | None) -> None:
