@@ -164,7 +164,7 @@ class ContainerSettings:
 
 @dataclass(frozen=True)
 class ProxmoxSettings:
-    """How the deploy reaches the Proxmox node (runbook §1-2): its API and, for the raw TUN method, its SSH. ``pve_host`` '' skips the Proxmox stage: the deploy then targets an existing container over SSH."""
+    """How the deploy reaches the Proxmox node (runbook §1-2): its API, and its SSH (a new container's host key is read there; the raw TUN method edits the conf file there). ``pve_host`` '' skips the Proxmox stage: the deploy then targets an existing container over SSH."""
 
     pve_host: str = setting(
         "",
