@@ -29,7 +29,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from io import IOBase
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pyinfra.api.exceptions import ConnectError
 from pyinfra.connectors.base import BaseConnector
@@ -40,11 +40,11 @@ from pyinfra.connectors.util import CommandOutput
 from ..common.connection import without_nagle
 from ..common.setting import SettingsError
 from ..hostsettings import settings_of
-from .hostkey import HostKeyError, NodeSsh
 
 if TYPE_CHECKING:
     from .access import Pve
     from .client import ContainerRef
+    from .hostkey import NodeSsh
 
 logger = logging.getLogger("pyinfra")
 
@@ -116,6 +116,7 @@ class PveContainerConnector(BaseConnector):
         self.disconnect()
         from .access import ProxmoxError, address, client, find, wait_reachable
         from .errors import PveError
+        from .hostkey import HostKeyError
 
         pve = self.pve()
         try:
@@ -134,9 +135,13 @@ class PveContainerConnector(BaseConnector):
                     self._absent(pve, f"is {status} (no address)")
                     return None
                 addr = found
-            known_hosts = self._known_hosts(pve, ref, addr, executing)
-        except (PveError, ProxmoxError, HostKeyError) as exc:
+        except (PveError, ProxmoxError) as exc:
             raise ConnectionError(f"CT {pve.hostname}: {exc}") from None
+        try:
+            known_hosts = self._known_hosts(pve, ref, addr, executing)
+        except HostKeyError as exc:
+            # no key to trust: nothing may reach the container
+            self._refuse(f"CT {pve.hostname} (vmid {ref.vmid}): {exc}", executing)
         ssh = SSHConnector(self.state, self.host)
         ssh.data["ssh_hostname"] = addr
         ssh.data["ssh_known_hosts_file"] = known_hosts
@@ -148,21 +153,25 @@ class PveContainerConnector(BaseConnector):
                 ssh.connect()
         except ConnectError as exc:
             if "SSH host key error" in str(exc):
-                message = self._changed(pve, ref, addr)
-                if not executing:
-                    # a pyinfra error stops the run with the message alone (no traceback)
-                    raise ConnectError(message) from None
-                # executing (-y defers the container's reads to here): pyinfra fails the
-                # operation on an OSError and tries the next one; the message shows once
-                self._refused = "its SSH host key differs from the pinned one (see above)"
-                self.host.log_styled(message, fg="red", log_func=logger.error)
-                raise ConnectionError(self._refused) from None
+                self._refuse(self._changed(pve, ref, addr), executing)
             raise ConnectionError(f"CT {pve.hostname} at {addr}: {exc}") from None
         without_nagle(ssh)
         self._ssh = ssh
         self._ssh_for_execute = executing
         self.target_pending = False
         return ssh
+
+    def _refuse(self, message: str, executing: bool) -> NoReturn:
+        """Stop at the container's host key with ``message``, shown once and alone.
+        Preparing: a pyinfra error, which ends the run with it (no traceback). Executing
+        (``-y`` defers the container's reads to here): pyinfra fails an operation on an
+        OSError and tries the next one, so the message is logged once and every later
+        command of this host fails with a pointer to it, never reaching the container."""
+        if not executing:
+            raise ConnectError(message)
+        self._refused = f"{self.host.name}: stopped at the container's SSH host key (see above)"
+        self.host.log_styled(message, fg="red", log_func=logger.error)
+        raise ConnectionError(self._refused)
 
     def _known_hosts(self, pve: Pve, ref: ContainerRef, addr: str, executing: bool) -> str:
         """The known_hosts file to check the container's host key against: the managed one
@@ -190,6 +199,8 @@ class PveContainerConnector(BaseConnector):
         return scratch
 
     def _node_ssh(self) -> NodeSsh:
+        from .hostkey import NodeSsh
+
         s = settings_of(self.host.data)
         return NodeSsh(
             host=s.pve_ssh_host or s.pve_host,

@@ -51,15 +51,17 @@ class Node:
     def known_hosts(self) -> Path:
         return self.node.containers_known_hosts
 
-    def hosts(self) -> Path:
+    def hosts(self, **overrides: Any) -> Path:
         data: dict[str, Any] = {
             **site.settings(self.env),
             **pve_site.settings(self.node, ct_tun_method="none"),
             "tailscale_enabled": False,
             "ct_ssh_public_keys": [f"{self.listed}.pub"],
             "ssh_key": str(self.listed),
+            **overrides,
         }
-        return site.write_hosts_file(self.tmp / "hosts.json", [("egograph-prod", data)])
+        name = "-".join(f"{k}" for k in sorted(overrides)) or "hosts"
+        return site.write_hosts_file(self.tmp / f"{name}.json", [("egograph-prod", data)])
 
     def container(self) -> sandbox_container.Container:
         return sandbox_container.get(self.backend.name(100))
@@ -201,8 +203,22 @@ def test_host_key_read_through_the_node_pinned_and_enforced(node: Node) -> None:
 
 
 def test_a_container_recreated_by_the_deploy_gets_its_new_key_pinned(node: Node) -> None:
-    """Destroyed behind the deploy's back (its line stays), then created again by the deploy:
+    """A node whose own host key is not known pins nothing (the run stops, naming it).
+    Then: destroyed behind the deploy's back (its line stays), created again by the deploy:
     the create drops the old line, the new container's key is read on the node and pinned."""
+    # the node's own host key unknown: the container's key is not trusted either
+    empty = node.tmp / "empty_known_hosts"
+    empty.write_text("")
+    untrusted = pyinfra(node.hosts(pve_ssh_known_hosts=str(empty)), "-y")
+    assert untrusted.returncode != 0
+    out = " ".join(untrusted.output.split())
+    assert (
+        f"CT egograph-prod (vmid 100): the node's SSH (root@{paths.HOST_IP}:{node.node.ssh_port}):"
+    ) in out, untrusted.output[-3000:]
+    assert f"its host key must be in pve_ssh_known_hosts, {empty}" in out
+    assert "Traceback" not in untrusted.output
+    assert not node.known_hosts.exists()
+
     hosts = node.hosts()
     ok(pyinfra(hosts, "-y", "--json"))
     c = node.container()
