@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import paths, site
+from tests.sandbox import site
 from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 from tests.sandbox.pve import site as pve_site
@@ -90,8 +90,8 @@ class Sampler:
 
 
 def sample_container(c: Container) -> Sampler:
-    return Sampler(["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", c.name,
-                    SAMPLE_LOOP])  # fmt: skip
+    # over SSH, or by entering a container made through the emulated API (no sandbox key)
+    return Sampler(c.shell_argv(SAMPLE_LOOP))
 
 
 def sample_controller() -> Sampler:

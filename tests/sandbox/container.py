@@ -311,12 +311,22 @@ class Container:
         if self.api_created:
             return self.exec(["/bin/sh", "-c", command], check=check, timeout=timeout)
         return subprocess.run(
-            ["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", self.name, command],
+            self.shell_argv(command),
             check=check,
             text=True,
             capture_output=True,
             timeout=timeout,
         )
+
+    def shell_argv(self, command: str) -> list[str]:
+        """The host command that runs ``command`` in the container, as :meth:`ssh` does
+        (for a container created through the API, it must be running)."""
+        if self.api_created:
+            argv = self.exec_argv(["/bin/sh", "-c", command])
+            if argv is None:
+                raise RuntimeError(f"{self.name} is not running")
+            return argv
+        return ["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", self.name, command]
 
     def leader(self) -> int | None:
         """The container's init (PID 1 inside): the child of its systemd-nspawn."""
