@@ -8,6 +8,8 @@ Settings are validated here, before pyinfra connects to anything.
 
 from deploys.common import speedups
 from deploys.inventory import load_hosts
+from deploys.runlock import tag_commands
 
 speedups.install()
+tag_commands()  # a rerun waits for the commands a killed run left running (deploys.runlock)
 egograph = load_hosts(__file__)

@@ -12,7 +12,9 @@ Measured, each as the median of ``--runs`` runs (every run is recorded):
 4. remote commands per no-op run (pyinfra's ``>>>`` lines at ``-vv``) and the time of each
    phase and operation of the no-op run (arrival times of pyinfra's ``-vv`` lines);
 5. fleet: 1, 4, 8, 16 containers in ONE pyinfra run (one hosts file), no-op and first
-   converge, and the same with Ansible.
+   converge, and the same with Ansible;
+6. fail fast: a release that crashes at import, from the restart to the previous release
+   healthy again, and the seconds of failing requests a 10 Hz probe sees (``failfast.py``).
 
 Runs of the different tools are interleaved, so machine noise hits them alike and the ratios
 are taken in the same run. Writes ``bench/results/<date>.json`` (raw runs, medians, ratios,
@@ -46,7 +48,7 @@ from deploys.tailscale import node_name, served_services
 from deploys.uv import wheel
 from tests.sandbox import api as sandbox
 
-from . import containers, measure, report, results
+from . import containers, failfast, measure, report, results
 from .measure import Run
 
 NODE_PREFIX = "bench-ct"
@@ -229,6 +231,11 @@ class Bench:
         for tool in tools:
             containers.destroy(names[tool])
 
+    def failfast(self) -> None:
+        for _ in range(self.args.failfast_runs):
+            for run in failfast.measure_once(lambda c: self.hosts_file([c]), seed=self.seed):
+                self.record(run)
+
     def close(self) -> None:
         if self.ansible:
             self.ansible.close()
@@ -368,6 +375,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="first converges per fleet size (each needs N fresh containers)",
     )
+    parser.add_argument(
+        "--failfast-runs", type=int, default=1, help="runs of the fail-fast scenario (0: none)"
+    )
+    parser.add_argument(
+        "--only-failfast",
+        action="store_true",
+        help="only the fail-fast scenario; results under /tmp unless --out names a directory",
+    )
     parser.add_argument("--skip-ansible", action="store_true", help="no Ansible baseline")
     parser.add_argument(
         "--skip-node", action="store_true", help="no runs from an empty emulated Proxmox node"
@@ -397,10 +412,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.runs = min(args.runs, 2)
         args.fleet = [n for n in args.fleet if n <= 2]
-    if args.out is None:
-        args.out = (
-            Path(tempfile.gettempdir()) / "egograph-bench-quick" if args.quick else results.RESULTS
-        )
+    if args.only_failfast:
+        args.skip_ansible = True
+        args.failfast_runs = max(args.failfast_runs, 1)
+    if args.out is None and (args.quick or args.only_failfast):
+        kind = "failfast" if args.only_failfast else "quick"
+        args.out = Path(tempfile.gettempdir()) / f"egograph-bench-{kind}"
+    elif args.out is None:
+        args.out = results.RESULTS
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     return args
@@ -429,11 +448,13 @@ def main(argv: list[str] | None = None) -> None:
     error: str | None = None
     try:
         bench = Bench(args, data, settings)
-        bench.single()
-        if not args.skip_node:
-            bench.node()
-        if args.fleet:
-            bench.fleet()
+        if not args.only_failfast:
+            bench.single()
+            if not args.skip_node:
+                bench.node()
+            if args.fleet:
+                bench.fleet()
+        bench.failfast()
     except Exception as exc:  # whatever broke, what was measured is still written
         error = f"{type(exc).__name__}: {exc}"
         log(f"FAILED: {error[-2000:]}")
@@ -454,6 +475,8 @@ def main(argv: list[str] | None = None) -> None:
             "runs": args.runs,
             "fleet": args.fleet,
             "fleet_converge_runs": args.fleet_converge_runs,
+            "failfast_runs": args.failfast_runs,
+            "only_failfast": args.only_failfast,
             "ansible": not args.skip_ansible,
             "package_caches_seeded": not args.cold,
             "quick": args.quick,

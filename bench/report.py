@@ -161,6 +161,20 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
             "<=",
         ),
         _target("no-op ≥ 6x faster than Ansible", ratios["noop ansible / pyinfra"], "x", 6.0, ">="),
+        _target(
+            "crash at import: restart → previous release healthy ≤ 10 s",
+            _get(m, "pyinfra", "failfast-restore"),
+            "s",
+            10.0,
+            "<=",
+        ),
+        _target(
+            "crash at import: requests failing (10 Hz probe) ≤ 5 s",
+            _get(m, "probe", "failfast-failing"),
+            "s",
+            5.0,
+            "<=",
+        ),
     ]
     return {
         **meta,

@@ -18,7 +18,7 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
   runbook order);
 - entry points: the entry files (``prod``, ``update``, ``destroy``, ``docker_vm``), the
   ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such), ``cli``
-  (``egodeploy``) and ``docs``.
+  (``egodeploy``), ``logs`` (its ``logs`` command) and ``docs``.
 """
 
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("settings",),
     ("inventory", "hostsettings"),
     ("facts", "container", "vm"),
-    ("prod", "update", "destroy", "docker_vm", "proxmox.connector", "cli", "docs"),
+    ("prod", "update", "destroy", "docker_vm", "proxmox.connector", "cli", "logs", "docs"),
 )
 """The layer map above, as the layer test reads it (top-level names under ``deploys``; a
 dotted name places one module apart from its package)."""

@@ -1,6 +1,7 @@
 """``egodeploy``: operate the deploy — drift checks and their schedule.
 
-    egodeploy drift [--json]            exit 0 in sync, 2 drift, 1 the check itself failed
+    egodeploy drift [--json]            exit 0 in sync, 2 drift (a rolled-back release too),
+                                        1 the check itself failed
     egodeploy install-timer --every 15  run the drift check from systemd on this controller
 
 The drift check is the production deploy run as a dry run (``pyinfra --dry --json``): it
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,11 @@ def run_drift_check(
         plan = json.loads(proc.stdout)["plan"] if proc.stdout.strip() else None
     except (ValueError, KeyError):
         plan = None
+    refused = _rolled_back(proc.stderr)
+    if refused:
+        # The deploy refuses a commit that was rolled back: the hosts run an older release
+        # than the branch names, and will until a fix arrives; that is drift, not a failure.
+        return DRIFT, {"status": "rolled_back", "rolled_back": refused}
     if proc.returncode != 0 or plan is None:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         return FAILED, {"status": "failed", "exit_code": proc.returncode, "error": tail}
@@ -101,7 +109,33 @@ def _ready_hosts(stderr: str) -> list[str]:
     return sorted(set(found))
 
 
+_ROLLED_BACK = re.compile(r"release [0-9a-f]{40} was rolled back at \S+: not deploying it again")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_HOST = re.compile(r"^\[([^\]]+)\]")
+
+
+def _rolled_back(stderr: str) -> dict[str, str]:
+    """Host → the deploy's refusal of a rolled-back commit, from pyinfra's output. A dry
+    run reports the refusal as its operation error, without the host: that is the host
+    pyinfra named last before it (hosts are prepared one after another)."""
+    found: dict[str, str] = {}
+    last = "?"
+    for raw in stderr.splitlines():
+        line = _ANSI.sub("", raw).strip()
+        host = _HOST.match(line)
+        if host:
+            last = host.group(1)
+        match = _ROLLED_BACK.search(line)
+        if match:
+            found[last] = line[match.start() :]
+    return found
+
+
 def render_text(report: dict[str, Any]) -> str:
+    if report["status"] == "rolled_back":
+        return "\n".join(f"{h}: {m}" for h, m in sorted(report["rolled_back"].items()))
     if report["status"] == "failed":
         return f"drift check FAILED (the check itself, not the hosts):\n{report.get('error', '')}"
     lines = []
@@ -119,6 +153,18 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines) or "no hosts"
 
 
+def project_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--project-dir`` and ``--inventory``: where the deploy is, for every command."""
+    command = click.option("--inventory", default="inventory.py", show_default=True)(command)
+    return click.option(
+        "--project-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=".",
+        show_default=True,
+        help="Where inventory.py and group_data/ are.",
+    )(command)
+
+
 @click.group()
 def main() -> None:
     """Operate the EgoGraph deploy."""
@@ -126,14 +172,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option(
-    "--project-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="Where inventory.py and group_data/ are.",
-)
-@click.option("--inventory", default="inventory.py", show_default=True)
+@project_options
 @click.option("--deploy", default="deploys/prod.py", show_default=True)
 @click.option(
     "--timeout",
@@ -146,6 +185,32 @@ def drift(as_json: bool, project_dir: Path, inventory: str, deploy: str, timeout
     """Report drift between the hosts and the settings. Exit 0 in sync, 2 drift, 1 failed."""
     code, report = run_drift_check(project_dir, inventory, deploy, timeout)
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("service", required=False)
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="How many of the last journal lines to show.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until interrupted.")
+@project_options
+def logs(service: str | None, lines: int, follow: bool, project_dir: Path, inventory: str) -> None:
+    """Show SERVICE's journal on every host (the first service without SERVICE), over the
+    deploy's own SSH connection and host key."""
+    from .logs import LogsError, show_logs
+
+    try:
+        code = show_logs(project_dir, inventory, service, lines, follow)
+    except LogsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        code = 130 if not follow else 0  # -f ends with Ctrl-C: that is its normal end
     sys.exit(code)
 
 

@@ -24,6 +24,7 @@ def converge() -> None:
     # One commit for the whole run, so the checkout, the sync and the restart agree and a
     # dry run can predict all three.
     commit = repo.run_commit(settings)
+    services.guard_release(settings=settings, commit=commit)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)
@@ -48,6 +49,7 @@ def update() -> None:
     runlock.hold_run_lock(settings=settings, entry="deploys/update.py")
     repo.check_remote(settings=settings)
     commit = repo.run_commit(settings)
+    services.guard_release(settings=settings, commit=commit)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)

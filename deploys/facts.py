@@ -10,7 +10,7 @@ from typing import Any
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-from .common.stamps import ROLLED_BACK_SUFFIX, STARTED_SUFFIX, STATE_DIR
+from .common.stamps import STARTED_SUFFIX, STATE_DIR, release_marker
 from .duckdb.facts import HOME_OF
 
 _DUCKDB = (
@@ -24,8 +24,9 @@ class Deployment(FactBase[dict[str, Any]]):
     """
     What is deployed, in one round trip: the checked-out commit and branch, uv's version,
     DuckDB's version and whether httpfs is installed (with the app's Python, as ``user``'s
-    DuckDB sees it: a hardened service's user has its own HOME), and each unit's state,
-    last healthy start and rollback marker. Defaults are the runbook's paths and user.
+    DuckDB sees it: a hardened service's user has its own HOME), each unit's state and
+    last healthy start, and the marker of the last rolled-back release. Defaults are the
+    runbook's paths and user.
 
     .. code:: python
 
@@ -35,8 +36,9 @@ class Deployment(FactBase[dict[str, Any]]):
             "units": {"egograph-backend": {
                 "active": "active", "enabled": "enabled",
                 "started": {"unit": "9f2c…", "env": "41d0…", "commit": "5d1c0e9…"},
-                "rolled_back": None,
             }},
+            # or {"failed_commit": …, "failed_service": …, "restored_commit": …, "at": …}
+            "rolled_back": None,
         }
     """
 
@@ -66,6 +68,7 @@ class Deployment(FactBase[dict[str, Any]]):
             "-c",
             QuoteString(_DUCKDB),
             "2>/dev/null);",
+            f'echo "rolledback $(cat {release_marker()} 2>/dev/null)";',
             "for u in",
             *names,
             "; do",
@@ -73,9 +76,6 @@ class Deployment(FactBase[dict[str, Any]]):
             '$(systemctl is-enabled "$u" 2>/dev/null)";',
             'echo "started $u $(cat',
             f'{STATE_DIR}/"$u"{STARTED_SUFFIX}',
-            '2>/dev/null)";',
-            'echo "rolledback $u $(cat',
-            f'{STATE_DIR}/"$u"{ROLLED_BACK_SUFFIX}',
             '2>/dev/null)";',
             "done",
         )
@@ -92,6 +92,7 @@ class Deployment(FactBase[dict[str, Any]]):
             "duckdb": None,
             "httpfs": None,
             "units": {},
+            "rolled_back": None,
         }
         for line in output:
             key, _, rest = line.partition(" ")
@@ -105,10 +106,11 @@ class Deployment(FactBase[dict[str, Any]]):
                 active, _, enabled = states.partition(" ")
                 unit = result["units"].setdefault(name, {})
                 unit.update(active=active or None, enabled=enabled or None)
-            elif key in ("started", "rolledback"):
+            elif key == "started":
                 name, _, blob = rest.partition(" ")
-                unit = result["units"].setdefault(name, {})
-                unit["started" if key == "started" else "rolled_back"] = _json(blob)
+                result["units"].setdefault(name, {})["started"] = _json(blob)
+            elif key == "rolledback":
+                result["rolled_back"] = _json(rest)
         return result
 
 

@@ -24,8 +24,9 @@ from .packages.settings import PackageSettings
 from .proxmox.settings import ContainerSettings, ProxmoxSettings, proxmox_errors
 from .repo.settings import RepoSettings
 from .runlock.settings import RunLockSettings
+from .services.hardening import hardening_errors
 from .services.settings import REMOVED as SERVICES_REMOVED
-from .services.settings import ServiceSettings, hardening_errors, service_errors
+from .services.settings import ServiceSettings, service_errors
 from .tailscale.settings import REMOVED as TAILSCALE_REMOVED
 from .tailscale.settings import TailscaleSettings, tailscale_errors
 from .uv.settings import UvSettings

@@ -79,3 +79,35 @@ wait_healthy() {{
     sleep {interval}
   done
 }}"""
+
+
+def wait_unit_ready_function(timeout: int, interval: float = 0.2) -> str:
+    """A shell function ``wait_ready UNIT URL`` that polls ``URL`` until it answers 200 and,
+    between polls, asks systemd about ``UNIT``: a process that exited (``SubState``
+    ``auto-restart``, ``NRestarts`` above 0: systemd resets it on a manual (re)start),
+    a unit that failed or stopped ends the wait at once, with ``$why`` saying which, instead
+    of after ``timeout`` seconds. A release that crashes at import is thus rolled back
+    within a poll of its exit."""
+    return f"""\
+prop() {{ printf '%s\\n' "$props" | sed -n "s/^$1=//p"; }}
+wait_ready() {{
+  deadline=$(( $(date +%s) + {int(timeout)} ))
+  why=""
+  until curl -fsS -o /dev/null --max-time 5 "$2" 2>/dev/null; do
+    props=$(systemctl show -p ActiveState -p SubState -p NRestarts -p Result \\
+      -p ExecMainStatus -- "$1" 2>/dev/null)
+    exited="it exited (status $(prop ExecMainStatus), result $(prop Result))"
+    case "$(prop ActiveState)/$(prop SubState)" in
+      failed/*) why="$1 failed: $exited"; return 1 ;;
+      */auto-restart*) why="$1 is crash-looping: $exited; systemd would restart it"; return 1 ;;
+      inactive/*|deactivating/*) why="$1 stopped: $exited"; return 1 ;;
+    esac
+    if [ "$(prop NRestarts)" -gt 0 ] 2>/dev/null; then
+      why="$1 is crash-looping: systemd restarted it $(prop NRestarts) time(s)"; return 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      why="$1 did not answer 200 on $2 within {int(timeout)}s"; return 1
+    fi
+    sleep {interval}
+  done
+}}"""

@@ -8,10 +8,13 @@ STATE_DIR = "/var/lib/egograph-deploy"
 STARTED_SUFFIX = ".started.json"
 """``<unit>.started.json``: what the unit last started healthy with (unit and env digests,
 the commit)."""
-ROLLED_BACK_SUFFIX = ".rolled-back.json"
-"""``<unit>.rolled-back.json``: the release that failed and the one restored."""
+RELEASE_MARKER = "release.rolled-back.json"
+"""The one marker of the last rolled-back release: the commit that failed, the service that
+failed, the commit restored, when. Later runs refuse that commit (unless told to retry it);
+the next release that comes up healthy removes it."""
 VENV_SNAPSHOT = ".venv.rollback"
-"""``<repo_path>/.venv.rollback``: the environment as it was before a sync, until the release
+"""``<repo_path>/.venv.rollback``: the environment of the last good release, copied by the
+first sync after it (a later sync keeps it) and dropped once every service of a new release
 is healthy."""
 GOOD_SUFFIX = ".good"
 """``<unit>.good/``: copies of the unit and env file of the last healthy release."""
@@ -21,8 +24,8 @@ def started_stamp(unit: str, state_dir: str = STATE_DIR) -> str:
     return f"{state_dir}/{unit}{STARTED_SUFFIX}"
 
 
-def rolled_back_marker(unit: str, state_dir: str = STATE_DIR) -> str:
-    return f"{state_dir}/{unit}{ROLLED_BACK_SUFFIX}"
+def release_marker(state_dir: str = STATE_DIR) -> str:
+    return f"{state_dir}/{RELEASE_MARKER}"
 
 
 def good_copies(unit: str, state_dir: str = STATE_DIR) -> str:

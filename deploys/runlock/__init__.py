@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pyinfra import host
 from pyinfra.api import deploy
 
-from .holder import LOCK_PATH, controller_record
+from .holder import LOCK_PATH, RUN_ENV, controller_record, run_tag
 from .operations import run_lock
 
 if TYPE_CHECKING:
@@ -32,6 +32,17 @@ def hold_run_lock(settings: RunLockSettings, entry: str) -> None:
         record=controller_record(entry, _run_started(host.state)),
         wait=settings.run_lock_wait,
     )
+
+
+def tag_commands() -> None:
+    """Export this run's tag (:data:`.holder.RUN_ENV`) in front of every command pyinfra
+    sends, facts included; the inventory calls it, before pyinfra connects. Outside
+    pyinfra's CLI (no config yet) it does nothing."""
+    from pyinfra.context import ctx_config
+
+    if ctx_config.isset():
+        config = ctx_config.get()
+        config.ENV = {**config.ENV, RUN_ENV: run_tag()}
 
 
 _STARTED = "_egograph_run_started"

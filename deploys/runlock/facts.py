@@ -19,7 +19,7 @@ from typing import Any
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.context import ctx_state
 
-from .holder import parse_answer
+from .holder import RUN_ENV, parse_answer
 
 POLL = "0.2"
 """Seconds between the holder's checks that its connection is still there: the bound on
@@ -32,6 +32,27 @@ CONNECTION = (
     "case $comm in '(sshd)'|'(sshd-session)') conn=$p; break;; esac; "
     '[ "$pp" -gt 1 ] || break; p=$pp; n=$((n+1)); done;'
 )
+
+
+def _leftovers_ended(wait: int) -> list[str]:
+    """Wait, up to ``wait`` seconds, until no process of another run is left on the target.
+
+    A killed controller's connection goes, and the lock with it, but a command it had
+    started goes on: sshd does not stop a command that has no terminal. Such a command
+    carries the other run's tag (:data:`.holder.RUN_ENV`, which pyinfra exports in front
+    of every command): its shell (``sh -c 'export ...=<tag> && ...'``) has the tag in its
+    command line for as long as it runs, and anything it started has it in its
+    environment. This run's own processes carry its own tag and are left out."""
+    scan = (
+        f"grep -las '{RUN_ENV}=' /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null"
+        f' | xargs -r grep -Las "{RUN_ENV}=${RUN_ENV}" 2>/dev/null'
+        " | cut -d/ -f3 | sort -u | tr '\\n' ' '"
+    )
+    return [
+        f'if [ -n "${RUN_ENV}" ]; then n=0; while left=$({scan}); [ -n "$left" ]; do',
+        f'[ $n -ge {int(wait) * 10} ] && {{ echo "leftover $left"; exit 0; }};',
+        "n=$((n+1)); sleep 0.1; done; fi;",
+    ]
 
 
 def _holding(pid: str, mode: str) -> str:
@@ -72,6 +93,7 @@ def take_script(path: str, record: str, wait: int) -> StringCommand:
         ">",
         lock,
         ";",
+        *_leftovers_ended(wait),
         _holding('"$conn"', '"taken $conn"'),
     )
 

@@ -11,12 +11,24 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
 LOCK_PATH = "/run/egograph-deploy.lock"
 """On tmpfs: a reboot frees it with everything else the run held."""
+
+RUN_ENV = "EGOGRAPH_DEPLOY_RUN"
+"""Set in the environment of every command of a run (pyinfra's ``config.ENV``), to this
+run's :func:`run_tag`: a run that takes the lock waits until no process of another run
+carries it (see :mod:`.facts`)."""
+
+
+def run_tag() -> str:
+    """This controller process, unique enough to tell runs apart on a target."""
+    return f"{re.sub(r'[^A-Za-z0-9.-]', '-', socket.gethostname())}-{os.getpid()}-{time.time_ns()}"
 
 
 def controller_record(entry: str, started: str) -> str:
@@ -77,6 +89,8 @@ def parse_answer(lines: list[str]) -> dict[str, Any]:
         return {"state": "held", "holder": vars(holder)}
     if word in ("free", "nossh", "reading"):
         return {"state": word}
+    if word == "leftover":
+        return {"state": "leftover", "pids": rest.split()}
     if not line.strip():
         return {"state": "unknown"}
     return {"state": "error", "detail": rest or line}
@@ -88,6 +102,15 @@ def reading_message(*, path: str, wait: int) -> str:
         f"dry runs (drift checks) kept reading this host for all of run_lock_wait ({wait} s: "
         f"they hold {path} shared while they read); this run changed nothing. Run again, or "
         "raise run_lock_wait"
+    )
+
+
+def leftover_message(pids: list[str], *, wait: int) -> str:
+    """Why this run stops: commands of a run that was cut off still run on the target."""
+    return (
+        f"commands of an earlier run that was cut off (killed, or its connection lost) are "
+        f"still running on this host (pids {' '.join(pids)}); this run waited {wait} s "
+        "(run_lock_wait) for them and changed nothing. Run again when they end"
     )
 
 

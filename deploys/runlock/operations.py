@@ -9,7 +9,7 @@ from pyinfra import host
 from ..common.report import refuse
 from ..common.snapshot import fact_read, operation
 from .facts import RunLock
-from .holder import held_message, reading_message
+from .holder import held_message, leftover_message, reading_message
 
 
 @operation(
@@ -51,6 +51,8 @@ def run_lock(current: dict[str, Any], path: str, record: str, wait: int) -> Any:
         yield from refuse(
             held_message(current["holder"], path=path, wait=wait, executing=host.state.is_executing)
         )
+    elif state == "leftover":
+        yield from refuse(leftover_message(current["pids"], wait=wait))
     elif state == "reading":
         yield from refuse(reading_message(path=path, wait=wait))
     else:

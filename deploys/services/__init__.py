@@ -12,11 +12,19 @@ from pyinfra.api import HiddenValue, deploy
 from ..common.operations import kept_file, managed_file, sha256_text
 from ..common.secrets import Secret
 from ..repo.commit import Commit
+from ..uv.operations import sync_command
 from .settings import Service, hardened_home
 
 if TYPE_CHECKING:
     from ..settings import Settings
-from .operations import ServiceProbe, daemon_reload, service, system_user
+from .operations import (
+    ServiceProbe,
+    ServiceRelease,
+    daemon_reload,
+    release,
+    release_guard,
+    system_user,
+)
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FunctionLoader(
@@ -89,6 +97,28 @@ def write_env_files(settings: Settings) -> None:
         )
 
 
+def service_probe(settings: Settings) -> ServiceProbe:
+    """The one read of systemd's view, the health URLs, the env files and the release
+    marker that the guard, the reload and the release decide from."""
+    return ServiceProbe(
+        units=tuple(svc.unit for svc in settings.services),
+        health_urls=tuple(svc.health_url for svc in settings.services),
+        env_files=tuple(svc.env_file for svc in settings.services),
+        repo_path=settings.repo_path,
+    )
+
+
+@deploy("Services")
+def guard_release(settings: Settings, commit: Commit) -> None:
+    """Before the checkout moves: a commit that was rolled back is not deployed again."""
+    release_guard(
+        name=f"{settings.repo_branch} is not a release that was rolled back",
+        probe=service_probe(settings),
+        commit=commit,
+        retry=settings.service_retry_rolled_back,
+    )
+
+
 @deploy("Services")
 def run_services(settings: Settings, commit: Commit) -> None:
     units = {svc.unit: render_unit(settings, svc) for svc in settings.services}
@@ -99,34 +129,30 @@ def run_services(settings: Settings, commit: Commit) -> None:
             content=units[svc.unit],
             mode=0o644,
         )
-    # One read of systemd's view, the health URLs and the env files for the reload and
-    # every service.
-    probe = ServiceProbe(
-        units=tuple(svc.unit for svc in settings.services),
-        health_urls=tuple(svc.health_url for svc in settings.services),
-        env_files=tuple(svc.env_file for svc in settings.services),
-        repo_path=settings.repo_path,
-    )
+    probe = service_probe(settings)
     daemon_reload(
         name="Reload systemd when a unit changed",
         units={u: sha256_text(text) for u, text in units.items()},
         probe=probe,
     )
-    for svc in host.loop(settings.services):
-        service(
-            name=f"{svc.unit} enabled, running the current release, healthy",
-            unit=svc.unit,
-            probe=probe,
-            stamp={
-                "unit": sha256_text(units[svc.unit]),
+    release(
+        name=f"{', '.join(units)} enabled, running the current release, healthy",
+        services=tuple(
+            ServiceRelease(
+                unit=svc.unit,
+                unit_file=svc.unit_file,
+                env_file=svc.env_file,
+                health_url=svc.health_url,
+                unit_sha256=sha256_text(units[svc.unit]),
                 # Kept on the server: restarts follow the file as it is there.
-                "env": env_of(svc).sha256 if settings.env_files_managed else None,
-            },
-            unit_file=svc.unit_file,
-            env_file=svc.env_file,
-            health_url=svc.health_url,
-            health_timeout=settings.service_health_timeout,
-            repo_path=settings.repo_path,
-            ref=settings.repo_branch,
-            commit=commit,
-        )
+                env_sha256=env_of(svc).sha256 if settings.env_files_managed else None,
+            )
+            for svc in settings.services
+        ),
+        probe=probe,
+        health_timeout=settings.service_health_timeout,
+        repo_path=settings.repo_path,
+        ref=settings.repo_branch,
+        resync=sync_command(settings.uv_path, settings.uv_environment),
+        commit=commit,
+    )

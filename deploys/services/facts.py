@@ -8,19 +8,21 @@ from typing import Any
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from ..common.facts import as_list
-from ..common.stamps import ROLLED_BACK_SUFFIX, STARTED_SUFFIX
+from ..common.stamps import RELEASE_MARKER, STARTED_SUFFIX
 
 
 class ServiceStates(FactBase[dict[str, Any]]):
     """
     For each unit: systemd's view of it, the digest of its unit file, the stamp the deploy
     wrote when it last (re)started it healthy, and (given its health URL) whether it answers
-    200 now; plus the checked-out commit.
+    200 now; plus the checked-out commit and the marker of the last rolled-back release.
 
     .. code:: python
 
         {
             "head": "5d1c…",
+            "rolled_back": None,  # or {"failed_commit": "…", "failed_service": "…",
+                                  #     "restored_commit": "…", "at": "2026-…Z"}
             "units": {
                 "egograph-backend": {
                     "LoadState": "loaded", "ActiveState": "active",
@@ -50,6 +52,9 @@ class ServiceStates(FactBase[dict[str, Any]]):
             "echo head $(git -C",
             QuoteString(repo_path),
             "rev-parse HEAD 2>/dev/null);",
+            'echo "rollback $(cat',
+            StringCommand(QuoteString(stamp_dir), f"/{RELEASE_MARKER}", _separator=""),
+            '2>/dev/null)";',
             "for spec in",
             *specs,
             "; do set -- $spec;",
@@ -60,9 +65,6 @@ class ServiceStates(FactBase[dict[str, Any]]):
             'echo "stamp $(cat',
             StringCommand(QuoteString(stamp_dir), f'"/$1{STARTED_SUFFIX}"', _separator=""),
             '2>/dev/null)";',
-            'echo "rollback $(cat',
-            StringCommand(QuoteString(stamp_dir), f'"/$1{ROLLED_BACK_SUFFIX}"', _separator=""),
-            '2>/dev/null)";',
             'if [ "$3" != - ]; then echo "env $(sha256sum "$3" 2>/dev/null | cut -c1-64)"; fi;',
             'if [ "$2" != - ]; then',
             'if curl -fsS -o /dev/null --max-time 3 "$2" 2>/dev/null;',
@@ -71,10 +73,10 @@ class ServiceStates(FactBase[dict[str, Any]]):
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"head": None, "units": {}}
+        return {"head": None, "rolled_back": None, "units": {}}
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        result: dict[str, Any] = {"head": None, "units": {}}
+        result: dict[str, Any] = {"head": None, "rolled_back": None, "units": {}}
         unit: dict[str, Any] = {}
         for line in output:
             key, _, rest = line.partition(" ")
@@ -92,9 +94,9 @@ class ServiceStates(FactBase[dict[str, Any]]):
                 unit["file_sha256"] = rest or None
             elif key == "rollback":
                 try:
-                    unit["rolled_back"] = json.loads(rest) if rest else None
+                    result["rolled_back"] = json.loads(rest) if rest else None
                 except json.JSONDecodeError:
-                    unit["rolled_back"] = None
+                    result["rolled_back"] = None
             elif key == "env":
                 unit["env_sha256"] = rest or None
             elif key == "health":

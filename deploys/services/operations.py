@@ -9,12 +9,12 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 
 from ..common.commands import chain
-from ..common.report import change_reason
+from ..common.report import change_reason, refuse
 from ..common.snapshot import FactRead, fact_read, operation
 from ..common.stamps import STATE_DIR
 from ..repo.commit import Commit, commit_of
 from .facts import ServiceStates, SystemUser
-from .release import release_script
+from .release import ReleaseUnit, release_script
 
 
 @dataclass(frozen=True)
@@ -76,57 +76,22 @@ def daemon_reload(states: dict[str, Any], units: dict[str, str], *, probe: Servi
     yield "systemctl daemon-reload"
 
 
-@operation(read=_probe_read)
-def service(
-    states: dict[str, Any],
-    unit: str,
-    *,
-    probe: ServiceProbe,
-    stamp: dict[str, str | None],
-    unit_file: str,
-    env_file: str,
-    health_url: str,
-    health_timeout: int,
-    repo_path: str,
-    ref: str,
-    commit: Commit = None,
-) -> Any:
-    """
-    Keep ``unit`` enabled and running the wanted release, and healthy.
+@dataclass(frozen=True)
+class ServiceRelease(ReleaseUnit):
+    """One service in a release: what the release script needs (:class:`ReleaseUnit`) and
+    the digests of the unit file and env file the deploy wants it started with
+    (``env_sha256`` None: the env file is kept on the server, its digest there is wanted)."""
 
-    The deploy records what a unit was last started with (``stamp``: digests of its unit
-    file and env file, and the commit) once it answered its health URL. The unit is
-    restarted when any of these differ — also when an earlier run changed a file and was
-    interrupted before the restart — and is never restarted otherwise. After a (re)start the
-    health URL must answer 200 within ``health_timeout`` seconds, else the run fails with the
-    unit's last journal lines — and the last good release (checkout, environment, unit and
-    env files) is put back and restarted, so a broken release never leaves the service down
-    (see ``deploys.services.release``).
+    unit_sha256: str = ""
+    env_sha256: str | None = None
 
-    + unit: unit name without ``.service``
-    + probe: what to read, for every service of the run (:class:`ServiceProbe`)
-    + stamp: ``{"unit": sha, "env": sha}`` of the wanted files; ``env`` None: the env file
-      is kept on the server and its current digest there is the wanted one
-    + unit_file/env_file: their paths; the stamp records the digests of the files as they
-      are when the unit starts healthy (computed on the target, never passed in argv)
-    + ref: the branch (or pinned commit) the checkout follows, for a rollback
-    + commit: the commit the run moves to when known (lets a dry run predict the restart)
 
-    **Example:**
-
-    .. code:: python
-
-        service(name="egograph-backend running", unit="egograph-backend",
-                stamp={"unit": "9f2c…", "env": "41d0…"},
-                unit_file="/etc/systemd/system/egograph-backend.service",
-                env_file="/opt/egograph/repo/egograph/backend/.env", health_url="http://127.0.0.1:8000/health",
-                health_timeout=60, repo_path="/opt/egograph/repo")
-    """
-    commit = commit_of(commit)
-    current = states["units"].get(unit, {})
-    head = states["head"]
-    started = current.get("stamp") or {}
-
+def _unit_decision(
+    current: dict[str, Any], head: str | None, commit: str | None, svc: ServiceRelease
+) -> tuple[list[StringCommand], list[str], bool]:
+    """For one unit: the commands that unmask and enable it, why it must be (re)started
+    (none: it runs the wanted release), and whether it is active."""
+    unit = svc.unit
     commands: list[StringCommand] = []
     file_state = current.get("UnitFileState") or ""
     if file_state.startswith("masked"):
@@ -141,45 +106,140 @@ def service(
         commands.append(
             StringCommand("systemctl", "enable", "--quiet", QuoteString(f"{unit}.service"))
         )
-
+    started = current.get("stamp") or {}
     active = current.get("ActiveState") == "active"
-    wanted = {"unit": stamp["unit"], "env": stamp["env"] or current.get("env_sha256")}
+    wanted = {"unit": svc.unit_sha256, "env": svc.env_sha256 or current.get("env_sha256")}
     reasons = [f"{key} file changed" for key in ("unit", "env") if started.get(key) != wanted[key]]
     if started.get("commit") != head or (commit and started.get("commit") != commit):
         reasons.append("code or dependencies changed")
-    rolled_back = current.get("rolled_back")
-    if rolled_back:
-        reasons.append(
-            f"release {str(rolled_back.get('failed_commit'))[:12]} was rolled back at "
-            f"{rolled_back.get('at')} after failing its health check"
-        )
     if not started:
         reasons = ["never started by the deploy"]
     if active and current.get("healthy") is False:
-        reasons.append(f"not answering {health_url}")
-    if active and not reasons:
+        reasons.append(f"not answering {svc.health_url}")
+    if not active:
+        reasons = ["not running"]
+    return commands, reasons, active
+
+
+@operation(read=_probe_read)
+def release(
+    states: dict[str, Any],
+    services: tuple[ServiceRelease, ...],
+    *,
+    probe: ServiceProbe,
+    health_timeout: int,
+    repo_path: str,
+    ref: str,
+    resync: str,
+    commit: Commit = None,
+) -> Any:
+    """
+    Keep every service enabled, running the wanted release, and healthy: a release is all
+    of its services or none.
+
+    The deploy records what a unit was last started with (its stamp: digests of its unit
+    file and env file, and the commit) once every unit of that release answered its health
+    URL. A unit is restarted when any of these differ — also when an earlier run changed a
+    file and was interrupted before the restart — and is never restarted otherwise. The
+    units that need it are (re)started in order, each watched until healthy (systemd too:
+    a process that exits fails it at once); when one fails, every unit of the release goes
+    back to the last good release (checkout, environment, unit and env files), a unit that
+    never had one is stopped and disabled, and the run fails with the journal lines (see
+    ``deploys.services.release``).
+
+    + services: every service of the run, in order (:class:`ServiceRelease`)
+    + probe: what to read, for every service of the run (:class:`ServiceProbe`)
+    + health_timeout: seconds a (re)started unit has to answer 200
+    + ref: the branch (or pinned commit) the checkout follows, for a rollback
+    + resync: the deploy's ``uv sync`` command, run after a rollback moved the checkout
+    + commit: the commit the run moves to when known (lets a dry run predict the restart)
+
+    **Example:**
+
+    .. code:: python
+
+        release(name="egograph-backend running", services=(ServiceRelease(
+                    unit="egograph-backend",
+                    unit_file="/etc/systemd/system/egograph-backend.service",
+                    env_file="/opt/egograph/repo/egograph/backend/.env",
+                    health_url="http://127.0.0.1:8000/health",
+                    unit_sha256="9f2c…", env_sha256="41d0…"),),
+                probe=probe, health_timeout=60, repo_path="/opt/egograph/repo", ref="main",
+                resync="env /root/.local/bin/uv sync --all-packages --locked --no-progress")
+    """
+    wanted_commit = commit_of(commit)
+    commands: list[StringCommand] = []
+    verbs: dict[str, str] = {}
+    for svc in services:
+        unit_commands, reasons, active = _unit_decision(
+            states["units"].get(svc.unit, {}), states["head"], wanted_commit, svc
+        )
+        commands += unit_commands
+        if reasons:
+            verbs[svc.unit] = "restart" if active else "start"
+            change_reason(f"{verbs[svc.unit]} {svc.unit}: {', '.join(reasons)}")
+    if not verbs:
         if commands:
             yield chain(commands)
         else:
-            host.noop(f"{unit} is running, current and healthy")
+            units = ", ".join(svc.unit for svc in services)
+            host.noop(f"{units}: running, current and healthy")
         return
-    verb = "restart" if active else "start"
-    change_reason(f"{verb} {unit}: {', '.join(reasons) if active else 'not running'}")
-
-    release = StringCommand(
-        release_script(
-            unit=unit,
-            verb=verb,
-            health_url=health_url,
-            health_timeout=health_timeout,
-            unit_file=unit_file,
-            env_file=env_file,
-            repo_path=repo_path,
-            ref=ref,
-            state_dir=STATE_DIR,
-        )
+    script = release_script(
+        units=list(services),
+        verbs=verbs,
+        health_timeout=health_timeout,
+        repo_path=repo_path,
+        ref=ref,
+        state_dir=STATE_DIR,
+        resync=resync,
     )
-    yield chain([*commands, release])
+    yield chain([*commands, StringCommand(script)])
+
+
+@operation(read=_probe_read)
+def release_guard(
+    states: dict[str, Any], *, probe: ServiceProbe, commit: Commit, retry: bool = False
+) -> Any:
+    """
+    Refuse to deploy a commit that was rolled back (the release marker names it), until a
+    new commit arrives or ``retry`` asks for it again: a broken release is not restarted,
+    with its outage, on every run. Nothing changes either way; the check runs before the
+    checkout moves.
+
+    + probe: what to read (the :class:`ServiceProbe` the release reads: no extra read)
+    + commit: the run's commit
+    + retry: deploy a rolled-back commit once more (``service_retry_rolled_back``)
+
+    **Example:**
+
+    .. code:: python
+
+        release_guard(name="main is not a rolled-back release", probe=probe,
+                      commit=commit)
+    """
+    marker = states.get("rolled_back") or {}
+    failed = marker.get("failed_commit")
+    # A marker whose commit is the restored one was a failed configuration change (unit or
+    # env file), not a bad commit: the commit itself stays deployable. The run's commit is
+    # looked up only when there is a marker to compare it with.
+    if not failed or failed == marker.get("restored_commit"):
+        host.noop("no release was rolled back")
+        return
+    want = commit_of(commit)
+    if want != failed:
+        host.noop(f"release {failed[:12]} was rolled back; {(want or 'unknown')[:12]} is new")
+        return
+    if retry:
+        host.log(f"release {failed} was rolled back at {marker.get('at')}: retrying it as asked")
+        host.noop(f"retrying release {failed[:12]} (service_retry_rolled_back)")
+        return
+    yield from refuse(
+        f"release {failed} was rolled back at {marker.get('at')}: not deploying it again "
+        f"({marker.get('failed_service')} failed; {str(marker.get('restored_commit'))[:12]} "
+        "runs). Push a fix, or set service_retry_rolled_back = True (e.g. --data "
+        "service_retry_rolled_back=True) to try it once more."
+    )
 
 
 def _user_read(

@@ -1,80 +1,170 @@
-"""The shell that (re)starts a unit and keeps the last good release if the new one fails.
+"""The shell that (re)starts a release's units and keeps the last good release if any fails.
 
 Pure string building (no pyinfra), so the script can be read and tested on its own. It runs
-on the target as one command:
+on the target as one command, for every service of the run at once, because a release is
+all of its services or none:
 
-1. ``systemctl restart`` (or start) the unit, then poll its health URL (bounded).
-2. Healthy: record the stamp (digests of the unit and env files as they are, the commit),
-   keep copies of those files as the *good* release, drop the environment snapshot the sync
-   left (``.venv.rollback``) and any rollback marker. Exit 0.
-3. Not healthy: print the unit's last journal lines, then — if an earlier release was healthy
-   — put back its checkout, environment, unit file and env file, restart, confirm it is
-   healthy, write a rollback marker (shown by later runs and the drift report) and exit 1
-   with the reason. The service is never left down when the previous release was healthy.
+1. ``systemctl restart`` (or start) each unit that needs it, in order, and wait until it
+   answers its health URL — watching systemd meanwhile, so a process that exits (a release
+   that crashes at import) ends the wait at once instead of after the timeout.
+2. All healthy: only then record each unit's stamp (digests of its unit and env files as
+   they are, the commit), keep copies of those files as the *good* release, and drop the
+   environment snapshot the sync left (``.venv.rollback``) and the rollback marker. A
+   unit that came up healthy therefore never discards what a later one needs to go back.
+3. One not healthy: print its last journal lines; stop and disable every unit of the
+   release that never had a healthy release (its unit and env file stay for inspection);
+   put every other unit this release touched back on the last good release — checkout,
+   environment, unit and env file — restart each, confirm every one healthy, write one
+   marker naming the failed commit and service (shown by later runs and the drift report,
+   which refuse that commit from then on) and exit 1 with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
 
-from ..common.shell import wait_healthy_function
-from ..common.stamps import VENV_SNAPSHOT, good_copies, rolled_back_marker, started_stamp
+from ..common.shell import wait_unit_ready_function
+from ..common.stamps import VENV_SNAPSHOT, good_copies, release_marker, started_stamp
 from ..repo.shell import checkout_command
+
+
+@dataclass(frozen=True)
+class ReleaseUnit:
+    """One service as the release script sees it: its unit, the files it starts with and
+    the URL that says it is healthy."""
+
+    unit: str
+    unit_file: str
+    env_file: str
+    health_url: str
 
 
 def release_script(
     *,
-    unit: str,
-    verb: str,
-    health_url: str,
+    units: list[ReleaseUnit],
+    verbs: dict[str, str],
     health_timeout: int,
-    unit_file: str,
-    env_file: str,
     repo_path: str,
     ref: str,
     state_dir: str,
+    resync: str,
 ) -> str:
+    """``verbs``: unit → ``restart`` or ``start``, for the units this release (re)starts;
+    ``units``: every service of the run, in order (the ones not (re)started are checked
+    healthy after a rollback); ``resync``: the deploy's ``uv sync``, run in the workspace
+    once the services are back on a checkout that moved back: the restored environment is
+    right, but uv judges workspace members by their files' times, which the checkout
+    renewed, and would otherwise call it outdated."""
     q = shlex.quote
-    stamp = started_stamp(unit, state_dir)
-    good = good_copies(unit, state_dir)
-    marker = rolled_back_marker(unit, state_dir)
     snapshot = f"{repo_path}/{VENV_SNAPSHOT}"
+    failed_venv = f"{repo_path}/.venv.failed"
     stamp_fmt = json.dumps({"unit": "%s", "env": "%s", "commit": "%s"})
-    marker_fmt = json.dumps({"failed_commit": "%s", "restored_commit": "%s", "at": "%s"})
+    marker_fmt = json.dumps(
+        {"failed_commit": "%s", "failed_service": "%s", "restored_commit": "%s", "at": "%s"}
+    )
+    tried = [u for u in units if u.unit in verbs]
+    start = "\n".join(
+        f'  tried="$tried {u.unit}"; why="systemctl {verbs[u.unit]} {u.unit} failed"\n'
+        f"  systemctl {verbs[u.unit]} {q(u.unit + '.service')} && "
+        f"wait_ready {q(u.unit + '.service')} {q(u.health_url)} || "
+        f"{{ failed={q(u.unit)}; return 1; }}"
+        for u in tried
+    )
+    promote = "\n".join(
+        f"  install -d -m 700 {q(good_copies(u.unit, state_dir))}\n"
+        f'  printf {q(stamp_fmt)} "$(digest {q(u.unit_file)})" "$(digest {q(u.env_file)})" '
+        f'"$head" > {q(started_stamp(u.unit, state_dir) + ".tmp")}\n'
+        f"  cp -p {q(u.unit_file)} {q(good_copies(u.unit, state_dir) + '/unit')} && "
+        f"cp -p {q(u.env_file)} {q(good_copies(u.unit, state_dir) + '/env')} && "
+        f"mv -f {q(started_stamp(u.unit, state_dir) + '.tmp')} "
+        f"{q(started_stamp(u.unit, state_dir))}"
+        for u in tried
+    )
+    # Markers of the earlier one-per-unit layout go too, so none outlives this release.
+    legacy = " ".join(q(f"{state_dir}/{u.unit}.rolled-back.json") for u in units)
+    judge = "\n".join(
+        f"judge {q(u.unit)} {q(started_stamp(u.unit, state_dir))} "
+        f"{q(good_copies(u.unit, state_dir))}"
+        for u in tried
+    )
+    restore = "\n".join(
+        f'case " $restore " in *" {u.unit} "*)\n'
+        f"  cp -p {q(good_copies(u.unit, state_dir) + '/unit')} {q(u.unit_file)} && "
+        f"cp -p {q(good_copies(u.unit, state_dir) + '/env')} {q(u.env_file)} ;;\nesac"
+        for u in tried
+    )
+    verify = "\n".join(
+        f'case " $restore " in *" {u.unit} "*) systemctl restart {q(u.unit + ".service")} ;; esac\n'
+        f'case " $stopped " in *" {u.unit} "*) ;; *)\n'
+        f"  wait_ready {q(u.unit + '.service')} {q(u.health_url)} || "
+        f'{{ ok=""; echo "$why" >&2; }} ;;\nesac'
+        for u in units
+    )
     return f"""\
-unit={q(unit + ".service")}
-{wait_healthy_function(health_url, health_timeout)}
+{wait_unit_ready_function(health_timeout)}
 digest() {{ sha256sum "$1" 2>/dev/null | cut -c1-64; }}
-systemctl {q(verb)} "$unit"
-if wait_healthy; then
-  install -d -m 700 {q(state_dir)} {q(good)}
-  printf {q(stamp_fmt)} "$(digest {q(unit_file)})" "$(digest {q(env_file)})" \\
-    "$(git -C {q(repo_path)} rev-parse HEAD 2>/dev/null)" > {q(stamp + ".tmp")}
-  cp -p {q(unit_file)} {q(good + "/unit")} && cp -p {q(env_file)} {q(good + "/env")}
-  mv -f {q(stamp + ".tmp")} {q(stamp)}
-  rm -rf {q(snapshot)} {q(marker)}
+head=$(git -C {q(repo_path)} rev-parse HEAD 2>/dev/null)
+tried=""
+failed=""
+release() {{
+{start}
+}}
+if release; then
+  install -d -m 700 {q(state_dir)}
+{promote}
+  rm -rf {q(snapshot)} {q(release_marker(state_dir))} {legacy}
   exit 0
 fi
-echo {q(f"{unit} did not answer 200 on {health_url} within {health_timeout}s; last journal lines:")} >&2
-journalctl -u "$unit" -n 40 --no-pager >&2
-good_commit=$(sed -n 's/.*"commit": "\\([0-9a-f]*\\)".*/\\1/p' {q(stamp)} 2>/dev/null)
-if [ -z "$good_commit" ] || [ ! -f {q(good + "/unit")} ]; then
-  echo "no earlier healthy release of {unit} to roll back to" >&2
+echo "RELEASE FAILED: $why; last journal lines of $failed:" >&2
+journalctl -u "$failed.service" -n 40 --no-pager >&2
+# Which units this release touched can go back to a healthy release, and which never had one.
+good_commit=""
+restore=""
+stopped=""
+judge() {{
+  c=$(sed -n 's/.*"commit": "\\([0-9a-f]*\\)".*/\\1/p' "$2" 2>/dev/null)
+  if [ -n "$c" ] && [ -f "$3/unit" ]; then
+    restore="$restore $1"; good_commit=${{good_commit:-$c}}
+  else
+    systemctl disable --quiet --now "$1.service"
+    stopped="$stopped $1"
+    echo "$1 never became healthy: stopped and disabled; its unit and env file are kept" \\
+      "for inspection" >&2
+  fi
+}}
+{judge}
+if [ -z "$restore" ]; then
+  echo "no earlier healthy release of$tried to roll back to" >&2
   exit 1
 fi
-failed_commit=$(git -C {q(repo_path)} rev-parse HEAD)
-{checkout_command(repo_path, ref, "good_commit")}
-if [ -d {q(snapshot)} ]; then rm -rf {q(repo_path + "/.venv")} && mv {q(snapshot)} {q(repo_path + "/.venv")}; fi
-cp -p {q(good + "/unit")} {q(unit_file)} && cp -p {q(good + "/env")} {q(env_file)}
+if [ "$head" != "$good_commit" ]; then
+  {checkout_command(repo_path, ref, "good_commit")}
+fi
+# Renamed, not deleted, before the restarts: deleting a whole environment takes a while,
+# and the services are down meanwhile. It goes once they are back.
+if [ -d {q(snapshot)} ]; then
+  rm -rf {q(failed_venv)}
+  mv {q(repo_path + "/.venv")} {q(failed_venv)} && mv {q(snapshot)} {q(repo_path + "/.venv")}
+fi
+{restore}
 systemctl daemon-reload
-systemctl restart "$unit"
-if wait_healthy; then
-  printf {q(marker_fmt)} "$failed_commit" "$good_commit" "$(date -u +%FT%TZ)" > {q(marker)}
-  echo "ROLLED BACK: the new release ($failed_commit) of {unit} failed its health check;" \\
-    "the last good release ($good_commit) is running again and healthy" >&2
+ok=1
+{verify}
+rm -rf {q(failed_venv)}
+if [ "$head" != "$good_commit" ]; then
+  (cd {q(repo_path)} && {resync} --quiet) || \
+    echo "the restored environment could not be synced again (uv sync)" >&2
+fi
+if [ -n "$ok" ]; then
+  install -d -m 700 {q(state_dir)}
+  printf {q(marker_fmt)} "$head" "$failed" "$good_commit" "$(date -u +%FT%TZ)" \\
+    > {q(release_marker(state_dir))}
+  echo "ROLLED BACK: release $head failed ($failed);" \\
+    "every service is back on the last good release ($good_commit) and healthy" >&2
 else
-  echo "ROLLBACK FAILED: the last good release ($good_commit) of {unit} is not healthy either" >&2
+  echo "ROLLBACK FAILED: the last good release ($good_commit) is not healthy either" >&2
 fi
 exit 1
 """

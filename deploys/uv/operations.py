@@ -191,27 +191,40 @@ def uv_sync(
     yield StringCommand(sync_script(repo_path, uv, environment, env_digest, ref))
 
 
+def sync_command(uv: str, environment: dict[str, str]) -> str:
+    """The shell of the deploy's ``uv sync`` (run in the workspace root)."""
+    env = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(environment.items()))
+    return f"env {env} {shlex.quote(uv)} sync --all-packages --locked --no-progress"
+
+
 def sync_script(
     repo_path: str, uv: str, environment: dict[str, str], env_digest: str, ref: str
 ) -> str:
     """``uv sync`` that leaves the last good environment in place when it fails.
 
     Before syncing, the current ``.venv`` is copied to ``.venv.rollback`` (the services'
-    release step drops it once the new release is healthy, or puts it back when it is not).
+    release step drops it once every service of the new release is healthy, or puts it back
+    when one is not). A snapshot already there is kept: it is the environment of the last
+    good release, which a release synced but never made healthy (a run cut off, say) has not
+    replaced. It is copied under another name and renamed, so a cut copy is never kept.
     If the sync fails — a stale lock with ``--locked``, a build error — the environment and
     the checkout are returned to what was last synced, so the running service is never
-    restarted onto a half-made environment, and the run fails with uv's message.
+    restarted onto a half-made environment, and the run fails with uv's message. The
+    restored environment is synced once more: the checkout's files are new to uv, which
+    judges its workspace members by their files' times and would call it outdated.
     """
     q = shlex.quote
     stamp = sync_stamp_path(repo_path)
     snapshot = f"{repo_path}/{VENV_SNAPSHOT}"
     fmt = json.dumps({"commit": "%s", "lock": "%s", "env": env_digest})
-    env = " ".join(q(f"{k}={v}") for k, v in sorted(environment.items()))
+    sync = sync_command(uv, environment)
     return f"""\
 cd {q(repo_path)} || exit 1
-rm -rf {q(snapshot)}
-if [ -d .venv ]; then cp -a .venv {q(snapshot)} || exit 1; fi
-env {env} {q(uv)} sync --all-packages --locked --no-progress
+rm -rf {q(snapshot + ".tmp")}
+if [ -d .venv ] && [ ! -d {q(snapshot)} ]; then
+  cp -a .venv {q(snapshot + ".tmp")} && mv {q(snapshot + ".tmp")} {q(snapshot)} || exit 1
+fi
+{sync}
 rc=$?
 if [ "$rc" -eq 0 ]; then
   printf {q(fmt)} "$(git rev-parse HEAD)" "$(sha256sum uv.lock | cut -c1-64)" > {q(stamp + ".tmp")}
@@ -223,6 +236,7 @@ if [ -n "$synced" ]; then
   failed=$(git rev-parse HEAD)
   {checkout_command(repo_path, ref, "synced")}
   rm -rf .venv && mv {q(snapshot)} .venv
+  {sync} --quiet || echo "the restored environment could not be synced again" >&2
   echo "uv sync failed for $failed; checkout and environment are back at $synced;" >&2
   echo "the services were not restarted" >&2
 fi

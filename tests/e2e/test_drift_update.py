@@ -164,6 +164,25 @@ def test_update_moves_to_a_new_commit_restarting_once_and_refuses_local_edits(
     assert json.loads(c.ssh("curl -fsS http://127.0.0.1:8000/health").stdout)["release"] == "3"
 
 
+def test_update_deploys_the_commit_it_is_given_as_the_reusable_workflow_does(
+    deployed: tuple[Container, Path],
+) -> None:
+    """``deploy-release.yml`` runs the update flow with ``--data repo_branch=<commit>``: that
+    commit is deployed even when the branch has moved on, and a second run changes nothing."""
+    c, hosts = deployed
+    given = app_site.publish_app("release 2", {"egograph/backend/__init__.py": 'RELEASE = "2"\n'})
+    app_site.publish_app("release 3", {"egograph/backend/__init__.py": 'RELEASE = "3"\n'})
+    pin = ("-y", "--json", "--data", f"repo_branch={given}")
+
+    run = pyinfra(hosts, *pin, deploy="deploys/update.py")
+    assert run.returncode == 0, run.output[-3000:]
+    assert c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip() == given
+    assert json.loads(c.ssh("curl -fsS http://127.0.0.1:8000/health").stdout)["release"] == "2"
+    again = pyinfra(hosts, *pin, deploy="deploys/update.py")
+    assert again.returncode == 0, again.output[-3000:]
+    assert again.changed_ops() == [], again.output[-3000:]
+
+
 def readme_fact_commands() -> list[list[str]]:
     """Every ``pyinfra inventory.py fact ...`` command the README shows."""
     commands = []

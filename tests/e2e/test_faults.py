@@ -14,7 +14,7 @@ import pytest
 from tests.sandbox import site
 from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
-from tests.sandbox.runner import PyinfraRun, pyinfra
+from tests.sandbox.runner import PyinfraRun, drift, pyinfra
 
 pytestmark = pytest.mark.e2e
 
@@ -85,28 +85,44 @@ def test_a_stale_lock_fails_loudly_and_keeps_the_running_release(
     assert_idempotent(hosts)
 
 
-def test_a_release_that_fails_its_health_check_is_rolled_back(
-    deployed: tuple[Container, Path], tmp_path: Path
+def test_a_release_that_crashes_at_import_is_rolled_back_at_once_and_not_redeployed(
+    new_container: Any, secret_env: Path, tmp_path: Path
 ) -> None:
-    c, hosts = deployed
+    c = new_container()
+    # A long health timeout: the crash, not the deadline, must end the wait.
+    hosts = hosts_for(tmp_path, c, secret_env, service_health_timeout=300)
+    converged(hosts)
     good_head = c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip()
-    bad = app_site.publish_app(
-        "broken",
-        {
-            "egograph/backend/__init__.py": 'raise RuntimeError("this release cannot start")\n',
-        },
-    )
+    bad = app_site.publish_app("broken", app_site.crash_at_import("backend"))
 
+    started = time.monotonic()
     failed = pyinfra(hosts, "-y", deploy="deploys/update.py")
+    took = time.monotonic() - started
 
     assert failed.returncode != 0
-    assert "did not answer 200" in failed.output
+    assert "egograph-backend.service is crash-looping: it exited (status 1" in failed.output
     assert "this release cannot start" in failed.output  # the journal lines
-    assert f"ROLLED BACK: the new release ({bad})" in failed.output
+    assert f"ROLLED BACK: release {bad} failed (egograph-backend)" in failed.output
+    assert took < 120, f"the failed update took {took:.0f}s: it waited for the timeout"
     assert c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip() == good_head
     assert release(c) == "1"
-    dry = pyinfra(hosts, "--dry", "-v")
-    assert f"release {bad[:12]} was rolled back" in dry.output
+    marker = json.loads(c.ssh("cat /var/lib/egograph-deploy/release.rolled-back.json").stdout)
+    refusal = f"release {bad} was rolled back at {marker['at']}: not deploying it again"
+
+    # Neither the next run nor the drift check deploys it again, or calls it in sync.
+    again = pyinfra(hosts, "-y", deploy="deploys/update.py")
+    assert again.returncode != 0 and refusal in again.output, again.output[-3000:]
+    code, report, out = drift(hosts)
+    assert (code, report["status"]) == (2, "rolled_back"), out[-3000:]
+    assert refusal in report["rolled_back"][c.name]
+    assert release(c) == "1"
+
+    # Asked explicitly, it is tried once more (and rolled back once more).
+    retried = pyinfra(
+        hosts, "-y", "--data", "service_retry_rolled_back=True", deploy="deploys/update.py"
+    )
+    assert f"ROLLED BACK: release {bad} failed (egograph-backend)" in retried.output
+    assert release(c) == "1"
 
     app_site.publish_app("fixed", {"egograph/backend/__init__.py": 'RELEASE = "fixed"\n'})
     converged(hosts)

@@ -22,7 +22,7 @@ from tests.sandbox import site
 from tests.sandbox.app import site as app_site
 from tests.sandbox.pve import site as pve_site
 from tests.sandbox.pve.sandbox_backend import SandboxBackend
-from tests.sandbox.runner import PyinfraRun, pyinfra
+from tests.sandbox.runner import PyinfraRun, egodeploy, pyinfra
 from tests.sandbox.runner import drift as run_drift
 
 pytestmark = pytest.mark.e2e
@@ -140,6 +140,13 @@ def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
     ok(pyinfra(hosts, "-y", "--json"))
     assert drift(hosts)[0] == 0
     assert s.backend.tun_present(100) and health(s)["status"] == "ok"
+
+    # egodeploy logs reaches the container the way the deploy does (@pvelxc: found through
+    # the API, then SSH with the host's trust); the node runs no service and is skipped
+    logs = egodeploy(hosts, "logs", "-n", "3")
+    assert logs.returncode == 0, logs.stderr
+    lines = logs.stdout.splitlines()
+    assert len(lines) == 3 and all(ln.startswith("[@pvelxc/egograph-prod] ") for ln in lines), lines
 
 
 def drift(hosts: Path) -> tuple[int, dict[str, Any]]:

@@ -6,7 +6,8 @@
 - containers: :func:`container` (made when new, not started), :func:`all_containers`,
   :class:`Container` (``start``, ``destroy``, ``ssh``, ``pyinfra_data``)
 - the app: :func:`publish_app` (the fixture app into this session's repository
-  :data:`APP_REPO`), :func:`work_tree`, :data:`FIXTURE_APP`, :func:`write_secret_env`
+  :data:`APP_REPO`), :func:`work_tree`, :data:`FIXTURE_APP`, :func:`write_secret_env`,
+  :func:`crash_at_import` (a release that exits at import)
 - a whole deploy: :func:`settings` (the sandbox's outside world) and
   :func:`write_hosts_file`
 - the emulated Proxmox node: :func:`start_pve_node`, :class:`PveNode`, :func:`pve_settings`
@@ -18,7 +19,14 @@ imports only this module.
 from __future__ import annotations
 
 from . import host
-from .app.site import APP_REPO, FIXTURE_APP, publish_app, work_tree, write_secret_env
+from .app.site import (
+    APP_REPO,
+    FIXTURE_APP,
+    crash_at_import,
+    publish_app,
+    work_tree,
+    write_secret_env,
+)
 from .container import Container, all_containers
 from .container import get as container
 from .host import require_root_linux
@@ -45,6 +53,7 @@ __all__ = [
     "PveNode",
     "all_containers",
     "container",
+    "crash_at_import",
     "prepare_host",
     "publish_app",
     "pve_settings",

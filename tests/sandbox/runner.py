@@ -63,8 +63,16 @@ def drift(
     hosts_file: Path, timeout: float = 300, deploy: str = "deploys/prod.py"
 ) -> tuple[int, dict[str, Any], str]:
     """``egodeploy drift --json --deploy <deploy>``: (exit code, report, all output)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "deploys.cli", "drift", "--json", "--deploy", deploy],
+    proc = egodeploy(hosts_file, "drift", "--json", "--deploy", deploy, timeout=timeout)
+    return proc.returncode, json.loads(proc.stdout), proc.stdout + proc.stderr
+
+
+def egodeploy(
+    hosts_file: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``egodeploy <args>`` from the project root against ``hosts_file``."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploys.cli", *args],
         cwd=PROJECT,
         capture_output=True,
         text=True,
@@ -72,4 +80,3 @@ def drift(
         stdin=subprocess.DEVNULL,
         env={**os.environ, "EGOGRAPH_HOSTS_FILE": str(hosts_file)},
     )
-    return proc.returncode, json.loads(proc.stdout), proc.stdout + proc.stderr

@@ -56,3 +56,19 @@ def test_the_readme_section_is_replaced_up_to_the_next_heading(tmp_path: Path) -
     readme.write_text("## Performance\nold, last section\n")
     assert report.replace_section(readme, "## Performance\nnew\n")
     assert readme.read_text() == "## Performance\nnew\n"
+
+
+def test_fail_fast_figures_come_from_the_probe_log_and_the_restart() -> None:
+    from bench.failfast import figures
+
+    # Restart at t=100.0; the probe (10 Hz) fails from 100.05 to 103.45, release 1 at 103.55.
+    probes = [{"t": 99.95, "status": 200, "release": "1"}]
+    probes += [{"t": 100.05 + i / 10, "status": 0, "release": None} for i in range(35)]
+    probes += [{"t": 103.55, "status": 200, "release": "1"}]
+    got = figures(probes, restart=100.0)
+    assert got == {"failed_probes": 35, "failing_s": 3.5, "restore_s": 3.55}
+    result = report.build(META, [run("pyinfra", "failfast-restore", 3.55),
+                                 run("probe", "failfast-failing", 3.5)])  # fmt: skip
+    status = {t["target"]: t["status"] for t in result["targets"]}
+    assert status["crash at import: restart → previous release healthy ≤ 10 s"] == "pass"
+    assert status["crash at import: requests failing (10 Hz probe) ≤ 5 s"] == "pass"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from deploys.cli import DRIFT, IN_SYNC, _ready_hosts, drift_report, main, render_text
+from deploys.cli import DRIFT, IN_SYNC, _ready_hosts, _rolled_back, drift_report, main, render_text
 
 
 def test_ready_hosts_are_read_from_pyinfra_output() -> None:
@@ -89,3 +89,19 @@ def test_install_timer_writes_a_service_and_timer_idempotently(tmp_path: Path) -
     assert "OnUnitActiveSec=10min" in timer and "WantedBy=timers.target" in timer
     second = runner.invoke(main, args)
     assert second.exit_code == 0 and second.output == ""
+
+
+def test_a_refused_rolled_back_release_is_reported_per_host_as_drift() -> None:
+    commit = "b" * 40
+    refusal = f"release {commit} was rolled back at 2026-12-01T10:00:00Z: not deploying it again"
+    stderr = (
+        "--> Loading config...\n"
+        "[egograph-prod] Connected\n"
+        f"--> \x1b[31mOperation error in deploys/services/operations.py line 9\x1b[0m: {refusal} "
+        "(egograph-backend failed; 5d1c00000000 runs).\n"
+    )
+    found = _rolled_back(stderr)
+    assert list(found) == ["egograph-prod"]
+    assert found["egograph-prod"].startswith(refusal)
+    text = render_text({"status": "rolled_back", "rolled_back": found})
+    assert text.startswith(f"egograph-prod: {refusal}")

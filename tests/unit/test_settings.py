@@ -220,6 +220,11 @@ BAD: list[tuple[str, Any, str]] = [
     ("docker_container_port", 65536, "docker_container_port: got 65536; expected an integer"),
     ("docker_env_file", "backend.env", "docker_env_file: got 'backend.env'; expected an absolute"),
     ("docker_restart_policy", "never", "docker_restart_policy: got 'never'; expected 'no',"),
+    (
+        "service_retry_rolled_back",
+        "yes",
+        "service_retry_rolled_back: got 'yes'; expected True or False",
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ import gzip
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,6 +75,33 @@ def publish_app(message: str = "fixture app", changes: dict[str, str] | None = N
         _git("commit", "--quiet", "-m", message, cwd=tree)
     _git("push", "--quiet", "origin", "main", cwd=tree)
     return _git("rev-parse", "HEAD", cwd=tree)
+
+
+def crash_at_import(app: str = "backend") -> dict[str, str]:
+    """A release of ``app`` (backend or pipelines) that exits 1 as soon as uvicorn imports
+    it, as a release with a broken import does: for ``publish_app``."""
+    return {f"egograph/{app}/__init__.py": 'raise RuntimeError("this release cannot start")\n'}
+
+
+def with_dependency(app: str, requirement: str) -> dict[str, str]:
+    """``app``'s pyproject with one more dependency and the workspace's ``uv.lock`` made
+    anew for it (by the controller's uv, from the package index): a consistent release
+    whose environment differs from the fixture's, for ``publish_app``."""
+    rel = f"egograph/{app}/pyproject.toml"
+    pyproject = (FIXTURE_APP / rel).read_text()
+    pin = '"duckdb==1.4.3",'
+    assert pin in pyproject, rel
+    pyproject = pyproject.replace(pin, f'{pin}\n    "{requirement}",')
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "app"
+        shutil.copytree(FIXTURE_APP, tree, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
+        (tree / rel).write_text(pyproject)
+        uv = Path(sys.executable).with_name("uv")
+        subprocess.run(
+            [str(uv), "lock", "--quiet"], cwd=tree, check=True, capture_output=True, text=True
+        )
+        lock = (tree / "uv.lock").read_text()
+    return {rel: pyproject, "uv.lock": lock}
 
 
 def app_head() -> str:

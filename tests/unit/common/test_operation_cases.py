@@ -39,13 +39,16 @@ def _operation(folder: str) -> Any:
 
 
 def _arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Arguments YAML cannot spell: a ``probe`` mapping is a ``ServiceProbe``."""
-    from deploys.services.operations import ServiceProbe
+    """Arguments YAML cannot spell: a ``probe`` mapping is a ``ServiceProbe``, a
+    ``services`` list holds ``ServiceRelease`` mappings."""
+    from deploys.services.operations import ServiceProbe, ServiceRelease
 
     out = dict(kwargs)
     if isinstance(out.get("probe"), dict):
         out["probe"] = ServiceProbe(**{k: tuple(v) if isinstance(v, list) else v
                                         for k, v in out["probe"].items()})  # fmt: skip
+    if isinstance(out.get("services"), list):
+        out["services"] = tuple(ServiceRelease(**svc) for svc in out["services"])
     return out
 
 
@@ -91,7 +94,8 @@ def test_operation_case(path: Path) -> None:
 def test_every_named_operation_has_its_cases() -> None:
     folders = {p.parent.name for p in FILES}
     for op in (
-        "deploys.services.operations.service",
+        "deploys.services.operations.release",
+        "deploys.services.operations.release_guard",
         "deploys.services.operations.daemon_reload",
         "deploys.services.operations.system_user",
         "deploys.common.operations.managed_file",

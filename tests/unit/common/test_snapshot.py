@@ -179,7 +179,14 @@ DECLARED = sorted(
 
 def test_the_operations_are_found() -> None:
     names = {name for (_, name), _ in DECLARED}
-    assert {"apt_packages", "service", "daemon_reload", "tailscale_serve", "uv_sync"} <= names
+    assert {
+        "apt_packages",
+        "release",
+        "release_guard",
+        "daemon_reload",
+        "tailscale_serve",
+        "uv_sync",
+    } <= names
     assert len(DECLARED) >= 15
 
 

@@ -6,6 +6,7 @@ connection (the e2e tests run it under the real sshd of a sandbox container)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -14,13 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from deploys.runlock import tag_commands
 from deploys.runlock.facts import POLL, RunLock, look_script, take_script
 from deploys.runlock.holder import (
+    RUN_ENV,
     Holder,
     controller_record,
     held_message,
+    leftover_message,
     parse_answer,
     parse_holder,
+    run_tag,
 )
 
 RECORD = (
@@ -281,3 +286,48 @@ def test_a_run_kept_out_by_dry_runs_reading_says_so_not_the_last_holder(
     finally:
         reading.wait()
     assert answer == {"state": "reading"}
+
+
+def _tagged(tag: str, script: str) -> str:
+    """``script`` as pyinfra sends it with the run's tag in ``config.ENV``."""
+    return f"export '{RUN_ENV}={tag}' && {script}"
+
+
+def test_a_run_waits_for_the_commands_a_killed_run_left_running(
+    tmp_path: Path, sshd: Path, connections: list[Connection]
+) -> None:
+    # what a killed run leaves behind: its command goes on, its connection (and lock) gone
+    left = subprocess.Popen(["sh", "-c", _tagged("old-1", "sleep 1.5")])
+    lock = tmp_path / "run.lock"
+    start = time.monotonic()
+    answer = _open(sshd, connections).run(_tagged("new-2", _take(lock, 30)))
+    waited = time.monotonic() - start
+    assert answer.startswith("taken "), answer
+    assert left.poll() is not None and waited >= 1.0, waited
+
+    # the run's own commands do not count; a leftover that outlives the wait is named
+    left = subprocess.Popen(["sh", "-c", _tagged("old-3", "sleep 30")])
+    try:
+        time.sleep(0.2)
+        mine = subprocess.Popen(["sh", "-c", _tagged("new-4", "sleep 30")])
+        try:
+            other = _open(sshd, connections).run(_tagged("new-4", _take(tmp_path / "b", 0)))
+        finally:
+            mine.kill()
+        word, *pids = other.split()
+        assert word == "leftover" and str(left.pid) in pids and str(mine.pid) not in pids
+        state = parse_answer([other])
+        assert state == {"state": "leftover", "pids": pids}
+        assert leftover_message(pids, wait=0).startswith(
+            "commands of an earlier run that was cut off (killed, or its connection lost) "
+            f"are still running on this host (pids {' '.join(pids)}); this run waited 0 s"
+        )
+    finally:
+        left.kill()
+
+
+def test_the_tag_is_exported_before_every_command_only_under_pyinfras_cli() -> None:
+    tag = run_tag()
+    assert re.fullmatch(r"[A-Za-z0-9.-]+-\d+-\d+", tag), tag
+    assert run_tag() != tag
+    tag_commands()  # no pyinfra config outside its CLI: nothing to do, nothing raised

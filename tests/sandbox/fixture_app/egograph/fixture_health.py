@@ -56,6 +56,8 @@ def report(release: str, db_file: Path) -> dict[str, object]:
     return {
         "status": "ok",
         "release": release,
+        # Which process answers: the tests match it with the unit's MainPID.
+        "pid": os.getpid(),
         "httpfs": loaded,
         "httpfs_error": error,
         "user": pwd.getpwuid(os.getuid()).pw_name,

@@ -1,0 +1,120 @@
+"""``egodeploy logs``: a service's journal, over the deploy's own connection and trust.
+
+The hosts come from the deploy's inventory (``inventory.py``: the hosts file, its settings
+checked as for a deploy), and each host is reached by its own pyinfra connector: plain SSH
+with the host's ``ssh_*`` data (known_hosts included), or ``@pvelxc``, which finds the
+container through the Proxmox API. So the logs are read over exactly the path and host key
+a deploy uses, never over a second, looser one. The node of a Proxmox inventory runs no
+service and is skipped.
+
+``-f`` follows until interrupted. It runs under a pseudo-terminal, so when the connection
+closes (Ctrl-C here, a dropped network) sshd hangs up on ``journalctl`` and nothing is left
+running on the target.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from contextlib import chdir
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .common.roles import NODE_ROLE, ROLE
+
+if TYPE_CHECKING:
+    from .services.settings import Service
+
+
+class LogsError(Exception):
+    """Bad arguments or an unreachable host: said in one line, before any output."""
+
+
+def journal_command(unit: str, lines: int, follow: bool) -> str:
+    """The command that shows ``unit``'s last ``lines`` journal lines (then follows)."""
+    argv = ["journalctl", "--unit", f"{unit}.service", "--lines", str(lines), "--no-pager"]
+    argv += ["--output", "short-iso"]
+    if follow:
+        argv.append("--follow")
+    return shlex.join(argv)
+
+
+def unit_of(services: Sequence[Service], name: str | None) -> str:
+    """The unit of the service called ``name`` (its ``name`` or its ``unit``); the first
+    service's without one."""
+    if name is None:
+        return services[0].unit
+    for svc in services:
+        if name in (svc.name, svc.unit, f"{svc.unit}.service"):
+            return svc.unit
+    known = ", ".join(f"{s.name} ({s.unit})" for s in services)
+    raise LogsError(f"SERVICE {name!r}: no such service; expected one of {known}")
+
+
+def show_logs(
+    project_dir: Path, inventory: str, service: str | None, lines: int, follow: bool
+) -> int:
+    """Print each host's journal lines (pyinfra's ``[host]`` prefix on each), all hosts at
+    once (``-f`` follows every one); the exit code."""
+    # pyinfra is gevent-based; as its own CLI does, patch before it (and paramiko) load. The
+    # deploy's modules and pyinfra load only here: the other commands start without them.
+    from gevent import joinall, monkey, spawn
+
+    monkey.patch_all()
+    from pyinfra.api import Config, State, StringCommand
+    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.output import set_echo
+    from pyinfra.api.state import StateStage
+    from pyinfra.context import ctx_inventory, ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    from .hostsettings import settings_of
+
+    # pyinfra prints a command's lines, as they come, through its pluggable echo (a no-op
+    # outside its CLI, and stderr in it): here they are the output, so stdout, flushed.
+    set_echo(_to_stdout)
+    with chdir(project_dir):
+        cwd = os.getcwd()
+        if cwd not in sys.path:
+            sys.path.append(cwd)  # as pyinfra's CLI does, for inventory.py's imports
+        state = State(check_for_changes=False)
+        state.cwd = cwd
+        ctx_state.set(state)
+        hosts = make_inventory(inventory, cwd=cwd)
+        ctx_inventory.set(hosts)
+        state.init(hosts, Config())
+        targets = [h for h in hosts if h.data.get(ROLE) != NODE_ROLE]
+        commands = {
+            h: journal_command(unit_of(settings_of(h.data).services, service), lines, follow)
+            for h in targets
+        }
+        state.set_stage(StateStage.Connect)
+        connect_all(state)
+        # Commands now run for real: a lazy connector (@pvelxc) connects to the container
+        # itself instead of reading it as not there yet.
+        state.is_executing = True
+        state.set_stage(StateStage.Execute)
+
+        def journal(host: Any, command: str) -> bool:
+            try:
+                ok, _ = host.run_shell_command(
+                    StringCommand(command), print_output=True, _get_pty=follow
+                )
+            except (PyinfraError, ConnectionError, OSError) as exc:
+                raise LogsError(f"{host.name}: {exc}") from None
+            return bool(ok)
+
+        try:
+            runs = [spawn(journal, h, c) for h, c in commands.items()]
+            joinall(runs, raise_error=True)
+            return 0 if all(r.value for r in runs) else 1
+        finally:
+            disconnect_all(state)
+
+
+def _to_stdout(message: Any = None, **_: Any) -> None:
+    # A pseudo-terminal (``-f``) ends lines with CR LF; the line is printed without the CR.
+    print(str(message).rstrip("\r"), flush=True)
