@@ -48,7 +48,7 @@ demo: deps
 	@$(UV) run --no-sync python -m tests.sandbox demo-check
 	@echo "Again, showing zero changes:  EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/prod.py"
 	@echo "Destroy the container:        EGOGRAPH_HOSTS_FILE=$(HOSTS_FILE) $(UV) run pyinfra -y inventory.py deploys/destroy.py"
-	@echo "A shell in it:                ssh -F /var/lib/egograph-sandbox/ssh/config demo-ct100"
+	@echo "A shell in it (the host key the deploy pinned): ssh -i /var/lib/egograph-sandbox/ssh/id_ed25519 -o UserKnownHostsFile=/var/lib/egograph-sandbox/pve/containers.known_hosts root@$$(awk '{print $$1; exit}' /var/lib/egograph-sandbox/pve/containers.known_hosts)"
 	@echo "Tear down:                    make demo-down"
 
 demo-down: deps

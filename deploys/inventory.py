@@ -116,6 +116,10 @@ def load_hosts(inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
         except SettingsError as exc:
             problems += [f"  {name}: {e}" for e in exc.errors]
             continue
+        if settings.pve_host:
+            problems += [
+                f"  {name}: {e}" for e in pinned_host_key_conflicts({**group, **data, **overrides})
+            ]
         for host_name, host_data in with_proxmox(name, data, settings):
             if host_name not in {h[0] for h in expanded}:
                 expanded.append((host_name, {**host_data, SETTINGS_KEY: settings}))
@@ -124,6 +128,22 @@ def load_hosts(inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
         print("\n".join(problems), file=sys.stderr)
         raise SystemExit(2)
     return expanded
+
+
+CONTAINER_TRUST_KEYS = ("ssh_known_hosts_file", "ssh_strict_host_key_checking")
+
+
+def pinned_host_key_conflicts(data: dict[str, Any]) -> list[str]:
+    """With Proxmox, the container's host key is checked strictly against the file the
+    deploy manages (``ct_ssh_known_hosts``, :mod:`deploys.proxmox.hostkey`): host data
+    that names another file or policy would be ignored, so it is refused instead."""
+    return [
+        f"{key}: with pve_host set, the container's host key is read through the node and "
+        "checked strictly against ct_ssh_known_hosts; expected no "
+        f"{key} in the host's data (set ct_ssh_known_hosts to choose the file)"
+        for key in CONTAINER_TRUST_KEYS
+        if key in data
+    ]
 
 
 def with_proxmox(

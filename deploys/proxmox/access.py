@@ -58,6 +58,8 @@ class Pve:
     vmid: int
     hostname: str
     static_ip: str
+    known_hosts: str
+    """The known_hosts file the deploy pins the container's host key in (expanded)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pve:
@@ -78,7 +80,15 @@ class Pve:
             vmid=settings.ct_vmid,
             hostname=settings.ct_hostname,
             static_ip="" if settings.ct_ip == "dhcp" else settings.ct_ip.split("/", 1)[0],
+            known_hosts=os.path.expanduser(settings.ct_ssh_known_hosts),
         )
+
+    @property
+    def host_key_tag(self) -> str:
+        """The comment marking this container's lines in ``known_hosts``."""
+        from .hostkey import container_tag
+
+        return container_tag(self.host, self.hostname)
 
     def secret(self) -> HiddenValue:
         if self.secret_environ:

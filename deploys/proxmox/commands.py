@@ -13,6 +13,7 @@ from pyinfra.api import FunctionCommand
 
 from .access import ProxmoxError, wait_reachable
 from .errors import PveError, PvePermissionError, PveTaskError
+from .hostkey import HostKeyError, forget_container
 from .spec import create_params
 from .tasks import wait_task
 
@@ -43,7 +44,7 @@ def api_step(what: str, func: Callable[[], None]) -> FunctionCommand:
                 hint = " (PVE allows this only to a root@pam password login, never to a token)"
             host.log_styled(f"{what}: {exc}{hint}", fg="red", log_func=logger.error)
             return False
-        except (PveError, PveTaskError, ProxmoxError, OSError) as exc:
+        except (PveError, PveTaskError, ProxmoxError, HostKeyError, OSError) as exc:
             host.log_styled(f"{what}: {exc}", fg="red", log_func=logger.error)
             return False
         return True
@@ -111,6 +112,7 @@ def create(ct: ContainerView, spec: ContainerSpec) -> FunctionCommand:
                     f"CT {vmid} was created, but the API does not list it to {api.auth_id}: "
                     f"the token lacks VM.Audit on /vms/{vmid} (add it to the token's role)"
                 )
+            _forget_host_key(ct, f"CT {vmid} was created")
             return
 
     return api_step(f"create CT {pve.hostname}", run)
@@ -157,5 +159,14 @@ def destroy(ct: ContainerView, ref: ContainerRef, running: bool) -> FunctionComm
         if running:
             wait(ct, ct.api.stop(ref.node, ref.vmid), f"CT {ref.vmid} stop")
         wait(ct, ct.api.destroy(ref.node, ref.vmid, purge=True), f"CT {ref.vmid} destroy")
+        _forget_host_key(ct, f"CT {ref.vmid} was destroyed")
 
     return api_step(f"destroy CT {ref.vmid}", run)
+
+
+def _forget_host_key(ct: ContainerView, why: str) -> None:
+    """The container this deploy (re-)created or destroyed has a new host key or none: its
+    pinned lines go (the next contact pins the new key, read through the node). A key that
+    changes for a container the deploy did not re-create is never dropped here."""
+    if forget_container(ct.pve.known_hosts, ct.pve.host_key_tag):
+        logger.info(f"{why}: its host key lines removed from {ct.pve.known_hosts}")

@@ -130,6 +130,14 @@ class ContainerSettings:
         "reaches the container over SSH with them)",
         check=list_of(lambda v: isinstance(v, str) and bool(v) and "\n" not in v),
     )
+    ct_ssh_known_hosts: str = setting(
+        "~/.config/egograph-deploy/known_hosts",
+        form="a file path on the controller (made, 0600, when missing)",
+        doc="known_hosts the deploy manages for the containers it reaches: a container's "
+        "ed25519 host key is read through the node (pct exec over pve_ssh_*) and pinned here "
+        "before the first SSH contact; SSH to it is then strict. A changed key stops the run",
+        check=lambda v: isinstance(v, str) and bool(v.strip()) and "\n" not in v,
+    )
     ct_tun_method: str = setting(
         "raw",
         form="'raw', 'dev' or 'none'",
@@ -156,7 +164,7 @@ class ContainerSettings:
 
 @dataclass(frozen=True)
 class ProxmoxSettings:
-    """How the deploy reaches the Proxmox node (runbook §1-2): its API and, for the raw TUN method, its SSH. ``pve_host`` '' skips the Proxmox stage: the deploy then targets an existing container over SSH."""
+    """How the deploy reaches the Proxmox node (runbook §1-2): its API, and its SSH (a new container's host key is read there; the raw TUN method edits the conf file there). ``pve_host`` '' skips the Proxmox stage: the deploy then targets an existing container over SSH."""
 
     pve_host: str = setting(
         "",
@@ -236,7 +244,8 @@ class ProxmoxSettings:
     pve_ssh_host: str = setting(
         "",
         form="'' (= pve_host) or a host name or IP address",
-        doc="The node over SSH (ct_tun_method 'raw' edits the container's conf file there)",
+        doc="The node over SSH: the deploy reads a new container's host key there (pct exec), "
+        "and ct_tun_method 'raw' edits the container's conf file there",
         check=lambda v: v == "" or (isinstance(v, str) and bool(NET_HOST.match(v))),
     )
     pve_ssh_port: int = setting(

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import paths, site
+from tests.sandbox import site
 from tests.sandbox.app import site as app_site
 from tests.sandbox.container import Container
 from tests.sandbox.pve import site as pve_site
@@ -90,8 +90,8 @@ class Sampler:
 
 
 def sample_container(c: Container) -> Sampler:
-    return Sampler(["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", c.name,
-                    SAMPLE_LOOP])  # fmt: skip
+    # over SSH, or by entering a container made through the emulated API (no sandbox key)
+    return Sampler(c.shell_argv(SAMPLE_LOOP))
 
 
 def sample_controller() -> Sampler:
@@ -310,7 +310,7 @@ def test_the_proxmox_run_leaks_no_secret(sandbox: None, tmp_path: Path) -> None:
         node.stop()
 
     # the logs the sandbox keeps on the controller side
-    for log in (state / "emulator.log", pve_site.NODE_DIR / "sshd.log"):
+    for log in (state / "emulator.log", node.ssh_dir / "sshd.log"):
         if log.exists():
             rec.add(str(log), log.read_text(errors="replace"))
     assert rec.leaks() == []

@@ -68,7 +68,7 @@ def pve_down() -> None:
     for c in container.all_containers():
         if c.name.startswith(PVE_PREFIX):
             c.destroy()
-    pve_site.stop_node_sshd()
+    pve_site.stop_node_sshd(PVE_STATE / "node-ssh")
 
 
 def pve_up() -> None:
@@ -96,10 +96,10 @@ def pve_up() -> None:
     tailscale_site.HostNode().ensure_up()
     site.write_hosts_file(HOSTS_FILE, [("egograph-prod", data)])
     print(f"sandbox: empty PVE node: API https://127.0.0.1:{node.port} (CA {node.ca_path}), "
-          f"SSH {paths.HOST_IP}:{pve_site.NODE_SSH_PORT}; hosts file {HOSTS_FILE}",
+          f"SSH {paths.HOST_IP}:{node.ssh_port}; hosts file {HOSTS_FILE}",
           file=sys.stderr)  # fmt: skip
-    print(f"sandbox: the container will be {PVE_PREFIX}100: ssh -F {paths.SSH_CONFIG} "
-          f"{PVE_PREFIX}100", file=sys.stderr)  # fmt: skip
+    print(f"sandbox: the container will be {PVE_PREFIX}100; the deploy pins its host key in "
+          f"{node.containers_known_hosts} (read through the node)", file=sys.stderr)  # fmt: skip
 
 
 def down(name: str | None) -> None:

@@ -4,6 +4,12 @@ Each container is an overlay over the cached root filesystem (its own upper laye
 so it survives a reboot and costs seconds to create), booted with ``systemd-nspawn --boot``
 in a network namespace of its own on the sandbox bridge. sshd inside has a host key made
 for that container; the sandbox writes its line to a known_hosts file, so clients verify it.
+
+A container created through the emulated Proxmox API (:mod:`tests.sandbox.pve`) is set up
+as PVE sets up a new CT instead: its own new host key that no known_hosts names, and only
+the create's ``ssh-public-keys`` in root's authorized_keys. The sandbox then reaches it the
+way the node does, by entering its namespaces (:meth:`Container.exec`, what ``pct exec``
+does with ``lxc-attach``), never over SSH: only the deploy's own trust path is exercised.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from .rootfs import ensure_rootfs
 from .tailscale import headscale
 
 FIRST_INDEX = 10
+API_CREATED = "pve.json"
+"""In a container's directory: it was created through the emulated Proxmox API."""
 CGROUP_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "blkio", "pids")
 
 
@@ -58,6 +66,12 @@ class Container:
     @property
     def pidfile(self) -> Path:
         return self.dir / "nspawn.pid"
+
+    @property
+    def api_created(self) -> bool:
+        """Created through the emulated Proxmox API: not in the sandbox's SSH files, and no
+        sandbox key in it (see the module doc)."""
+        return (self.dir / API_CREATED).exists()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -128,9 +142,46 @@ class Container:
         ssh = self.root / "root/.ssh"
         ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
         ssh.chmod(0o700)
-        keys = ssh / "authorized_keys"
-        keys.write_text(paths.SSH_KEY.with_suffix(".pub").read_text())
-        keys.chmod(0o600)
+        if self.api_created:
+            self._seed_host_key_inside()
+        else:
+            keys = ssh / "authorized_keys"
+            keys.write_text(paths.SSH_KEY.with_suffix(".pub").read_text())
+            keys.chmod(0o600)
+            self._seed_host_key_known()
+        # What the sandbox's network needs of any tailscaled (see headscale.DERP_DROP_IN):
+        # the environment's, like the bridge, never the deploy's.
+        drop_in = self.root / headscale.DERP_DROP_IN_PATH
+        drop_in.parent.mkdir(parents=True, exist_ok=True)
+        drop_in.write_text(headscale.DERP_DROP_IN)
+
+    def _seed_host_key_inside(self) -> None:
+        """A host key made inside the container on its first start, known to nobody, as
+        pve-container's setup makes one for a new CT (src/PVE/LXC/Setup/Base.pm
+        ``rewrite_ssh_host_keys``, run from ``post_create_hook``). The overlay's upper layer
+        holds what was written for this container: a key there is its own (kept, as PVE
+        keeps it, across restarts)."""
+        if (self.dir / "upper/etc/ssh/ssh_host_ed25519_key").exists():
+            return
+        dest = self.root / "etc/ssh/ssh_host_ed25519_key"
+        dest.unlink(missing_ok=True)
+        Path(f"{dest}.pub").unlink(missing_ok=True)
+        run(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            f"root@{self.name}",
+            "-f",
+            str(dest),
+        )
+
+    def _seed_host_key_known(self) -> None:
+        """The container's host key, kept beside it for the sandbox known_hosts."""
+        etc = self.root / "etc"
         hostkey = self.dir / "ssh_host_ed25519_key"
         if not hostkey.exists():
             run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(hostkey))
@@ -138,11 +189,6 @@ class Container:
             dest = etc / "ssh" / f"ssh_host_ed25519_key{suffix}"
             shutil.copyfile(f"{hostkey}{suffix}", dest)
             dest.chmod(0o600 if not suffix else 0o644)
-        # What the sandbox's network needs of any tailscaled (see headscale.DERP_DROP_IN):
-        # the environment's, like the bridge, never the deploy's.
-        drop_in = self.root / headscale.DERP_DROP_IN_PATH
-        drop_in.parent.mkdir(parents=True, exist_ok=True)
-        drop_in.write_text(headscale.DERP_DROP_IN)
 
     def start(self, timeout: float = 90) -> None:
         if self.running():
@@ -260,13 +306,64 @@ class Container:
     def ssh(
         self, command: str, *, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
+        """Run a shell command in the container: over SSH, or for a container created
+        through the API (which trusts no sandbox key) by entering it (:meth:`exec`)."""
+        if self.api_created:
+            return self.exec(["/bin/sh", "-c", command], check=check, timeout=timeout)
         return subprocess.run(
-            ["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", self.name, command],
+            self.shell_argv(command),
             check=check,
             text=True,
             capture_output=True,
             timeout=timeout,
         )
+
+    def shell_argv(self, command: str) -> list[str]:
+        """The host command that runs ``command`` in the container, as :meth:`ssh` does
+        (for a container created through the API, it must be running)."""
+        if self.api_created:
+            argv = self.exec_argv(["/bin/sh", "-c", command])
+            if argv is None:
+                raise RuntimeError(f"{self.name} is not running")
+            return argv
+        return ["ssh", "-F", str(paths.SSH_CONFIG), "-o", "ConnectTimeout=5", self.name, command]
+
+    def leader(self) -> int | None:
+        """The container's init (PID 1 inside): the child of its systemd-nspawn."""
+        pid = self._pid()
+        if pid is None or not self.running():
+            return None
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    def exec_argv(self, argv: list[str]) -> list[str] | None:
+        """The host command that runs ``argv`` inside the running container, as root in
+        its namespaces and root directory (what ``lxc-attach`` does for ``pct exec``);
+        None when it does not run."""
+        leader = self.leader()
+        if leader is None:
+            return None
+        return [
+            "nsenter", "-t", str(leader), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--",
+            "/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME=/root", "LANG=C.UTF-8", *argv,
+        ]  # fmt: skip
+
+    def exec(
+        self, argv: list[str], *, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the container without SSH (see :meth:`exec_argv`); exit 255
+        when it does not run."""
+        cmd = self.exec_argv(argv)
+        if cmd is None:
+            result = subprocess.CompletedProcess(argv, 255, "", f"{self.name} is not running\n")
+            if check:
+                raise subprocess.CalledProcessError(255, argv, "", result.stderr)
+            return result
+        return subprocess.run(cmd, check=check, text=True, capture_output=True, timeout=timeout)
 
     def pyinfra_data(self) -> dict[str, object]:
         return {
@@ -319,6 +416,8 @@ def write_ssh_files() -> None:
 def _write_ssh_files() -> None:
     known, config = [], []
     for c in all_containers():
+        if c.api_created:
+            continue  # nobody knows its key until the deploy reads it through the node
         pub = c.dir / "ssh_host_ed25519_key.pub"
         fields = pub.read_text().split() if pub.exists() else []
         # Still being written by its container's own boot (in another thread): that boot

@@ -181,6 +181,12 @@ BAD: list[tuple[str, Any, str]] = [
     ("pve_ssh_user", "Root", "pve_ssh_user: got 'Root'; expected a user name"),
     ("pve_ssh_key", "id\x00", "pve_ssh_key: got 'id\\x00'; expected '' (SSH's defaults)"),
     ("pve_ssh_known_hosts", "a\nb", "pve_ssh_known_hosts: got 'a\\nb'; expected '' ("),
+    (
+        "ct_ssh_known_hosts",
+        "",
+        "ct_ssh_known_hosts: got ''; expected a file path on the controller",
+    ),
+    ("ct_ssh_known_hosts", "a\nb", "ct_ssh_known_hosts: got 'a\\nb'; expected a file path"),
     ("pve_conf_dir", "etc/pve/lxc", "pve_conf_dir: got 'etc/pve/lxc'; expected an absolute path"),
     ("apt_lock_timeout", 3601, "apt_lock_timeout: got 3601; expected an integer number of sec"),
     ("uv_installer_url", "astral.sh/uv", "uv_installer_url: got 'astral.sh/uv'; expected an"),

@@ -34,12 +34,14 @@ class _PveContainer(sandbox.Container):
             etc = self.root / "etc"
             (etc / "hostname").write_text(f"{self.hostname}\n")
             (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {self.hostname}\n")
-        # The create-time keys; the sandbox key stays too: it stands in for `pct enter`,
-        # which the sandbox itself uses to see that the container booted.
-        sandbox_key = paths.SSH_KEY.with_suffix(".pub").read_text()
+        # The create's ssh-public-keys and nothing else, written once, as pve-container
+        # does at create (src/PVE/LXC/Create.pm / Setup/Base.pm ``set_user_authorized_ssh_keys``:
+        # /root/.ssh/authorized_keys, mode 0600 in a 0700 .ssh). The sandbox reaches the
+        # container by entering it (Container.exec, as `pct exec` does), not with a key.
         keys = self.root / "root/.ssh/authorized_keys"
-        keys.write_text(self.keys + ("" if sandbox_key in self.keys else sandbox_key))
-        keys.chmod(0o600)
+        if not (self.dir / "upper/root/.ssh/authorized_keys").exists():
+            keys.write_text(self.keys)
+            keys.chmod(0o600)
 
 
 class SandboxBackend(ContainerBackend):
@@ -50,7 +52,7 @@ class SandboxBackend(ContainerBackend):
         self._lock = threading.Lock()
 
     def _meta_path(self, vmid: int) -> Any:
-        return paths.CONTAINERS / self.name(vmid) / "pve.json"
+        return paths.CONTAINERS / self.name(vmid) / sandbox.API_CREATED
 
     def name(self, vmid: int) -> str:
         return f"{self.prefix}{vmid}"
@@ -82,6 +84,8 @@ class SandboxBackend(ContainerBackend):
             keys = ssh_public_keys or ""
             if keys and not keys.endswith("\n"):
                 keys += "\n"
+            # written before the first start: it marks the container as the API's
+            # (sandbox.API_CREATED: no sandbox key, no known_hosts line)
             self._meta_path(vmid).write_text(
                 json.dumps({"hostname": str(conf.get("hostname", "")), "keys": keys}) + "\n"
             )

@@ -4,12 +4,15 @@ containers, and the node's SSH side.
 - The API: ``python -m tests.sandbox.pve.site serve`` runs :class:`PveEmulator` with
   :class:`SandboxBackend` on 127.0.0.1 (its own CA, a least-privilege API token and a
   root@pam password; the secrets sit in 0600 files under the state directory).
-- The node over SSH: a second sshd on the sandbox bridge (``10.213.0.1:2213``) with its own
-  host key, ``known_hosts`` and config under ``<sandbox>/node/``; root logs in with the
-  sandbox key. The conf files the TUN patch edits are the emulator's
+- The node over SSH: an sshd per node on the sandbox bridge (``10.213.0.1``, a free port)
+  with its own host key, ``known_hosts`` and config under
+  ``<state>/node-ssh/``; root logs in with the sandbox key and finds the node's ``pct``
+  (:mod:`.pct`) on its PATH. The conf files the TUN patch edits are the emulator's
   ``<state>/etc/pve/lxc/<vmid>.conf`` (setting ``pve_conf_dir``).
-- :func:`settings` gives the settings that point the deploy at both, and the container
-  host's SSH data (its host key is in the sandbox known_hosts once it boots).
+- :func:`settings` gives the settings that point the deploy at both. The container host
+  trusts nothing in advance: its key is the one passed as ``ct_ssh_public_keys``, and
+  its host key is pinned in the node's ``containers.known_hosts`` (``ct_ssh_known_hosts``)
+  by the deploy itself, read through the node.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ from typing import Any
 from .. import paths
 from ..host import run
 
-NODE_DIR = paths.STATE / "node"
-NODE_SSH_PORT = 2213
 DEPLOY_TOKEN = "deploy@pve!egograph"
 DEPLOY_USER = "deploy@pve"
 # The least-privilege setup the README documents ("API access"): each role, and the ACL path
@@ -80,44 +81,67 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def ensure_node_sshd() -> Path:
-    """Start the node's sshd (once); return its known_hosts file."""
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((paths.HOST_IP, 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_node_sshd(node_dir: Path, port: int, state_dir: Path, prefix: str) -> Path:
+    """Start the sshd of one emulated node (once) on ``port``; return its known_hosts file.
+
+    Each node has its own: its ``pct`` (:mod:`.pct`) must find that node's containers, so
+    the sshd names the emulator's state directory and container prefix in the session's
+    environment (``SetEnv``) and puts the node's ``bin/pct`` first on its PATH."""
     ensure_sshd_installed()
-    NODE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    hostkey = NODE_DIR / "ssh_host_ed25519_key"
+    node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    hostkey = node_dir / "ssh_host_ed25519_key"
     if not hostkey.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pve-node", "-f", str(hostkey))
-    auth = NODE_DIR / "authorized_keys"
+    auth = node_dir / "authorized_keys"
     auth.write_text(paths.SSH_KEY.with_suffix(".pub").read_text())
     auth.chmod(0o600)
-    config = NODE_DIR / "sshd_config"
+    bindir = node_dir / "bin"
+    bindir.mkdir(exist_ok=True)
+    pct = bindir / "pct"
+    pct.write_text(
+        f'#!/bin/sh\nPYTHONPATH={PROJECT} exec {sys.executable} -m tests.sandbox.pve.pct "$@"\n'
+    )
+    pct.chmod(0o755)
+    from .pct import PREFIX_ENV, STATE_ENV
+
+    config = node_dir / "sshd_config"
     config.write_text(
-        f"ListenAddress {paths.HOST_IP}:{NODE_SSH_PORT}\n"
+        f"ListenAddress {paths.HOST_IP}:{port}\n"
         f"HostKey {hostkey}\n"
-        f"PidFile {NODE_DIR / 'sshd.pid'}\n"
+        f"PidFile {node_dir / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {auth}\n"
         "PermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\n"
+        f"SetEnv PATH={bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
+        f"{STATE_ENV}={state_dir.resolve()} {PREFIX_ENV}={prefix}\n"
         "Subsystem sftp internal-sftp\n"
     )
-    known = NODE_DIR / "known_hosts"
+    known = node_dir / "known_hosts"
     kind, key = Path(f"{hostkey}.pub").read_text().split()[:2]
-    known.write_text(f"[{paths.HOST_IP}]:{NODE_SSH_PORT} {kind} {key}\n")
-    if not _listening(paths.HOST_IP, NODE_SSH_PORT):
+    known.write_text(f"[{paths.HOST_IP}]:{port} {kind} {key}\n")
+    if not _listening(paths.HOST_IP, port):
         Path("/run/sshd").mkdir(exist_ok=True)
-        run("/usr/sbin/sshd", "-f", str(config), "-E", str(NODE_DIR / "sshd.log"))
+        run("/usr/sbin/sshd", "-f", str(config), "-E", str(node_dir / "sshd.log"))
         for _ in range(50):
-            if _listening(paths.HOST_IP, NODE_SSH_PORT):
+            if _listening(paths.HOST_IP, port):
                 break
             time.sleep(0.1)
         else:
-            raise RuntimeError(f"node sshd did not start; see {NODE_DIR / 'sshd.log'}")
+            raise RuntimeError(f"node sshd did not start; see {node_dir / 'sshd.log'}")
     return known
 
 
-def stop_node_sshd() -> None:
-    pidfile = NODE_DIR / "sshd.pid"
+def stop_node_sshd(node_dir: Path) -> None:
+    pidfile = node_dir / "sshd.pid"
     with contextlib.suppress(OSError, ValueError):
         os.kill(int(pidfile.read_text()), signal.SIGTERM)
     pidfile.unlink(missing_ok=True)
@@ -145,6 +169,20 @@ class Node:
     @property
     def conf_dir(self) -> Path:
         return self.state_dir / "etc/pve/lxc"
+
+    @property
+    def ssh_dir(self) -> Path:
+        """The node sshd's files (config, host key, known_hosts, log, ``bin/pct``)."""
+        return self.state_dir / "node-ssh"
+
+    @property
+    def ssh_port(self) -> int:
+        return int(self.info["ssh_port"])
+
+    @property
+    def containers_known_hosts(self) -> Path:
+        """The known_hosts the deploy manages for this node's containers."""
+        return self.state_dir / "containers.known_hosts"
 
     def api(self, path: str, method: str = "GET", **params: Any) -> Any:
         """Call the API as root@pam (test helper)."""
@@ -181,6 +219,7 @@ class Node:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        stop_node_sshd(self.ssh_dir)
 
 
 def _credentials(state_dir: Path) -> dict[str, Any]:
@@ -218,11 +257,14 @@ def start_node(
     port: int = 0,
     daemon: bool = False,
     omit: Iterable[str] = (),
+    ssh_port: int = 0,
 ) -> Node:
-    """Start the emulator (empty node: no containers, no templates) and the node's sshd.
-    ``omit``: privileges the deploy's token lacks (see :func:`deploy_access`)."""
-    ensure_node_sshd()
+    """Start the emulator (empty node: no containers, no templates) and the node's sshd
+    (on ``ssh_port``, 0: a free one). ``omit``: privileges the deploy's token lacks (see
+    :func:`deploy_access`)."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    ssh_port = ssh_port or _free_port()
+    ensure_node_sshd(state_dir / "node-ssh", ssh_port, state_dir, prefix)
     cmd = [
         sys.executable, "-m", "tests.sandbox.pve.site", "serve", "--state-dir", str(state_dir),
         "--version", version, "--prefix", prefix, "--port", str(port),
@@ -246,7 +288,7 @@ def start_node(
     if not line or not line[0].strip():
         proc.kill()
         raise RuntimeError(f"emulator did not start; see {state_dir / 'emulator.log'}")
-    info = json.loads(line[0])
+    info = {**json.loads(line[0]), "ssh_port": ssh_port}
     (state_dir / "emulator.json").write_text(json.dumps(info) + "\n")
     return Node(state_dir, info, None if daemon else proc)
 
@@ -273,17 +315,17 @@ def settings(node: Node, **overrides: Any) -> dict[str, Any]:
         "pve_ca_bundle": node.ca_path,
         "pve_task_timeout": 180,
         "pve_ssh_host": paths.HOST_IP,
-        "pve_ssh_port": NODE_SSH_PORT,
+        "pve_ssh_port": node.ssh_port,
         "pve_ssh_user": "root",
         "pve_ssh_key": str(key),
-        "pve_ssh_known_hosts": str(NODE_DIR / "known_hosts"),
+        "pve_ssh_known_hosts": str(node.ssh_dir / "known_hosts"),
         "pve_conf_dir": str(node.conf_dir),
+        # the container host (@pvelxc): root logs in with the key the create installs, and
+        # its host key is the one the deploy pins (read through the node), nothing seeded
         "ct_ssh_public_keys": [str(key.with_suffix(".pub"))],
-        # the container host (@pvelxc): its key is in the sandbox known_hosts once it boots
+        "ct_ssh_known_hosts": str(node.containers_known_hosts),
         "ssh_user": "root",
         "ssh_key": str(key),
-        "ssh_known_hosts_file": str(paths.KNOWN_HOSTS),
-        "ssh_strict_host_key_checking": "yes",
     }
     data.update(overrides)
     if data.get("ct_tun_method") == "dev":
