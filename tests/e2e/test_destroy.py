@@ -55,9 +55,7 @@ class Node:
 def node(sandbox: None, secret_env: Path, tmp_path: Path) -> Iterator[Node]:
     n = Node(tmp_path, secret_env)
     yield n
-    for conf in n.node.conf_dir.glob("*.conf"):
-        n.backend.destroy(int(conf.stem))
-    n.node.stop()
+    n.backend.tear_down(n.node)
 
 
 def ok(run: PyinfraRun) -> PyinfraRun:

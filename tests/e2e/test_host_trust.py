@@ -115,9 +115,7 @@ def host_pub(c: sandbox_container.Container) -> list[str]:
 def node(sandbox: None, secret_env: Path, tmp_path: Path) -> Iterator[Node]:
     n = Node(tmp_path, secret_env)
     yield n
-    for conf in n.node.conf_dir.glob("*.conf"):
-        n.backend.destroy(int(conf.stem))
-    n.node.stop()
+    n.backend.tear_down(n.node)
 
 
 def test_host_key_read_through_the_node_pinned_and_enforced(node: Node) -> None:

@@ -216,9 +216,7 @@ class Node:
         return [t["type"] for t in self.node.admin("state")["tasks"]]
 
     def close(self) -> None:
-        for conf in self.node.conf_dir.glob("*.conf"):
-            self.backend.destroy(int(conf.stem))
-        self.node.stop()
+        self.backend.tear_down(self.node)
 
 
 @pytest.fixture

@@ -68,9 +68,7 @@ def pve(sandbox: None, secret_env: Path, tmp_path: Path) -> Iterator[Callable[..
 
     yield make
     for s in made:
-        for conf in s.node.conf_dir.glob("*.conf"):
-            s.backend.destroy(int(conf.stem))
-        s.node.stop()
+        s.backend.tear_down(s.node)
 
 
 def health(s: Site) -> dict[str, Any]:

@@ -85,10 +85,8 @@ def pve(sandbox: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nod
         yield n
     finally:
         node.admin("faults", "DELETE")
-        for conf in node.conf_dir.glob("*.conf"):
-            n.backend.destroy(int(conf.stem))
         n.backend.destroy(VMID)  # also a container a failed create might have left
-        node.stop()
+        n.backend.tear_down(node)
 
 
 def run(hosts: Path, *args: str) -> PyinfraRun:

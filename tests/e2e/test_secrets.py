@@ -305,9 +305,7 @@ def test_the_proxmox_run_leaks_no_secret(sandbox: None, tmp_path: Path) -> None:
             on_target.stop()
     finally:
         on_controller.stop()
-        for conf in node.conf_dir.glob("*.conf"):
-            backend.destroy(int(conf.stem))
-        node.stop()
+        backend.tear_down(node)
 
     # the logs the sandbox keeps on the controller side
     for log in (state / "emulator.log", node.ssh_dir / "sshd.log"):

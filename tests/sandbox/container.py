@@ -166,18 +166,7 @@ class Container:
         dest = self.root / "etc/ssh/ssh_host_ed25519_key"
         dest.unlink(missing_ok=True)
         Path(f"{dest}.pub").unlink(missing_ok=True)
-        run(
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            f"root@{self.name}",
-            "-f",
-            str(dest),
-        )
+        _keygen(str(dest), f"root@{self.name}")
 
     def _seed_host_key_known(self) -> None:
         """The container's host key, kept beside it for the sandbox known_hosts."""
@@ -375,21 +364,15 @@ class Container:
         }
 
 
+def _keygen(path: str, comment: str) -> None:
+    """A new ed25519 key pair at ``path`` (no passphrase)."""
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path)
+
+
 def _ensure_client_key() -> None:
     if not paths.SSH_KEY.exists():
         paths.SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        run(
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "egograph-sandbox",
-            "-f",
-            str(paths.SSH_KEY),
-        )
+        _keygen(str(paths.SSH_KEY), "egograph-sandbox")
 
 
 def all_containers() -> list[Container]:

@@ -111,6 +111,13 @@ class SandboxBackend(ContainerBackend):
         if self.exists(vmid) or (paths.CONTAINERS / self.name(vmid)).exists():
             self._get(vmid).destroy()
 
+    def tear_down(self, node: Any) -> None:
+        """Destroy every container ``node`` (a ``site.Node``) has a conf for, then stop it:
+        the end of each test's emulated node."""
+        for conf in node.conf_dir.glob("*.conf"):
+            self.destroy(int(conf.stem))
+        node.stop()
+
     def status(self, vmid: int) -> str:
         if not self.exists(vmid):
             return "stopped"
