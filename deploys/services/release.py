@@ -6,7 +6,12 @@ all of its services or none:
 
 1. ``systemctl restart`` (or start) each unit that needs it, in order, and wait until it
    answers its health URL — watching systemd meanwhile, so a process that exits (a release
-   that crashes at import) ends the wait at once instead of after the timeout.
+   that crashes at import) ends the wait at once instead of after the timeout. Each
+   (re)start is preceded by ``systemctl reset-failed``, which flushes the unit's start rate
+   limit (systemd ``src/core/unit.c`` ``unit_reset_failed`` → ``ratelimit_reset``): the
+   crash loop of a release just rolled back has spent most of the default 5 starts in
+   10 s, and the next deploy's restart of a good release would otherwise be refused with
+   "Start request repeated too quickly" and taken for that release's failure.
 2. All healthy: only then record each unit's stamp (digests of its unit and env files as
    they are, the commit), keep copies of those files as the *good* release, and drop the
    environment snapshot the sync left (``.venv.rollback``) and the rollback marker. A
@@ -67,6 +72,7 @@ def release_script(
     tried = [u for u in units if u.unit in verbs]
     start = "\n".join(
         f'  tried="$tried {u.unit}"; why="systemctl {verbs[u.unit]} {u.unit} failed"\n'
+        f"  systemctl reset-failed {q(u.unit + '.service')} 2>/dev/null\n"
         f"  systemctl {verbs[u.unit]} {q(u.unit + '.service')} && "
         f"wait_ready {q(u.unit + '.service')} {q(u.health_url)} || "
         f"{{ failed={q(u.unit)}; return 1; }}"
@@ -96,7 +102,9 @@ def release_script(
         for u in tried
     )
     verify = "\n".join(
-        f'case " $restore " in *" {u.unit} "*) systemctl restart {q(u.unit + ".service")} ;; esac\n'
+        f'case " $restore " in *" {u.unit} "*)\n'
+        f"  systemctl reset-failed {q(u.unit + '.service')} 2>/dev/null\n"
+        f"  systemctl restart {q(u.unit + '.service')} ;;\nesac\n"
         f'case " $stopped " in *" {u.unit} "*) ;; *)\n'
         f"  wait_ready {q(u.unit + '.service')} {q(u.health_url)} || "
         f'{{ ok=""; echo "$why" >&2; }} ;;\nesac'

@@ -131,6 +131,32 @@ def test_a_release_that_crashes_at_import_is_rolled_back_at_once_and_not_redeplo
     assert_idempotent(hosts)
 
 
+def test_a_unit_whose_start_limit_is_spent_is_still_restarted_by_the_next_release(
+    deployed: tuple[Container, Path],
+) -> None:
+    """A crash loop spends systemd's start rate limit (5 starts in 10 s by default) and the
+    rollback's restart adds one; the deploy's restart of the next release must not be
+    refused for it ("Start request repeated too quickly") and taken for that release's
+    failure. Here a drop-in sets 3 starts in 5 minutes, so the limit stays spent however
+    long the run takes to reach its restart; the counter is flushed (reset-failed, systemd
+    src/core/unit.c unit_reset_failed) and 3 restarts spend it with the service running."""
+    c, hosts = deployed
+    c.ssh(
+        "mkdir -p /etc/systemd/system/egograph-backend.service.d && printf "
+        "'[Unit]\\nStartLimitIntervalSec=300\\nStartLimitBurst=3\\n' "
+        "> /etc/systemd/system/egograph-backend.service.d/start-limit.conf && "
+        "systemctl daemon-reload && systemctl reset-failed egograph-backend && "
+        "for i in 1 2 3; do systemctl restart egograph-backend; done"
+    )
+    c.ssh(f"for i in $(seq 50); do {HEALTH} && exit 0; sleep 0.2; done; exit 1")
+
+    app_site.publish_app("next", {"egograph/backend/__init__.py": 'RELEASE = "next"\n'})
+    updated = pyinfra(hosts, "-y", deploy="deploys/update.py")
+    assert updated.returncode == 0, updated.output[-3000:]
+    assert release(c) == "next"
+    assert_idempotent(hosts)
+
+
 def test_env_file_deleted_and_unit_masked_on_the_server_are_repaired(
     deployed: tuple[Container, Path],
 ) -> None:
