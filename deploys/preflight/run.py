@@ -16,6 +16,7 @@ meets them, and nothing changed anywhere.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from contextlib import chdir
 from pathlib import Path
@@ -128,6 +129,9 @@ def repo_checks(project_dir: Path, inventory: str, ready: dict[str, Settings]) -
     from ..common.session import inventory_state
     from ..repo.facts import GitCheckout
 
+    # pyinfra's connectors log to its logger (a container read as not there yet, a failed
+    # connection): each check says it, once, in its own words; no stray lines on stderr
+    logging.getLogger("pyinfra").addHandler(logging.NullHandler())
     found: dict[str, Check] = {}
     with inventory_state(project_dir, inventory) as (_state, hosts):
         for host in hosts:

@@ -88,3 +88,4 @@ def test_an_unreachable_target_fails_its_repository_check(tmp_path: Path) -> Non
     (repo,) = [ln for ln in lines if "repo_url" in ln and ln.startswith("  FAIL")]
     assert "plain: cannot run a command there" in repo
     assert lines[-1] == "  => 1 check(s) failed: repo_url; a deploy stops before changing anything"
+    assert done.stderr == ""  # the failure is said once, in the check
