@@ -5,7 +5,8 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
 ``TYPE_CHECKING``, is not a dependency):
 
 - ``common``: managed files, the one-command state read (``snapshot``), shell pieces,
-  stamps, the setting declarations and checks;
+  stamps, the setting declarations and checks, controller secrets, the ``egodeploy``
+  commands' pyinfra session (``session``);
 - ``runlock``: one run at a time on a target (the lock its state read takes);
 - the concerns, one sub-package each with its settings, facts, pure plan, operations and
   ``@deploy`` functions, in the runbook's order: ``packages`` (apt), ``repo`` (the
@@ -18,7 +19,8 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
   runbook order);
 - entry points: the entry files (``prod``, ``update``, ``destroy``, ``docker_vm``), the
   ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such), ``cli``
-  (``egodeploy``), ``logs`` (its ``logs`` command) and ``docs``.
+  (``egodeploy``), ``logs`` and ``preflight`` (its ``logs`` and ``preflight`` commands)
+  and ``docs``.
 """
 
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -35,7 +37,17 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("settings",),
     ("inventory", "hostsettings"),
     ("facts", "container", "vm"),
-    ("prod", "update", "destroy", "docker_vm", "proxmox.connector", "cli", "logs", "docs"),
+    (
+        "prod",
+        "update",
+        "destroy",
+        "docker_vm",
+        "proxmox.connector",
+        "cli",
+        "logs",
+        "preflight",
+        "docs",
+    ),
 )
 """The layer map above, as the layer test reads it (top-level names under ``deploys``; a
 dotted name places one module apart from its package)."""

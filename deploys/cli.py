@@ -3,6 +3,7 @@
     egodeploy drift [--json]            exit 0 in sync, 2 drift (a rolled-back release too),
                                         1 the check itself failed
     egodeploy install-timer --every 15  run the drift check from systemd on this controller
+    egodeploy preflight [--json]        what a deploy needs, checked; exit 1 when one fails
 
 The drift check is the production deploy run as a dry run (``pyinfra --dry --json``): it
 never changes anything, never prompts and needs no TTY. Each operation that would change is
@@ -212,6 +213,24 @@ def logs(service: str | None, lines: int, follow: bool, project_dir: Path, inven
     except KeyboardInterrupt:
         code = 130 if not follow else 0  # -f ends with Ctrl-C: that is its normal end
     sys.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as a JSON list.")
+@project_options
+def preflight(as_json: bool, project_dir: Path, inventory: str) -> None:
+    """Check what a deploy needs (secrets, keys, the Proxmox API and token, the node, the
+    repository) without changing anything. Exit 1 when a check failed."""
+    from .preflight.checks import exit_code, render_text
+    from .preflight.run import run_preflight
+
+    results = run_preflight(project_dir, inventory)
+    if as_json:
+        listed = [c.as_dict(target) for target, checks in results.items() for c in checks]
+        click.echo(json.dumps(listed, indent=2))
+    else:
+        click.echo(render_text(results))
+    sys.exit(exit_code(results))
 
 
 TIMER_NAME = "egograph-drift"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .common.roles import NODE_ROLE, ROLE
+from .common.secrets import private_key_problem
 from .settings import REMOVED_SETTINGS, SETTINGS_BY_NAME, Settings, SettingsError, validate
 
 GROUP = "egograph"
@@ -100,26 +101,32 @@ def cli_data_overrides(argv: list[str]) -> dict[str, Any]:
     return {key: parse_cli_arg(value) for key, value in raw.items()}
 
 
+def target_data(
+    inventory_file: str, argv: list[str]
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Each deploy target as ``(name, its own data, its data merged as pyinfra will merge
+    it)``: the group data, the hosts file's data, then the run's ``--data`` overrides."""
+    inventory_dir = Path(inventory_file).resolve().parent
+    group = group_data(Path.cwd() / "group_data", inventory_dir / "group_data")
+    overrides = cli_data_overrides(argv)
+    return [(name, data, {**group, **data, **overrides}) for name, data in _hosts_from_env()]
+
+
 def load_hosts(inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
     """Return ``[(host, data)]``, each host's data with its validated settings; exit with
     every bad setting listed if any is wrong (nothing has been touched then)."""
-    hosts = _hosts_from_env()
-    inventory_dir = Path(inventory_file).resolve().parent
-    group = group_data(Path.cwd() / "group_data", inventory_dir / "group_data")
-    overrides = cli_data_overrides(sys.argv)
     keys = pyinfra_keys()
     problems: list[str] = []
     expanded: list[tuple[str, dict[str, Any]]] = []
-    for name, data in hosts:
+    for name, data, merged in target_data(inventory_file, sys.argv):
+        problems += [f"  {name}: {e}" for e in ssh_key_problems(merged)]
         try:
-            settings = validate(settings_part({**group, **data, **overrides}, keys))
+            settings = validate(settings_part(merged, keys))
         except SettingsError as exc:
             problems += [f"  {name}: {e}" for e in exc.errors]
             continue
         if settings.pve_host:
-            problems += [
-                f"  {name}: {e}" for e in pinned_host_key_conflicts({**group, **data, **overrides})
-            ]
+            problems += [f"  {name}: {e}" for e in pinned_host_key_conflicts(merged)]
         for host_name, host_data in with_proxmox(name, data, settings):
             if host_name not in {h[0] for h in expanded}:
                 expanded.append((host_name, {**host_data, SETTINGS_KEY: settings}))
@@ -128,6 +135,16 @@ def load_hosts(inventory_file: str) -> list[tuple[str, dict[str, Any]]]:
         print("\n".join(problems), file=sys.stderr)
         raise SystemExit(2)
     return expanded
+
+
+def ssh_key_problems(data: dict[str, Any]) -> list[str]:
+    """The host's SSH key (pyinfra's ``ssh_key`` data) must be a private key only its owner
+    can read: paramiko, unlike OpenSSH, would use one open to others."""
+    key = data.get("ssh_key")
+    if not isinstance(key, str) or not key:
+        return []
+    problem = private_key_problem(key)
+    return [f"ssh_key: {problem}"] if problem else []
 
 
 CONTAINER_TRUST_KEYS = ("ssh_known_hosts_file", "ssh_strict_host_key_checking")

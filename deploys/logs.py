@@ -14,11 +14,8 @@ running on the target.
 
 from __future__ import annotations
 
-import os
 import shlex
-import sys
 from collections.abc import Sequence
-from contextlib import chdir
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,40 +55,27 @@ def show_logs(
 ) -> int:
     """Print each host's journal lines (pyinfra's ``[host]`` prefix on each), all hosts at
     once (``-f`` follows every one); the exit code."""
-    # pyinfra is gevent-based; as its own CLI does, patch before it (and paramiko) load. The
-    # deploy's modules and pyinfra load only here: the other commands start without them.
-    from gevent import joinall, monkey, spawn
+    from .common.session import inventory_state, patch_for_pyinfra
 
-    monkey.patch_all()
-    from pyinfra.api import Config, State, StringCommand
-    from pyinfra.api.connect import connect_all, disconnect_all
+    patch_for_pyinfra()
+    from gevent import joinall, spawn
+    from pyinfra.api import StringCommand
+    from pyinfra.api.connect import connect_all
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.output import set_echo
     from pyinfra.api.state import StateStage
-    from pyinfra.context import ctx_inventory, ctx_state
-    from pyinfra_cli.inventory import make_inventory
 
     from .hostsettings import settings_of
 
     # pyinfra prints a command's lines, as they come, through its pluggable echo (a no-op
     # outside its CLI, and stderr in it): here they are the output, so stdout, flushed.
     set_echo(_to_stdout)
-    with chdir(project_dir):
-        cwd = os.getcwd()
-        if cwd not in sys.path:
-            sys.path.append(cwd)  # as pyinfra's CLI does, for inventory.py's imports
-        state = State(check_for_changes=False)
-        state.cwd = cwd
-        ctx_state.set(state)
-        hosts = make_inventory(inventory, cwd=cwd)
-        ctx_inventory.set(hosts)
-        state.init(hosts, Config())
+    with inventory_state(project_dir, inventory) as (state, hosts):
         targets = [h for h in hosts if h.data.get(ROLE) != NODE_ROLE]
         commands = {
             h: journal_command(unit_of(settings_of(h.data).services, service), lines, follow)
             for h in targets
         }
-        state.set_stage(StateStage.Connect)
         connect_all(state)
         # Commands now run for real: a lazy connector (@pvelxc) connects to the container
         # itself instead of reading it as not there yet.
@@ -107,12 +91,9 @@ def show_logs(
                 raise LogsError(f"{host.name}: {exc}") from None
             return bool(ok)
 
-        try:
-            runs = [spawn(journal, h, c) for h, c in commands.items()]
-            joinall(runs, raise_error=True)
-            return 0 if all(r.value for r in runs) else 1
-        finally:
-            disconnect_all(state)
+        runs = [spawn(journal, h, c) for h, c in commands.items()]
+        joinall(runs, raise_error=True)
+        return 0 if all(r.value for r in runs) else 1
 
 
 def _to_stdout(message: Any = None, **_: Any) -> None:

@@ -40,6 +40,31 @@ def open_to_others(path: str) -> str | None:
     )
 
 
+def secret_file_problem(path: str) -> str | None:
+    """What is wrong with a secret file on the controller (missing, or open to others), or
+    None: the one check the settings validation and ``egodeploy preflight`` both make."""
+    if not Path(path).expanduser().is_file():
+        return f"file {path!r} does not exist on the controller"
+    return open_to_others(path)
+
+
+def private_key_problem(path: str) -> str | None:
+    """What is wrong with an SSH private key file on the controller (missing, open to
+    others, or not a private key), or None. OpenSSH itself refuses a key open to others
+    ("UNPROTECTED PRIVATE KEY FILE"); pyinfra's paramiko does not, so it is checked here."""
+    problem = secret_file_problem(path)
+    if problem:
+        return problem
+    try:
+        with Path(path).expanduser().open("rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        return f"file {path!r} cannot be read ({exc.strerror})"
+    if not head.lstrip().startswith(b"-----BEGIN ") or b"PRIVATE KEY" not in head:
+        return f"file {path!r} is not a private key (expected '-----BEGIN … PRIVATE KEY-----')"
+    return None
+
+
 def parse_env_text(text: str) -> list[tuple[str, str]]:
     """Parse a KEY=VALUE env file (comments and blank lines allowed); raise ValueError."""
     pairs: list[tuple[str, str]] = []

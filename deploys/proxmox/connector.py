@@ -201,14 +201,7 @@ class PveContainerConnector(BaseConnector):
     def _node_ssh(self) -> NodeSsh:
         from .hostkey import NodeSsh
 
-        s = settings_of(self.host.data)
-        return NodeSsh(
-            host=s.pve_ssh_host or s.pve_host,
-            port=s.pve_ssh_port,
-            user=s.pve_ssh_user,
-            key=os.path.expanduser(s.pve_ssh_key) if s.pve_ssh_key else "",
-            known_hosts=os.path.expanduser(s.pve_ssh_known_hosts) if s.pve_ssh_known_hosts else "",
-        )
+        return NodeSsh.from_settings(settings_of(self.host.data))
 
     def _changed(self, pve: Pve, ref: ContainerRef, addr: str) -> str:
         from .hostkey import HOST_KEY_PUB, host_name

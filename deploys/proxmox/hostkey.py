@@ -24,6 +24,10 @@ import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .settings import ProxmoxSettings
 
 HOST_KEY_PUB = "/etc/ssh/ssh_host_ed25519_key.pub"
 KEY_TYPE = "ssh-ed25519"
@@ -167,6 +171,17 @@ class NodeSsh:
     user: str
     key: str
     known_hosts: str
+
+    @classmethod
+    def from_settings(cls, s: ProxmoxSettings) -> NodeSsh:
+        """The node's SSH as the settings name it (``pve_ssh_*``, paths expanded)."""
+        return cls(
+            host=s.pve_ssh_host or s.pve_host,
+            port=s.pve_ssh_port,
+            user=s.pve_ssh_user,
+            key=os.path.expanduser(s.pve_ssh_key) if s.pve_ssh_key else "",
+            known_hosts=os.path.expanduser(s.pve_ssh_known_hosts) if s.pve_ssh_known_hosts else "",
+        )
 
     def run(self, argv: list[str], timeout: float) -> str:
         """Run ``argv`` on the node; its stdout (an error naming the node on failure)."""

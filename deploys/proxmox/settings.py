@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..common.checks import (
     one_of,
     optional_text,
 )
-from ..common.secrets import open_to_others
+from ..common.secrets import private_key_problem, secret_file_problem
 from ..common.setting import setting
 
 
@@ -262,7 +263,7 @@ class ProxmoxSettings:
     )
     pve_ssh_key: str = setting(
         "",
-        form="'' (SSH's defaults) or a private key file on the controller",
+        form="'' (SSH's defaults) or a private key file on the controller (mode 0600)",
         doc="Key for the node",
         check=optional_text,
     )
@@ -292,14 +293,12 @@ def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
             f"pve_secret_source: controller environment variable {source['environ']} is unset "
             "or empty; expected the API token secret (or password) in it"
         )
-    if "file" in source and not Path(source["file"]).expanduser().is_file():
-        errors.append(
-            f"pve_secret_source: file {source['file']!r} does not exist on the controller"
-        )
-    elif "file" in source and (exposed := open_to_others(source["file"])):
-        errors.append(f"pve_secret_source: {exposed}")
-    if data["pve_ca_bundle"] and not Path(data["pve_ca_bundle"]).expanduser().is_file():
-        errors.append(f"pve_ca_bundle: file {data['pve_ca_bundle']!r} does not exist")
+    if "file" in source and (problem := secret_file_problem(source["file"])):
+        errors.append(f"pve_secret_source: {problem}")
+    if data["pve_ca_bundle"] and (problem := ca_bundle_problem(data["pve_ca_bundle"])):
+        errors.append(f"pve_ca_bundle: {problem}")
+    if data["pve_ssh_key"] and (problem := private_key_problem(data["pve_ssh_key"])):
+        errors.append(f"pve_ssh_key: {problem}")
     if data["ct_tun_method"] == "dev" and data["pve_token_id"]:
         errors.append(
             "ct_tun_method: 'dev' needs a root@pam password login (PVE refuses dev0 to every "
@@ -321,15 +320,34 @@ def proxmox_errors(data: Mapping[str, Any]) -> list[str]:
             "ct_ssh_public_keys: empty; expected at least one public key file (the deploy "
             "logs into the new container with it)"
         )
-    for path in keys:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            errors.append(f"ct_ssh_public_keys: {path!r} does not exist on the controller")
-        elif not p.read_text(encoding="utf-8", errors="replace").startswith(
-            ("ssh-", "ecdsa-", "sk-")
-        ):
-            errors.append(f"ct_ssh_public_keys: {path!r} is not an OpenSSH public key")
+    errors += [f"ct_ssh_public_keys: {p}" for p in map(public_key_problem, keys) if p]
     return errors
+
+
+def public_key_problem(path: str) -> str | None:
+    """What is wrong with a public key file of ``ct_ssh_public_keys`` (missing, or not an
+    OpenSSH public key), or None."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        return f"{path!r} does not exist on the controller"
+    if not p.read_text(encoding="utf-8", errors="replace").startswith(("ssh-", "ecdsa-", "sk-")):
+        return f"{path!r} is not an OpenSSH public key"
+    return None
+
+
+def ca_bundle_problem(path: str) -> str | None:
+    """What is wrong with ``pve_ca_bundle``'s file (missing, or no PEM certificate that
+    TLS verification could use), or None: checked before the API is contacted, by the
+    settings validation and ``egodeploy preflight`` alike."""
+    fix = "copy the node's /etc/pve/pve-root-ca.pem to the controller and name it here"
+    if not Path(path).expanduser().is_file():
+        return f"file {path!r} does not exist on the controller; expected the node's CA: {fix}"
+    try:
+        # the same loader requests hands the file to (ssl's load_verify_locations)
+        ssl.create_default_context(cafile=str(Path(path).expanduser()))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return f"file {path!r} holds no usable PEM certificate ({exc}); {fix}"
+    return None
 
 
 def address_errors(data: Mapping[str, Any]) -> list[str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pyinfra.api import deploy
+from pyinfra.api import OperationError, deploy
 
 from .operations import tailscale_login, tailscale_package, tailscale_serve
 from .plan import Published
+from .settings import KEYRING_PIN_FIX, keyring_pin_problem
 
 if TYPE_CHECKING:
     from ..services.settings import Service
@@ -45,6 +46,11 @@ def join_tailnet(settings: Settings) -> None:
     """Install Tailscale from its signed repository and log the node in (runbook §2)."""
     if not settings.tailscale_enabled:
         return
+    # While the deploy is loaded, before any operation runs (also with -y): an empty pin
+    # would otherwise stop the run only at this step, after the packages were installed.
+    problem = keyring_pin_problem(settings.tailscale_enabled, settings.tailscale_keyring_sha256)
+    if problem:
+        raise OperationError(f"{problem}; nothing was changed. To pin it: {KEYRING_PIN_FIX}")
     tailscale_package(
         name="Install tailscale from its signed apt repository, tailscaled running",
         repo_url=settings.tailscale_repo_url,

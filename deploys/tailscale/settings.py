@@ -165,6 +165,25 @@ class TailscaleSettings:
     )
 
 
+KEYRING_PIN_FIX = (
+    "fetch the keyring (<tailscale_repo_url>/<distro>/<codename>.noarmor.gpg, e.g. "
+    "https://pkgs.tailscale.com/stable/ubuntu/noble.noarmor.gpg), check it (`gpg --show-keys "
+    "FILE` shows the signing key's fingerprint; compare it with Tailscale's), then pin "
+    "`sha256sum FILE` as tailscale_keyring_sha256"
+)
+
+
+def keyring_pin_problem(enabled: bool, pin: str) -> str | None:
+    """Why Tailscale cannot be installed from a keyring the deploy can verify (no pin), or
+    None: checked before a deploy's first change and by ``egodeploy preflight``."""
+    if not enabled or pin:
+        return None
+    return (
+        "tailscale_keyring_sha256 is empty: the deploy installs Tailscale only from a keyring "
+        "it can verify"
+    )
+
+
 def tailscale_errors(data: Mapping[str, Any], services: tuple[Service, ...]) -> list[str]:
     """Checks across Tailscale settings and the services it publishes (each one's own form
     is checked already)."""

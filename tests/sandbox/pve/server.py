@@ -369,6 +369,10 @@ class ServerApi(ClusterApi):
                         "node": self.node,
                         "containers": {str(v): self.backend.status(v) for v in self.vmids()},
                         "tasks": [t.status_dict() for t in self.tasks.values()],
+                        # every API request answered so far (method, path, status)
+                        "api_requests": [
+                            list(r) for r in self.request_log if not r[1].startswith("/_emulator/")
+                        ],
                     }
                 )
         except (ValueError, TypeError, KeyError) as exc:
