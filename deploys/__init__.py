@@ -11,6 +11,7 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
   ``@deploy`` functions, in the runbook's order: ``packages`` (apt), ``repo`` (the
   checkout), ``uv``, ``duckdb``, ``services`` (env files, systemd units), ``tailscale``,
   ``docker`` (the VM variant), ``proxmox`` (the container on its node);
+- ``audit``: the audit log on the target (an entry per run that changed or failed);
 - ``settings``: every concern's slice composed into the typed ``Settings``, and validation;
 - ``inventory`` (hosts, validated before pyinfra connects) and ``hostsettings`` (a host's
   validated settings);
@@ -18,7 +19,8 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
   runbook order);
 - entry points: the entry files (``prod``, ``update``, ``destroy``, ``docker_vm``), the
   ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such), ``cli``
-  (``egodeploy``), ``logs`` (its ``logs`` command) and ``docs``.
+  (``egodeploy``), ``logs`` and ``status`` (its ``logs`` and ``status`` commands) and
+  ``docs``.
 """
 
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -32,10 +34,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tailscale",),
     ("docker",),
     ("proxmox",),
+    ("audit",),
     ("settings",),
     ("inventory", "hostsettings"),
     ("facts", "container", "vm"),
-    ("prod", "update", "destroy", "docker_vm", "proxmox.connector", "cli", "logs", "docs"),
+    ("prod", "update", "destroy", "docker_vm", "proxmox.connector", "cli", "logs", "status", "docs"),
 )
 """The layer map above, as the layer test reads it (top-level names under ``deploys``; a
 dotted name places one module apart from its package)."""
