@@ -1,11 +1,8 @@
 """``egodeploy logs``: a service's journal, over the deploy's own connection and trust.
 
-The hosts come from the deploy's inventory (``inventory.py``: the hosts file, its settings
-checked as for a deploy), and each host is reached by its own pyinfra connector: plain SSH
-with the host's ``ssh_*`` data (known_hosts included), or ``@pvelxc``, which finds the
-container through the Proxmox API. So the logs are read over exactly the path and host key
-a deploy uses, never over a second, looser one. The node of a Proxmox inventory runs no
-service and is skipped.
+The hosts are the deploy's, reached as a deploy reaches them (:mod:`.common.reach`): the
+logs are read over exactly the path and host key a deploy uses. The node of a Proxmox
+inventory runs no service and is skipped.
 
 ``-f`` follows until interrupted. It runs under a pseudo-terminal, so when the connection
 closes (Ctrl-C here, a dropped network) sshd hangs up on ``journalctl`` and nothing is left
@@ -14,15 +11,10 @@ running on the target.
 
 from __future__ import annotations
 
-import os
 import shlex
-import sys
 from collections.abc import Sequence
-from contextlib import chdir
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from .common.roles import NODE_ROLE, ROLE
 
 if TYPE_CHECKING:
     from .services.settings import Service
@@ -58,45 +50,24 @@ def show_logs(
 ) -> int:
     """Print each host's journal lines (pyinfra's ``[host]`` prefix on each), all hosts at
     once (``-f`` follows every one); the exit code."""
-    # pyinfra is gevent-based; as its own CLI does, patch before it (and paramiko) load. The
-    # deploy's modules and pyinfra load only here: the other commands start without them.
-    from gevent import joinall, monkey, spawn
+    from .common.reach import patch_gevent, reached
 
-    monkey.patch_all()
-    from pyinfra.api import Config, State, StringCommand
-    from pyinfra.api.connect import connect_all, disconnect_all
+    patch_gevent()
+    from gevent import joinall, spawn
+    from pyinfra.api import StringCommand
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.output import set_echo
-    from pyinfra.api.state import StateStage
-    from pyinfra.context import ctx_inventory, ctx_state
-    from pyinfra_cli.inventory import make_inventory
 
     from .hostsettings import settings_of
 
     # pyinfra prints a command's lines, as they come, through its pluggable echo (a no-op
     # outside its CLI, and stderr in it): here they are the output, so stdout, flushed.
     set_echo(_to_stdout)
-    with chdir(project_dir):
-        cwd = os.getcwd()
-        if cwd not in sys.path:
-            sys.path.append(cwd)  # as pyinfra's CLI does, for inventory.py's imports
-        state = State(check_for_changes=False)
-        state.cwd = cwd
-        ctx_state.set(state)
-        hosts = make_inventory(inventory, cwd=cwd)
-        ctx_inventory.set(hosts)
-        state.init(hosts, Config())
-        targets = [h for h in hosts if h.data.get(ROLE) != NODE_ROLE]
+    with reached(project_dir, inventory) as (_state, targets):
         commands = {
             h: journal_command(unit_of(settings_of(h.data).services, service), lines, follow)
             for h in targets
         }
-        state.set_stage(StateStage.Connect)
-        connect_all(state)
-        # Commands now run for real: a lazy connector (@pvelxc) connects to the container
-        # itself instead of reading it as not there yet.
-        state.is_executing = True
-        state.set_stage(StateStage.Execute)
 
         def journal(host: Any, command: str) -> bool:
             try:
@@ -107,12 +78,9 @@ def show_logs(
                 raise LogsError(f"{host.name}: {exc}") from None
             return bool(ok)
 
-        try:
-            runs = [spawn(journal, h, c) for h, c in commands.items()]
-            joinall(runs, raise_error=True)
-            return 0 if all(r.value for r in runs) else 1
-        finally:
-            disconnect_all(state)
+        runs = [spawn(journal, h, c) for h, c in commands.items()]
+        joinall(runs, raise_error=True)
+        return 0 if all(r.value for r in runs) else 1
 
 
 def _to_stdout(message: Any = None, **_: Any) -> None:
