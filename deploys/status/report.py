@@ -60,12 +60,17 @@ def drift_summary(
     remote = checkout.get("remote")
     dirty = list(checkout.get("dirty") or [])
     running = (release or {}).get("commit") or checkout.get("head")
-    if checkout.get("remote_error"):
+    if running is None:
+        state, summary = (
+            "drift",
+            "not deployed" + (f": {branch} is at {remote[:12]}" if remote else ""),
+        )
+    elif checkout.get("remote_error"):
         state, summary = "unknown", f"repo_url unreadable: {checkout['remote_error']}"
+    elif remote is None and not checkout.get("remote_checked"):
+        state, summary = "unknown", "git is not installed: the remote was not read"
     elif remote is None:
         state, summary = "unknown", f"the remote has no {branch!r}"
-    elif running is None:
-        state, summary = "drift", f"not deployed: {branch} is at {remote[:12]}"
     elif isinstance(marker, dict) and marker.get("failed_commit") == remote:
         state = "rolled_back"
         summary = (

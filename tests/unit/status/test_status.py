@@ -167,7 +167,8 @@ def test_a_rolled_back_release_shows_the_marker_and_the_refusal(tmp_path: Path) 
 
 def test_before_any_deploy_the_service_is_absent_and_the_exit_is_2(tmp_path: Path) -> None:
     values = _values(
-        checkout={"head": None, "remote": NEW, "remote_error": None, "dirty": []},
+        # a fresh container: no git yet, so the remote was not read either
+        checkout={"head": None, "remote": None, "remote_checked": False, "dirty": []},
         services={
             "head": None,
             "rolled_back": None,
@@ -187,7 +188,7 @@ def test_before_any_deploy_the_service_is_absent_and_the_exit_is_2(tmp_path: Pat
     report = host_report(_settings(tmp_path), values, None)
     assert report["services"][0]["state"] == "absent"
     assert report["release"] is None and report["last_deploy"] is None
-    assert report["drift"]["state"] == "drift"
+    assert (report["drift"]["state"], report["drift"]["summary"]) == ("drift", "not deployed")
     assert exit_code({"h": report}) == DEGRADED
     assert "none recorded" in render({"h": report}, 5)
 
@@ -210,3 +211,10 @@ def test_a_host_not_read_fails_the_status_and_an_absent_container_is_degraded() 
     running = {"node": "pve1", "vmid": 100, "state": "running", "cores": 2, "memory_mb": 3072}
     text = render({"a": unreachable("could not connect (SSH)", running)}, 5)
     assert "UNREACHABLE" in text and "node pve1, vmid 100, running, 2 cores, 3072 MiB" in text
+
+
+def test_a_remote_that_cannot_be_read_leaves_drift_unknown(tmp_path: Path) -> None:
+    values = _values()
+    values["checkout"].update(remote=None, remote_checked=True, remote_error="fatal: no route")
+    drift = host_report(_settings(tmp_path), values, None)["drift"]
+    assert (drift["state"], drift["summary"]) == ("unknown", "repo_url unreadable: fatal: no route")
