@@ -38,7 +38,17 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("settings",),
     ("inventory", "hostsettings"),
     ("facts", "container", "vm"),
-    ("prod", "update", "destroy", "docker_vm", "proxmox.connector", "cli", "logs", "status", "docs"),
+    (
+        "prod",
+        "update",
+        "destroy",
+        "docker_vm",
+        "proxmox.connector",
+        "cli",
+        "logs",
+        "status",
+        "docs",
+    ),
 )
 """The layer map above, as the layer test reads it (top-level names under ``deploys``; a
 dotted name places one module apart from its package)."""
