@@ -24,9 +24,11 @@ def status(hosts_file: Path) -> Run:
     out = measure.stream(
         [*cmd, "status", "--json", "--show-commands"], env={"EGOGRAPH_HOSTS_FILE": str(hosts_file)}
     )
-    note = ""
+    # stdout and stderr come together: the report is the lines from a lone "{" on (the
+    # ">>>" line before it holds braces of its own)
+    lines = [line for _, line in out.lines]
     try:
-        report = json.loads(out.text[out.text.index("{") :])
+        report = json.loads("\n".join(lines[lines.index("{") :]))
         host = next(iter(report["hosts"].values()))
         note = f"release {str((host.get('release') or {}).get('commit'))[:12]}"
     except (ValueError, StopIteration, KeyError, AttributeError):
