@@ -14,7 +14,9 @@ Measured, each as the median of ``--runs`` runs (every run is recorded):
 5. fleet: 1, 4, 8, 16 containers in ONE pyinfra run (one hosts file), no-op and first
    converge, and the same with Ansible;
 6. fail fast: a release that crashes at import, from the restart to the previous release
-   healthy again, and the seconds of failing requests a 10 Hz probe sees (``failfast.py``).
+   healthy again, and the seconds of failing requests a 10 Hz probe sees (``failfast.py``);
+7. ``egodeploy status`` on one converged container, and its remote commands per host
+   (``status.py``).
 
 Runs of the different tools are interleaved, so machine noise hits them alike and the ratios
 are taken in the same run. Writes ``bench/results/<date>.json`` (raw runs, medians, ratios,
@@ -49,6 +51,7 @@ from deploys.uv import wheel
 from tests.sandbox import api as sandbox
 
 from . import containers, failfast, measure, report, results
+from . import status as status_bench
 from .measure import Run
 
 NODE_PREFIX = "bench-ct"
@@ -236,6 +239,13 @@ class Bench:
             for run in failfast.measure_once(lambda c: self.hosts_file([c]), seed=self.seed):
                 self.record(run)
 
+    def status(self) -> None:
+        runs = self.args.status_runs
+        if runs:
+            one = lambda c: self.hosts_file([c])  # noqa: E731  (as failfast's)
+            for run in status_bench.measure_runs(one, runs, seed=self.seed):
+                self.record(run)
+
     def close(self) -> None:
         if self.ansible:
             self.ansible.close()
@@ -383,6 +393,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="only the fail-fast scenario; results under /tmp unless --out names a directory",
     )
+    parser.add_argument(
+        "--status-runs", type=int, default=None, help="runs of `egodeploy status` (default: --runs)"
+    )
+    parser.add_argument(
+        "--only-status",
+        action="store_true",
+        help="only the status scenario; results under /tmp unless --out names a directory",
+    )
     parser.add_argument("--skip-ansible", action="store_true", help="no Ansible baseline")
     parser.add_argument(
         "--skip-node", action="store_true", help="no runs from an empty emulated Proxmox node"
@@ -412,11 +430,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.runs = min(args.runs, 2)
         args.fleet = [n for n in args.fleet if n <= 2]
+    if args.status_runs is None:
+        args.status_runs = args.runs
+    if args.only_failfast and args.only_status:
+        parser.error("--only-failfast and --only-status: pick one")
     if args.only_failfast:
         args.skip_ansible = True
         args.failfast_runs = max(args.failfast_runs, 1)
-    if args.out is None and (args.quick or args.only_failfast):
-        kind = "failfast" if args.only_failfast else "quick"
+        args.status_runs = 0
+    if args.only_status:
+        args.skip_ansible = True
+        args.failfast_runs = 0
+        args.status_runs = max(args.status_runs, 1)
+    if args.out is None and (args.quick or args.only_failfast or args.only_status):
+        kind = "failfast" if args.only_failfast else "status" if args.only_status else "quick"
         args.out = Path(tempfile.gettempdir()) / f"egograph-bench-{kind}"
     elif args.out is None:
         args.out = results.RESULTS
@@ -448,13 +475,14 @@ def main(argv: list[str] | None = None) -> None:
     error: str | None = None
     try:
         bench = Bench(args, data, settings)
-        if not args.only_failfast:
+        if not (args.only_failfast or args.only_status):
             bench.single()
             if not args.skip_node:
                 bench.node()
             if args.fleet:
                 bench.fleet()
         bench.failfast()
+        bench.status()
     except Exception as exc:  # whatever broke, what was measured is still written
         error = f"{type(exc).__name__}: {exc}"
         log(f"FAILED: {error[-2000:]}")
@@ -477,6 +505,8 @@ def main(argv: list[str] | None = None) -> None:
             "fleet_converge_runs": args.fleet_converge_runs,
             "failfast_runs": args.failfast_runs,
             "only_failfast": args.only_failfast,
+            "status_runs": args.status_runs,
+            "only_status": args.only_status,
             "ansible": not args.skip_ansible,
             "package_caches_seeded": not args.cold,
             "quick": args.quick,

@@ -123,6 +123,12 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
                 if largest in s and 1 in s:
                     ratios[f"fleet {kind} {tool} {largest} / 1"] = _ratio(s[largest], s[1])
     command_median = statistics.median(commands) if commands else None
+    status_commands = [
+        r["commands"] / r["hosts"]
+        for r in runs
+        if r["ok"] and r["tool"] == "egodeploy status" and "commands" in r
+    ]
+    status_command_median = statistics.median(status_commands) if status_commands else None
     controller = _medians_by_hosts(runs, "pyinfra", "fleet-noop", "controller_cpu_s")
     per_host = (
         round((controller[largest] - controller[1]) / (largest - 1), 4)
@@ -175,11 +181,22 @@ def build(meta: dict[str, Any], runs: list[Record]) -> dict[str, Any]:
             5.0,
             "<=",
         ),
+        _target(
+            "status ≤ 1.5 s (one container)", _get(m, "egodeploy status", "status"), "s", 1.5, "<="
+        ),
+        _target(
+            "status: 1 remote command per host",
+            status_command_median,
+            "commands",
+            1,
+            "<=",
+        ),
     ]
     return {
         **meta,
         "medians_s": m,
         "noop_remote_commands": command_median,
+        "status_remote_commands": status_command_median,
         "noop_remote_commands_by_fleet_size": fleet_commands,
         "noop_steps_median_s": step_medians(runs, "pyinfra", "noop-vv"),
         "converge_steps_median_s": step_medians(runs, "pyinfra", "converge"),
@@ -249,6 +266,12 @@ def markdown_table(result: dict[str, Any]) -> str:
     )
     cmds = result["noop_remote_commands"]
     rows.append(f"| Remote commands per no-op run | {cmds if cmds is not None else '-'} | - | - |")
+    status = _get(m, "egodeploy status", "status")
+    rows.append(f"| Status (`egodeploy status`) | {_s(status)} | - | - |")
+    cmds = result.get("status_remote_commands")
+    rows.append(
+        f"| Remote commands per host of a status | {cmds if cmds is not None else '-'} | - | - |"
+    )
     out = ["\n".join(rows), ""]
     fleet = result["fleet_median_s"]
     sizes = sorted({int(n) for t in fleet.values() for s in t.values() for n in s})

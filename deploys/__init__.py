@@ -6,12 +6,13 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
 
 - ``common``: managed files, the one-command state read (``snapshot``), shell pieces,
   stamps, the setting declarations and checks, controller secrets, the ``egodeploy``
-  commands' pyinfra session (``session``);
+  commands' pyinfra session (``reach``);
 - ``runlock``: one run at a time on a target (the lock its state read takes);
 - the concerns, one sub-package each with its settings, facts, pure plan, operations and
   ``@deploy`` functions, in the runbook's order: ``packages`` (apt), ``repo`` (the
   checkout), ``uv``, ``duckdb``, ``services`` (env files, systemd units), ``tailscale``,
   ``docker`` (the VM variant), ``proxmox`` (the container on its node);
+- ``audit``: the audit log on the target (an entry per run that changed or failed);
 - ``settings``: every concern's slice composed into the typed ``Settings``, and validation;
 - ``inventory`` (hosts, validated before pyinfra connects) and ``hostsettings`` (a host's
   validated settings);
@@ -19,8 +20,8 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
   runbook order);
 - entry points: the entry files (``prod``, ``update``, ``destroy``, ``docker_vm``), the
   ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such), ``cli``
-  (``egodeploy``), ``logs`` and ``preflight`` (its ``logs`` and ``preflight`` commands)
-  and ``docs``.
+  (``egodeploy``), ``logs``, ``preflight`` and ``status`` (its ``logs``, ``preflight`` and
+  ``status`` commands) and ``docs``.
 """
 
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -34,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tailscale",),
     ("docker",),
     ("proxmox",),
+    ("audit",),
     ("settings",),
     ("inventory", "hostsettings"),
     ("facts", "container", "vm"),
@@ -46,6 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cli",
         "logs",
         "preflight",
+        "status",
         "docs",
     ),
 )

@@ -2,6 +2,7 @@
 
     egodeploy drift [--json]            exit 0 in sync, 2 drift (a rolled-back release too),
                                         1 the check itself failed
+    egodeploy status [--json]           each host's container, release, services, last runs
     egodeploy install-timer --every 15  run the drift check from systemd on this controller
     egodeploy preflight [--json]        what a deploy needs, checked; exit 1 when one fails
 
@@ -231,6 +232,33 @@ def preflight(as_json: bool, project_dir: Path, inventory: str) -> None:
     else:
         click.echo(render_text(results))
     sys.exit(exit_code(results))
+
+
+_ENTRIES = "How many of the last audit log entries to show."
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "-n", "--entries", type=click.IntRange(0), default=5, show_default=True, help=_ENTRIES
+)
+@click.option(
+    "--show-commands", is_flag=True, help="Print each remote command (pyinfra's >>> lines)."
+)
+@project_options
+def status(
+    as_json: bool, entries: int, show_commands: bool, project_dir: Path, inventory: str
+) -> None:
+    """Each host's container, release, services, last runs and drift, read in one remote
+    command per host. Exit 0 all healthy, 2 something is not, 1 a host could not be read."""
+    from .common.reach import patch_gevent
+
+    patch_gevent()  # before pyinfra loads (deploys.status imports it)
+    from .status import show_status
+
+    code, text = show_status(project_dir, inventory, entries, as_json, show_commands)
+    click.echo(text)
+    sys.exit(code)
 
 
 TIMER_NAME = "egograph-drift"

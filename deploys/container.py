@@ -3,7 +3,7 @@ checkout and env files, §4 `uv sync` and DuckDB httpfs, §5 systemd, §2/§9 `t
 
 from __future__ import annotations
 
-from . import duckdb, packages, repo, runlock, services, tailscale, uv
+from . import audit, duckdb, packages, repo, runlock, services, tailscale, uv
 from .common.snapshot import planned
 from .hostsettings import current
 
@@ -13,6 +13,7 @@ def converge() -> None:
     settings = current()
     # First: the state read that every later step decides from takes the run lock.
     runlock.hold_run_lock(settings=settings, entry="deploys/prod.py")
+    audit.record_run(settings=settings, entry="deploys/prod.py")
     # First: a remote that cannot be read stops the run before anything changes.
     repo.check_remote(settings=settings)
     packages.install_packages(settings=settings)
@@ -47,6 +48,7 @@ def update() -> None:
     restart's stamp compares them with the controller's."""
     settings = current()
     runlock.hold_run_lock(settings=settings, entry="deploys/update.py")
+    audit.record_run(settings=settings, entry="deploys/update.py")
     repo.check_remote(settings=settings)
     commit = repo.run_commit(settings)
     services.guard_release(settings=settings, commit=commit)

@@ -1,11 +1,8 @@
 """``egodeploy logs``: a service's journal, over the deploy's own connection and trust.
 
-The hosts come from the deploy's inventory (``inventory.py``: the hosts file, its settings
-checked as for a deploy), and each host is reached by its own pyinfra connector: plain SSH
-with the host's ``ssh_*`` data (known_hosts included), or ``@pvelxc``, which finds the
-container through the Proxmox API. So the logs are read over exactly the path and host key
-a deploy uses, never over a second, looser one. The node of a Proxmox inventory runs no
-service and is skipped.
+The hosts are the deploy's, reached as a deploy reaches them (:mod:`.common.reach`): the
+logs are read over exactly the path and host key a deploy uses. The node of a Proxmox
+inventory runs no service and is skipped.
 
 ``-f`` follows until interrupted. It runs under a pseudo-terminal, so when the connection
 closes (Ctrl-C here, a dropped network) sshd hangs up on ``journalctl`` and nothing is left
@@ -18,8 +15,6 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from .common.roles import NODE_ROLE, ROLE
 
 if TYPE_CHECKING:
     from .services.settings import Service
@@ -55,32 +50,24 @@ def show_logs(
 ) -> int:
     """Print each host's journal lines (pyinfra's ``[host]`` prefix on each), all hosts at
     once (``-f`` follows every one); the exit code."""
-    from .common.session import inventory_state, patch_for_pyinfra
+    from .common.reach import patch_gevent, reached
 
-    patch_for_pyinfra()
+    patch_gevent()
     from gevent import joinall, spawn
     from pyinfra.api import StringCommand
-    from pyinfra.api.connect import connect_all
     from pyinfra.api.exceptions import PyinfraError
     from pyinfra.api.output import set_echo
-    from pyinfra.api.state import StateStage
 
     from .hostsettings import settings_of
 
     # pyinfra prints a command's lines, as they come, through its pluggable echo (a no-op
     # outside its CLI, and stderr in it): here they are the output, so stdout, flushed.
     set_echo(_to_stdout)
-    with inventory_state(project_dir, inventory) as (state, hosts):
-        targets = [h for h in hosts if h.data.get(ROLE) != NODE_ROLE]
+    with reached(project_dir, inventory) as (_state, targets):
         commands = {
             h: journal_command(unit_of(settings_of(h.data).services, service), lines, follow)
             for h in targets
         }
-        connect_all(state)
-        # Commands now run for real: a lazy connector (@pvelxc) connects to the container
-        # itself instead of reading it as not there yet.
-        state.is_executing = True
-        state.set_stage(StateStage.Execute)
 
         def journal(host: Any, command: str) -> bool:
             try:

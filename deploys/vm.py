@@ -4,7 +4,7 @@ on the VM host. The entry file is ``deploys/docker_vm.py``."""
 
 from __future__ import annotations
 
-from . import docker, packages, repo, runlock, tailscale
+from . import audit, docker, packages, repo, runlock, tailscale
 from .common.snapshot import planned
 from .hostsettings import current
 
@@ -13,6 +13,7 @@ from .hostsettings import current
 def converge() -> None:
     settings = current()
     runlock.hold_run_lock(settings=settings, entry="deploys/docker_vm.py")
+    audit.record_run(settings=settings, entry="deploys/docker_vm.py")
     repo.check_remote(settings=settings)  # before anything changes (as the LXC deploy)
     packages.install_packages(settings=settings)
     tailscale.join_tailnet(settings=settings)

@@ -225,6 +225,16 @@ def read_fact(fact: type[FactBase[T]], **kwargs: Any) -> T:
     return host.get_fact(fact, **kwargs)
 
 
+def taken(wanted: FactRead[T]) -> T | None:
+    """What the current host's snapshot read for ``wanted`` when execution started (the
+    state before this run changed anything); None when it holds no such value."""
+    record = _record()
+    if record is None or record.values is None or not record.taken_while_executing:
+        return None
+    value = record.values.get(wanted.key)
+    return None if value is None else cast(T, copy.deepcopy(value))
+
+
 def operation(
     *, read: Callable[..., FactRead[Any]], **options: Any
 ) -> Callable[[Callable[..., Generator[Any, None, None]]], PyinfraOperation[...]]:

@@ -16,6 +16,9 @@ VENV_SNAPSHOT = ".venv.rollback"
 """``<repo_path>/.venv.rollback``: the environment of the last good release, copied by the
 first sync after it (a later sync keeps it) and dropped once every service of a new release
 is healthy."""
+AUDIT_LOG = "audit.jsonl"
+"""The audit log: one JSON line per run that changed something or failed (written by the
+controller's end of the run, ``deploys.audit``); append-only, 0600."""
 GOOD_SUFFIX = ".good"
 """``<unit>.good/``: copies of the unit and env file of the last healthy release."""
 
@@ -30,3 +33,7 @@ def release_marker(state_dir: str = STATE_DIR) -> str:
 
 def good_copies(unit: str, state_dir: str = STATE_DIR) -> str:
     return f"{state_dir}/{unit}{GOOD_SUFFIX}"
+
+
+def audit_log(state_dir: str = STATE_DIR) -> str:
+    return f"{state_dir}/{AUDIT_LOG}"

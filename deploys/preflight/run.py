@@ -35,9 +35,9 @@ REPO_FIX = (
 
 def run_preflight(project_dir: Path, inventory: str) -> dict[str, list[Check]]:
     """Each deploy target's checks (the hosts file's names, as ``inventory.py`` reads it)."""
-    from ..common.session import patch_for_pyinfra
+    from ..common.reach import patch_gevent
 
-    patch_for_pyinfra()  # before paramiko and requests load (the node's SSH, the API)
+    patch_gevent()  # before paramiko and requests load (the node's SSH, the API)
     from ..inventory import (
         pinned_host_key_conflicts,
         pyinfra_keys,
@@ -125,8 +125,8 @@ def repo_checks(project_dir: Path, inventory: str, ready: dict[str, Settings]) -
     """``repo_url`` for each target whose other checks allow a deploy to start."""
     from pyinfra.api.exceptions import PyinfraError
 
+    from ..common.reach import inventory_state
     from ..common.roles import NODE_ROLE, ROLE
-    from ..common.session import inventory_state
     from ..repo.facts import GitCheckout
 
     # pyinfra's connectors log to its logger (a container read as not there yet, a failed

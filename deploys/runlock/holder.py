@@ -31,15 +31,24 @@ def run_tag() -> str:
     return f"{re.sub(r'[^A-Za-z0-9.-]', '-', socket.gethostname())}-{os.getpid()}-{time.time_ns()}"
 
 
+def controller_user() -> str:
+    """Who runs this controller process."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (a bare container)
+        return str(os.getuid())
+
+
+def controller_name() -> str:
+    """This controller as ``user@host`` (the audit log's ``controller``)."""
+    return f"{controller_user()}@{socket.gethostname()}"
+
+
 def controller_record(entry: str, started: str) -> str:
     """This controller process as the lock file names it (the JSON part of the record)."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (a bare container)
-        user = str(os.getuid())
     record = {
         "host": socket.gethostname(),
-        "user": user,
+        "user": controller_user(),
         "pid": os.getpid(),
         "entry": entry,
         "started": started,

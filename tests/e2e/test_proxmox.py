@@ -95,6 +95,9 @@ def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
     state = s.state()
     assert state["containers"] == {} and state["tasks"] == []
     assert list(s.node.conf_dir.glob("*.conf")) == []
+    # egodeploy status: the container absent (from the API), no command sent; exit 2
+    code, absent, commands = status(hosts)
+    assert code == 2 and absent["container"]["state"] == "absent" and commands == 0, absent
 
     # one run: template, container, TUN patch, start, the whole in-container deploy
     first = ok(pyinfra(hosts, "-y", "--json"))
@@ -145,6 +148,27 @@ def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
     assert logs.returncode == 0, logs.stderr
     lines = logs.stdout.splitlines()
     assert len(lines) == 3 and all(ln.startswith("[@pvelxc/egograph-prod] ") for ln in lines), lines
+
+    # egodeploy status: the container as the API shows it, the rest in one command
+    code, shown, commands = status(hosts)
+    assert code == 0 and commands == 1, shown
+    assert shown["container"] == {
+        "node": "pve",
+        "vmid": 100,
+        "state": "running",
+        "cores": 2,
+        "memory_mb": 3072,
+    }
+    assert shown["release"]["commit"] and shown["services"][0]["healthy"]
+
+
+def status(hosts: Path) -> tuple[int, dict[str, Any], int]:
+    """``egodeploy status --json``: exit code, the container host's report, remote commands."""
+    proc = egodeploy(hosts, "status", "--json", "--show-commands")
+    report = json.loads(proc.stdout)
+    assert list(report["hosts"]) == ["@pvelxc/egograph-prod"], report
+    commands = sum(1 for line in proc.stderr.splitlines() if ">>> " in line)
+    return proc.returncode, report["hosts"]["@pvelxc/egograph-prod"], commands
 
 
 def drift(hosts: Path) -> tuple[int, dict[str, Any]]:

@@ -229,3 +229,22 @@ def test_a_dry_run_walks_the_deploy_once_to_declare_first(shell_host: ShellHost)
     with ctx_state.use(running):
         snapshot.planned(steps)()
     assert walks == [(False, None)]  # -y: the deploy's own walk declares before execution
+
+
+def test_taken_is_what_execution_read_first_even_after_the_host_changed(
+    tmp_path: Path, shell_host: ShellHost
+) -> None:
+    """The audit log's commit before a run: the snapshot execution took, not a later read."""
+    (tmp_path / "a").write_text("A\n")
+    wanted = fact_read(FileStates, paths=[str(tmp_path / "a")])
+    snapshot.declare([wanted])
+    with executing(False):
+        read_fact(wanted.fact, **wanted.kwargs)
+        assert snapshot.taken(wanted) is None  # a dry run's read is not the run's start
+    with executing(True):
+        first = read_fact(wanted.fact, **wanted.kwargs)
+        snapshot.changing()
+        (tmp_path / "a").write_text("B\n")
+        assert read_fact(wanted.fact, **wanted.kwargs) != first
+        assert snapshot.taken(wanted) == first
+    assert snapshot.taken(fact_read(Lines, text="never declared")) is None

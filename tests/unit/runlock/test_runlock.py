@@ -255,6 +255,8 @@ def test_every_deploy_of_a_target_takes_the_lock_in_the_first_section_of_its_rea
     env.chmod(0o600)
     data = raw_defaults()
     data["services"][0]["env_source"] = {"file": str(env)}
+    # a deploy with no keyring pin stops while it is loaded (deploys.tailscale)
+    data["tailscale_keyring_sha256"] = "0" * 64
     inventory = Inventory((["@fake/target"], {SETTINGS_KEY: validate(data)}))
     state = State(inventory, Config())
     target = inventory.get_host("@fake/target")
