@@ -52,6 +52,7 @@ from .plan import (
     source_line,
     tags_problem,
 )
+from .settings import keyring_pin_fix, keyring_pin_problem
 
 
 @operation(read=lambda **_: fact_read(TailscaleInstall))
@@ -97,13 +98,9 @@ def tailscale_package(
     distro, codename = found
     url = keyring_url(repo_url, keyring_url_template, distro, codename)
     pin = keyring_sha256.lower()
-    if not pin:
-        yield from refuse(
-            "tailscale_keyring_sha256 is empty: the deploy installs Tailscale only from a "
-            f"keyring it can verify. Fetch {url}, check it (`gpg --show-keys FILE` shows the "
-            "signing key's fingerprint; compare it with Tailscale's), then pin "
-            "`sha256sum FILE` as tailscale_keyring_sha256."
-        )
+    problem = keyring_pin_problem(True, pin)
+    if problem:
+        yield from refuse(f"{problem}. To pin it: {keyring_pin_fix(url)}.")
         return
 
     commands: list[StringCommand] = []

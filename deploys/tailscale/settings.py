@@ -165,11 +165,19 @@ class TailscaleSettings:
     )
 
 
-KEYRING_PIN_FIX = (
-    "fetch the keyring (<tailscale_repo_url>/<distro>/<codename>.noarmor.gpg, e.g. "
-    "https://pkgs.tailscale.com/stable/ubuntu/noble.noarmor.gpg), check it (`gpg --show-keys "
-    "FILE` shows the signing key's fingerprint; compare it with Tailscale's), then pin "
-    "`sha256sum FILE` as tailscale_keyring_sha256"
+def keyring_pin_fix(url: str) -> str:
+    """How to pin the keyring at ``url``: the one text of the fix, for the refusal while the
+    deploy is loaded, the operation's (which knows the distribution's URL) and preflight's."""
+    return (
+        f"fetch the keyring ({url}), check it (`gpg --show-keys FILE` shows the signing key's "
+        "fingerprint; compare it with Tailscale's), then pin `sha256sum FILE` as "
+        "tailscale_keyring_sha256"
+    )
+
+
+KEYRING_PIN_FIX = keyring_pin_fix(
+    "<tailscale_repo_url>/<distro>/<codename>.noarmor.gpg, e.g. "
+    "https://pkgs.tailscale.com/stable/ubuntu/noble.noarmor.gpg"
 )
 
 
