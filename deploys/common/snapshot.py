@@ -45,6 +45,8 @@ T = TypeVar("T")
 
 MARK = "##EGOGRAPH-DEPLOY-SECTION##"
 MISSING = "##EGOGRAPH-DEPLOY-NOCMD##"
+OUT = "egograph_state_read"
+"""The shell variable the state read's output is collected in."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,11 @@ class StateSnapshot(FactBase[dict[str, Any]]):
                 bits += ["(", command, ");"]
             # The newline ends a last line that had none; process() drops it again.
             bits.append(f"printf '\\n{MARK} {index} %d\\n' $?;")
-        bits.append("true")
-        return StringCommand(*bits)
+        # Collected, then written at once: each read's echo and printf is a write of its
+        # own, which sshd sends as an SSH packet of its own, and the controller decrypts,
+        # checks and hands on every packet in Python (paramiko's ``Packetizer``). A no-op
+        # run's connection: 65 packets read → 15 (measured 2026-12-03, deploys/prod.py).
+        return StringCommand(f"{OUT}=$(", *bits, "true", f'); printf "%s\\n" "${OUT}"')
 
     @staticmethod
     def default() -> dict[str, Any]:
