@@ -82,6 +82,9 @@ def evaluated_global_arguments() -> Callable[[], list[tuple[str, type]]]:
     return lambda: list(hints)
 
 
+_ARGUMENTS = import_module("pyinfra.api.arguments")
+"""Looked up once: :func:`popped_global_arguments` runs on every operation call."""
+
 def popped_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> tuple[Any, list[str]]:
     """``pyinfra.api.arguments.pop_global_arguments`` with the host's data read once.
 
@@ -93,7 +96,7 @@ def popped_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> tu
     sources are called once per call, in the same order, and each argument takes the first
     one holding it (shallow-copied, as ``HostData`` does). Nothing changes the sources in
     between: the loop only reads them."""
-    arguments = import_module("pyinfra.api.arguments")
+    arguments = _ARGUMENTS
     config = state.config
     if arguments.ctx_config.isset():
         config = arguments.ctx_config.get()
