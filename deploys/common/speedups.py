@@ -85,6 +85,7 @@ def evaluated_global_arguments() -> Callable[[], list[tuple[str, type]]]:
 _ARGUMENTS = import_module("pyinfra.api.arguments")
 """Looked up once: :func:`popped_global_arguments` runs on every operation call."""
 
+
 def popped_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> tuple[Any, list[str]]:
     """``pyinfra.api.arguments.pop_global_arguments`` with the host's data read once.
 
