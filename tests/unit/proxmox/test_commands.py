@@ -37,11 +37,18 @@ def test_a_long_wait_logs_progress_lines_through_the_host(
     ]
 
 
-def test_outside_a_host_the_line_goes_to_pyinfras_logger(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    with caplog.at_level(logging.INFO, logger="pyinfra"):
-        commands.say("CT 100 start: 4 s")
-    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
-        (logging.INFO, "CT 100 start: 4 s")
-    ]
+def test_outside_a_host_the_line_goes_to_pyinfras_logger() -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    pyinfra_logger = logging.getLogger("pyinfra")
+    level = pyinfra_logger.level
+    pyinfra_logger.addHandler(handler)
+    pyinfra_logger.setLevel(logging.INFO)
+    try:
+        with ctx_host.use(None):  # no host's operation running (another test may leave one)
+            commands.say("CT 100 start: 4 s")
+    finally:
+        pyinfra_logger.removeHandler(handler)
+        pyinfra_logger.setLevel(level)
+    assert [(r.levelno, r.getMessage()) for r in records] == [(logging.INFO, "CT 100 start: 4 s")]
