@@ -1,11 +1,13 @@
 """Shell pieces more than one operation runs: a pinned download, an atomic one-line file,
-and the bounded wait for a health URL."""
+the bounded wait for a health URL, and a long command's progress lines."""
 
 from __future__ import annotations
 
 import shlex
 
 from pyinfra.api import QuoteString, StringCommand
+
+from .progress import EVERY, MAX_LINE
 
 
 def download_pinned(url: str, dest: str, pin: str, *, setting: str, rotated: str) -> StringCommand:
@@ -111,3 +113,38 @@ wait_ready() {{
     sleep {interval}
   done
 }}"""
+
+
+def with_heartbeat(command: str, what: str, every: int = EVERY) -> str:
+    """Shell (for the top level of a script) that runs ``command`` with its output to a
+    temporary file and, while it runs, prints on stdout every ``every`` seconds
+    ``<what>: <n> s, <the newest line it wrote>`` (:func:`.progress.progress_line`'s form:
+    printable ASCII only, a URL's credentials masked, cut to :data:`.progress.MAX_LINE`).
+    Once it ends, ``$rc`` is its exit status and, when that is not 0, its output goes to
+    stderr (as it would have without the file). A command that ends within ``every``
+    seconds prints nothing more than it did.
+
+    The printing loop is a background subshell, killed when ``command`` ends, so the end is
+    never delayed by its sleep; the sleep has no hold on the output (a stray one would keep
+    the SSH channel open until it ends), and the loop stops by itself when the script is
+    gone (``kill -0 $$``)."""
+    return f"""\
+hb_log=$(mktemp "${{TMPDIR:-/tmp}}/egograph-progress.XXXXXX") || exit 1
+hb_start=$(date +%s)
+(
+  while sleep {int(every)} </dev/null >/dev/null 2>&1 && kill -0 $$ 2>/dev/null; do
+    hb_last=$(tail -n 1 "$hb_log" 2>/dev/null | LC_ALL=C tr -cd '\\40-\\176' | \\
+      cut -c1-{MAX_LINE} | sed 's#://[^/@ ]*@#://***@#g')
+    printf '%s: %s s%s\\n' {shlex.quote(what)} "$(( $(date +%s) - hb_start ))" \\
+      "${{hb_last:+, $hb_last}}"
+  done
+) &
+hb_pid=$!
+(
+{command}
+) >"$hb_log" 2>&1
+rc=$?
+kill "$hb_pid" 2>/dev/null
+[ "$rc" -eq 0 ] || cat "$hb_log" >&2
+rm -f "$hb_log"
+"""

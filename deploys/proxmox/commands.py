@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyinfra.api import FunctionCommand
+from pyinfra.context import ctx_host
 
+from ..common.progress import progress_line
 from .access import ProxmoxError, wait_reachable
 from .errors import PveError, PvePermissionError, PveTaskError
 from .hostkey import HostKeyError, forget_container
@@ -66,8 +68,13 @@ def undecided(what: str) -> FunctionCommand:
 
 
 def wait(ct: ContainerView, upid: str, what: str) -> None:
-    """Wait for a task; a task ending ``WARNINGS: n`` succeeds and its warnings are shown."""
-    result = wait_task(ct.api, upid, timeout=ct.pve.task_timeout)
+    """Wait for a task, saying every few seconds how long it has run and its log's newest
+    line; a task ending ``WARNINGS: n`` succeeds and its warnings are shown."""
+
+    def progress(elapsed: float, last: str) -> None:
+        say(progress_line(what, elapsed, last))
+
+    result = wait_task(ct.api, upid, timeout=ct.pve.task_timeout, progress=progress)
     for line in result.warnings:
         logger.warning(f"{what}: {line}")
 
@@ -162,6 +169,15 @@ def destroy(ct: ContainerView, ref: ContainerRef, running: bool) -> FunctionComm
         _forget_host_key(ct, f"CT {ref.vmid} was destroyed")
 
     return api_step(f"destroy CT {ref.vmid}", run)
+
+
+def say(line: str) -> None:
+    """``line`` in pyinfra's normal output (INFO, on stderr, so never in ``--json``), behind
+    the host's prefix while an operation of a host runs (as pyinfra's own lines are)."""
+    if ctx_host.isset():
+        ctx_host.get().log(line)
+    else:
+        logger.info(line)
 
 
 def _forget_host_key(ct: ContainerView, why: str) -> None:

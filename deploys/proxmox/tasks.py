@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import PveTaskError, PveTaskTimeout
+from ..common.progress import EVERY, Throttle
+from .errors import PveError, PveTaskError, PveTaskTimeout
 
 if TYPE_CHECKING:
     from .client import PveClient
@@ -50,30 +52,74 @@ def task_status(api: PveClient, upid: str) -> dict[str, Any]:
 
 def task_log(api: PveClient, upid: str, last: int = 20) -> list[str]:
     """The last ``last`` lines of a task log (0: all of it)."""
-    node = parse_upid(upid)["node"]
-    path = f"/nodes/{node}/tasks/{upid}/log"
-    # proxmoxer returns only ``data`` (not ``total``), so page through the log
-    lines: list[str] = []
-    start = 0
-    while True:
-        chunk = api.get(path, start=start, limit=LOG_PAGE) or []
-        lines.extend(str(item.get("t", "")) for item in chunk)
-        if len(chunk) < LOG_PAGE:
-            break
-        start += LOG_PAGE
-    if lines == ["no content"]:
-        return []
+    lines = task_log_from(api, upid, 0)
     return lines[-last:] if last else lines
 
 
+def task_log_from(api: PveClient, upid: str, start: int) -> list[str]:
+    """The task's log lines after the first ``start`` (all of them from 0), one page at a
+    time (proxmoxer returns only ``data``, not ``total``). An empty log reads as ``[{"n": 1, "t": "no content"}]`` whatever ``start`` is,
+    and past the end of a log with lines as ``[]`` (pve-common ``src/PVE/Tools.pm``
+    ``dump_logfile_by_filehandle``, which the task log endpoint reads the file with)."""
+    node = parse_upid(upid)["node"]
+    path = f"/nodes/{node}/tasks/{upid}/log"
+    lines: list[str] = []
+    while True:
+        chunk = api.get(path, start=start, limit=LOG_PAGE) or []
+        if not lines and [(c.get("n"), c.get("t")) for c in chunk] == [(1, "no content")]:
+            return []
+        lines.extend(str(item.get("t", "")) for item in chunk)
+        if len(chunk) < LOG_PAGE:
+            return lines
+        start += LOG_PAGE
+
+
+class LogTail:
+    """The newest line of a running task's log, read on from where the last read ended."""
+
+    def __init__(self, api: PveClient, upid: str) -> None:
+        self.api = api
+        self.upid = upid
+        self.seen = 0
+        self.last = ""
+
+    def read(self) -> str:
+        """The newest line so far ('' while the log is empty). A read that fails leaves the
+        line read before: the progress line is a courtesy, the status poll decides."""
+        try:
+            new = task_log_from(self.api, self.upid, self.seen)
+        except PveError:
+            return self.last
+        self.seen += len(new)
+        if new:
+            self.last = new[-1]
+        return self.last
+
+
+Progress = Callable[[float, str], None]
+"""Called with the seconds waited and the task's newest log line."""
+
+
 def wait_task(
-    api: PveClient, upid: str, timeout: float = 300.0, poll_interval: float | None = None
+    api: PveClient,
+    upid: str,
+    timeout: float = 300.0,
+    poll_interval: float | None = None,
+    *,
+    progress: Progress | None = None,
+    every: float = EVERY,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> TaskResult:
     """Poll until the task stops (every ``poll_interval`` s at most, the client's by
     default): ``OK``/``WARNINGS: n`` → the result; otherwise :class:`PveTaskError`, or
-    :class:`PveTaskTimeout` once ``timeout`` has passed."""
+    :class:`PveTaskTimeout` once ``timeout`` has passed. While it runs, ``progress`` gets
+    the time waited and the log's newest line every ``every`` seconds (the log is read
+    only then, from where the last read ended)."""
     interval_cap = api.poll_interval if poll_interval is None else poll_interval
-    deadline = time.monotonic() + timeout
+    throttle = Throttle(every, clock)
+    deadline = throttle.start + timeout
+    tail = LogTail(api, upid)
     interval = min(0.1, interval_cap)
     while True:
         status = task_status(api, upid)
@@ -87,8 +133,10 @@ def wait_task(
                 warns = [ln for ln in warns if not ln.startswith("TASK WARNINGS")]
                 return TaskResult(upid, exitstatus, warns)
             raise PveTaskError(upid, exitstatus, task_log(api, upid, last=20))
-        now = time.monotonic()
+        if progress is not None and (elapsed := throttle.due()) is not None:
+            progress(elapsed, tail.read())
+        now = clock()
         if now >= deadline:
             raise PveTaskTimeout(upid, timeout)
-        time.sleep(min(interval, max(0.0, deadline - now)))
+        sleep(min(interval, max(0.0, deadline - now)))
         interval = min(interval * 2, interval_cap)

@@ -9,8 +9,9 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand
 
-from ..common.commands import chain
+from ..common.commands import Streamed, chain
 from ..common.report import change_reason
+from ..common.shell import with_heartbeat
 from ..common.snapshot import FactRead, fact_read, operation
 from ..common.stamps import VENV_SNAPSHOT
 from ..repo.commit import Commit, commit_of
@@ -188,7 +189,8 @@ def uv_sync(
         host.noop(f"environment in {repo_path} matches commit {str(stamp.get('commit'))[:12]}")
         return
     change_reason(f"uv sync needed: {', '.join(reasons)}")
-    yield StringCommand(sync_script(repo_path, uv, environment, env_digest, ref))
+    # Shown as it runs: a long sync says every few seconds how long and what uv said last.
+    yield Streamed(sync_script(repo_path, uv, environment, env_digest, ref))
 
 
 def sync_command(uv: str, environment: dict[str, str]) -> str:
@@ -207,7 +209,9 @@ def sync_script(
     when one is not). A snapshot already there is kept: it is the environment of the last
     good release, which a release synced but never made healthy (a run cut off, say) has not
     replaced. It is copied under another name and renamed, so a cut copy is never kept.
-    If the sync fails — a stale lock with ``--locked``, a build error — the environment and
+    While uv runs, the script prints ``uv sync: <n> s, <uv's newest line>`` every few
+    seconds (:func:`deploys.common.shell.with_heartbeat`; uv's output itself is shown when
+    it fails). If the sync fails — a stale lock with ``--locked``, a build error — the environment and
     the checkout are returned to what was last synced, so the running service is never
     restarted onto a half-made environment, and the run fails with uv's message. The
     restored environment is synced once more: the checkout's files are new to uv, which
@@ -224,9 +228,7 @@ rm -rf {q(snapshot + ".tmp")}
 if [ -d .venv ] && [ ! -d {q(snapshot)} ]; then
   cp -a .venv {q(snapshot + ".tmp")} && mv {q(snapshot + ".tmp")} {q(snapshot)} || exit 1
 fi
-{sync}
-rc=$?
-if [ "$rc" -eq 0 ]; then
+{with_heartbeat(sync, "uv sync")}if [ "$rc" -eq 0 ]; then
   printf {q(fmt)} "$(git rev-parse HEAD)" "$(sha256sum uv.lock | cut -c1-64)" > {q(stamp + ".tmp")}
   mv -f {q(stamp + ".tmp")} {q(stamp)}
   exit 0

@@ -76,6 +76,8 @@ def test_a_stale_lock_fails_loudly_and_keeps_the_running_release(
 
     assert failed.returncode != 0
     assert "needs to be updated, but `--locked` was provided" in failed.output
+    # shown as it came (the sync's output is streamed), and not once more after the failure
+    assert failed.output.count("needs to be updated, but `--locked` was provided") == 1
     assert "the services were not restarted" in failed.output
     assert c.ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip() == good_head
     assert main_pid(c) == pid and release(c) == "1"

@@ -16,8 +16,10 @@ destroyed at the end.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +164,12 @@ def test_a_slow_task_past_the_timeout_names_its_upid(pve: Node) -> None:
     out = timed_out.output
     assert f"task {slow['upid']} still running after 10s" in out, out[-4000:]
     assert app_site.CANARY not in out
+    # meanwhile the wait said how it went, every 4 s, behind the host's prefix (the node's:
+    # its operations wait; the slow task has logged nothing yet: the time alone)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", timed_out.stderr)
+    beats = [int(s) for s in re.findall(r"\[[^\]]+\] +CT 100 start: (\d+) s\n", plain)]
+    assert len(beats) >= 2 and beats[0] >= 4, plain[-4000:]
+    assert all(b - a >= 4 for a, b in itertools.pairwise(beats)), beats
 
     # once the task ends the container runs; the rerun converges, the run after: 0 changes
     pve.wait_tasks_stopped()

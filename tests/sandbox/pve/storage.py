@@ -205,8 +205,11 @@ class StorageApi(ConfApi):
         target = Path(st["path"]) / "template/cache" / filename
 
         def work(task: Task) -> None:
-            task.log(f"starting template download from: {url}")
-            task.log(f"target file: {target}")
+            # The log's first and last lines are upstream's (pve-common src/PVE/Tools.pm
+            # download_file_from_url, which pve-manager's apl_download and pve-storage's
+            # download_url both call); between them a node logs wget's
+            # ``--progress=dot:giga`` lines, which this copy has none of.
+            task.log(f"downloading {url} to {target}")
             tmp = target.with_name(target.name + ".tmp")
             self._install_template(filename, tmp)
             os.replace(tmp, target)

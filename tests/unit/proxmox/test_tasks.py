@@ -70,3 +70,112 @@ def test_parse_upid(client: PveClient, creds: Any, create_ct: Callable[..., str]
     assert task_status(client, upid)["tokenid"] == "pyinfra"
     with pytest.raises(ValueError):
         parse_upid("UPID:nope")
+
+
+class FakeTaskApi:
+    """A task on a fake clock: ``log`` is (second, line) pairs written while it runs; it
+    stops ``OK`` at ``ends``. The log endpoint answers as pve-common's
+    ``PVE::Tools::dump_logfile`` does (``no content`` for an empty log, ``[]`` past the
+    end); ``log_reads`` keeps each read's ``start``."""
+
+    UPID = "UPID:pve:0000A1B2:0001C3D4:65000000:download:t.tar.zst:deploy@pve!pyinfra:"
+
+    def __init__(self, log: list[tuple[float, str]], ends: float) -> None:
+        self.now = 0.0
+        self.log = log
+        self.ends = ends
+        self.poll_interval = 1.0
+        self.log_reads: list[int] = []
+        self.status_reads = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def get(self, path: str, **params: Any) -> Any:
+        if path.endswith("/status"):
+            self.status_reads += 1
+            if self.now >= self.ends:
+                return {"status": "stopped", "exitstatus": "OK"}
+            return {"status": "running"}
+        assert path.endswith("/log"), path
+        self.log_reads.append(params["start"])
+        written = [t for at, t in self.log if at <= self.now]
+        if not written:
+            return [{"n": 1, "t": "no content"}]
+        start, limit = params["start"], params["limit"]
+        return [{"n": start + i + 1, "t": t} for i, t in enumerate(written[start : start + limit])]
+
+
+def test_a_long_task_reports_every_few_seconds_with_its_newest_log_line() -> None:
+    api = FakeTaskApi(
+        [
+            (0.5, "downloading http://download.proxmox.com/images/system/t.tar.zst to /x"),
+            (3.0, "     0K ........ ........ ........ ........  25% 11.6M 8s"),
+            (5.0, " 32768K ........ ........ ........ ........  50% 11.2M 5s"),
+            (6.0, " 65536K ........ ........ ........ ........  75% 11.4M 3s"),
+        ],
+        ends=13.5,
+    )
+    said: list[tuple[int, str]] = []
+    result = wait_task(
+        api,  # type: ignore[arg-type]
+        api.UPID,
+        timeout=60,
+        progress=lambda elapsed, last: said.append((int(elapsed), last)),
+        every=4,
+        clock=api.clock,
+        sleep=api.sleep,
+    )
+    assert result.exitstatus == "OK"
+    assert said == [
+        (4, "     0K ........ ........ ........ ........  25% 11.6M 8s"),
+        (8, " 65536K ........ ........ ........ ........  75% 11.4M 3s"),
+        (12, " 65536K ........ ........ ........ ........  75% 11.4M 3s"),
+    ]
+    # the log is read only for a line, each time from where the last read ended
+    assert api.log_reads == [0, 2, 4]
+    assert api.status_reads > 10  # the status poll is not slowed by it
+
+
+def test_a_task_that_logs_nothing_reports_only_its_time_and_a_short_one_nothing() -> None:
+    quiet = FakeTaskApi([], ends=9)
+    said: list[tuple[int, str]] = []
+    wait_task(
+        quiet,  # type: ignore[arg-type]
+        quiet.UPID,
+        progress=lambda elapsed, last: said.append((int(elapsed), last)),
+        clock=quiet.clock,
+        sleep=quiet.sleep,
+    )
+    assert said == [(4, ""), (8, "")]
+
+    short = FakeTaskApi([(0.1, "TASK OK")], ends=3)
+    wait_task(
+        short,  # type: ignore[arg-type]
+        short.UPID,
+        progress=lambda elapsed, last: said.append((int(elapsed), last)),
+        clock=short.clock,
+        sleep=short.sleep,
+    )
+    assert len(said) == 2 and short.log_reads == []
+
+
+def test_progress_of_a_slow_emulator_task(
+    emulator: PveEmulator, client: PveClient, create_ct: Callable[..., str]
+) -> None:
+    """Against the emulator (real time): a slow create reports while it runs."""
+    emulator.inject_task_fault("vzcreate", slow=1.2)
+    said: list[tuple[float, str]] = []
+    result = wait_task(
+        client,
+        create_ct(client, 145),
+        timeout=10,
+        progress=lambda elapsed, last: said.append((elapsed, last)),
+        every=0.5,
+    )
+    assert result.exitstatus == "OK"
+    assert 1 <= len(said) <= 3, said
+    assert all(0.5 <= elapsed < 2 for elapsed, _ in said)

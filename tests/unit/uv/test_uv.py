@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploys.common.commands import Streamed
 from deploys.uv import operations as uv_ops
 from deploys.uv.facts import UvInstall, UvSyncState
 from tests.unit.fakes import FakeHost, run_op
@@ -59,3 +60,24 @@ def test_sync_runs_only_when_commit_lock_or_environment_changed() -> None:
     )
     assert "sync --all-packages --locked" in script
     assert "uv sync needed: uv.lock changed" in moved.logs
+
+
+def test_a_sync_is_streamed_and_prints_its_progress() -> None:
+    fake = run_op(
+        uv_ops.uv_sync,
+        {UvSyncState: {"head": "a" * 40, "lock": "l" * 64, "stamp": None}},
+        repo_path="/opt/egograph/repo",
+        uv="/root/.local/bin/uv",
+        environment={},
+        env_digest="e",
+    )
+    (command,) = fake.commands
+    # pyinfra shows its output as it comes (deploys.common.commands.Streamed)
+    assert isinstance(command, Streamed)
+    script = command.get_raw_value()
+    assert "printf '%s: %s s%s\\n' 'uv sync'" in script
+    # uv's output goes to the file the lines quote, and to stderr when it fails
+    assert '--locked --no-progress\n) >"$hb_log" 2>&1\nrc=$?' in script
+    assert script.index('[ "$rc" -eq 0 ] || cat "$hb_log" >&2') < script.index(
+        'if [ "$rc" -eq 0 ]; then'
+    )
