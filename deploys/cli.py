@@ -266,10 +266,11 @@ _COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
 
 
 def rollback_command(
-    inventory: str, to: str | None, dry: bool, yes: bool, by: str
+    inventory: str, to: str | None, dry: bool, yes: bool, by: str, as_json: bool = False
 ) -> tuple[list[str], dict[str, str]]:
     """The pyinfra run ``egodeploy rollback`` makes, and what it adds to its environment."""
-    args = [sys.executable, "-m", "pyinfra", *(["--dry"] if dry else []), *(["-y"] if yes else [])]
+    flags = [("--dry", dry), ("-y", yes), ("--json", as_json)]
+    args = [sys.executable, "-m", "pyinfra", *(flag for flag, on in flags if on)]
     env = {ROLLBACK_BY_ENV: by, **({ROLLBACK_TO_ENV: to.lower()} if to else {})}
     return [*args, inventory, "deploys/rollback.py"], env
 
@@ -285,8 +286,11 @@ def rollback_command(
 )
 @click.option("--dry", is_flag=True, help="Show what would change; change nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before changing anything.")
+@click.option("--json", "as_json", is_flag=True, help="pyinfra's own JSON report on stdout.")
 @project_options
-def rollback(to: str | None, dry: bool, yes: bool, project_dir: Path, inventory: str) -> None:
+def rollback(
+    to: str | None, dry: bool, yes: bool, as_json: bool, project_dir: Path, inventory: str
+) -> None:
     """Return each host to the release before its current one (or to COMMIT), as a
     release: pinned checkout, uv sync, restart, health gate, automatic rollback if it
     fails, audit entry. The branch's newer commit is then refused until a new commit
@@ -298,7 +302,7 @@ def rollback(to: str | None, dry: bool, yes: bool, project_dir: Path, inventory:
         )
     from .runlock.holder import controller_name
 
-    command, extra = rollback_command(inventory, to, dry, yes, controller_name())
+    command, extra = rollback_command(inventory, to, dry, yes, controller_name(), as_json)
     proc = subprocess.run(command, cwd=project_dir, env={**os.environ, **extra})
     sys.exit(proc.returncode)
 

@@ -76,15 +76,16 @@ def rollback() -> None:
     a new one arrives (or ``rollback --to`` it)."""
     settings = current()
     plan = services.plan_rollback(settings, os.environ.get(ROLLBACK_TO_ENV) or None)
-    runlock.hold_run_lock(settings=settings, entry="deploys/rollback.py")
-    audit.record_run(settings=settings, entry="deploys/rollback.py")
+    target = plan.target or plan.head
+    # The audit entry reads the checkout as the pinned checkout does (one read).
+    pinned = dataclasses.replace(settings, repo_branch=target) if target else settings
+    runlock.hold_run_lock(settings=pinned, entry="deploys/rollback.py")
+    audit.record_run(settings=pinned, entry="deploys/rollback.py")
     # First after the lock: no target, or a checkout that moved since the plan, stops the
     # run while nothing has changed.
-    services.check_rollback(settings=settings, plan=plan)
-    target = plan.target or plan.head
+    services.check_rollback(settings=pinned, plan=plan)
     if target is None:
         return
-    pinned = dataclasses.replace(settings, repo_branch=target)
     by = os.environ.get(ROLLBACK_BY_ENV) or controller_name()
     manual = (
         ManualRollback(refuse=plan.refuse, reason=f"manual rollback by {by}")
