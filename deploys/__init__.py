@@ -18,8 +18,8 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
   validated settings);
 - ``facts`` (ad-hoc facts over several concerns), ``container`` and ``vm`` (the deploys in
   runbook order);
-- entry points: the entry files (``prod``, ``update``, ``destroy``, ``docker_vm``), the
-  ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such), ``cli``
+- entry points: the entry files (``prod``, ``update``, ``rollback``, ``destroy``,
+  ``docker_vm``), the ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such), ``cli``
   (``egodeploy``), ``logs``, ``preflight`` and ``status`` (its ``logs``, ``preflight`` and
   ``status`` commands) and ``docs``.
 """
@@ -42,6 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "prod",
         "update",
+        "rollback",
         "destroy",
         "docker_vm",
         "proxmox.connector",

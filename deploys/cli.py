@@ -5,6 +5,7 @@
     egodeploy status [--json]           each host's container, release, services, last runs
     egodeploy install-timer --every 15  run the drift check from systemd on this controller
     egodeploy preflight [--json]        what a deploy needs, checked; exit 1 when one fails
+    egodeploy rollback [--to COMMIT]    back to the release before (or COMMIT), as a release
 
 The drift check is the production deploy run as a dry run (``pyinfra --dry --json``): it
 never changes anything, never prompts and needs no TTY. Each operation that would change is
@@ -27,7 +28,7 @@ from typing import Any
 
 import click
 
-from .common.envvars import NOT_APPLIED, REASONS_FILE_ENV
+from .common.envvars import NOT_APPLIED, REASONS_FILE_ENV, ROLLBACK_BY_ENV, ROLLBACK_TO_ENV
 
 IN_SYNC, FAILED, DRIFT = 0, 1, 2
 
@@ -259,6 +260,51 @@ def status(
     code, text = show_status(project_dir, inventory, entries, as_json, show_commands)
     click.echo(text)
     sys.exit(code)
+
+
+_COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
+
+
+def rollback_command(
+    inventory: str, to: str | None, dry: bool, yes: bool, by: str, as_json: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The pyinfra run ``egodeploy rollback`` makes, and what it adds to its environment."""
+    flags = [("--dry", dry), ("-y", yes), ("--json", as_json)]
+    args = [sys.executable, "-m", "pyinfra", *(flag for flag, on in flags if on)]
+    env = {ROLLBACK_BY_ENV: by, **({ROLLBACK_TO_ENV: to.lower()} if to else {})}
+    return [*args, inventory, "deploys/rollback.py"], env
+
+
+@main.command()
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    metavar="COMMIT",
+    help="A commit from the release history (7 to 40 hex digits); default: the release "
+    "before the current one.",
+)
+@click.option("--dry", is_flag=True, help="Show what would change; change nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before changing anything.")
+@click.option("--json", "as_json", is_flag=True, help="pyinfra's own JSON report on stdout.")
+@project_options
+def rollback(
+    to: str | None, dry: bool, yes: bool, as_json: bool, project_dir: Path, inventory: str
+) -> None:
+    """Return each host to the release before its current one (or to COMMIT), as a
+    release: pinned checkout, uv sync, restart, health gate, automatic rollback if it
+    fails, audit entry. The branch's newer commit is then refused until a new commit
+    arrives or `rollback --to` it. Exit non-zero when a host failed."""
+    if to is not None and not _COMMIT.match(to):
+        raise click.BadParameter(
+            f"{to!r}: expected a commit from the release history (7 to 40 hex digits)",
+            param_hint="--to",
+        )
+    from .runlock.holder import controller_name
+
+    command, extra = rollback_command(inventory, to, dry, yes, controller_name(), as_json)
+    proc = subprocess.run(command, cwd=project_dir, env={**os.environ, **extra})
+    sys.exit(proc.returncode)
 
 
 TIMER_NAME = "egograph-drift"

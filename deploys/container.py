@@ -3,9 +3,15 @@ checkout and env files, §4 `uv sync` and DuckDB httpfs, §5 systemd, §2/§9 `t
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 from . import audit, duckdb, packages, repo, runlock, services, tailscale, uv
+from .common.envvars import ROLLBACK_BY_ENV, ROLLBACK_TO_ENV
 from .common.snapshot import planned
 from .hostsettings import current
+from .runlock.holder import controller_name
+from .services.release import ManualRollback
 
 
 @planned
@@ -58,3 +64,38 @@ def update() -> None:
     services.create_accounts(settings=settings)
     duckdb.install_extensions(settings=settings)
     services.run_services(settings=settings, commit=commit)
+
+
+@planned
+def rollback() -> None:
+    """``egodeploy rollback``: the update flow pinned to the release before the current one
+    (or the one ``--to`` names, ``EGOGRAPH_ROLLBACK_TO``), so the checkout, ``uv sync``,
+    the restart, the health gate, the automatic rollback of a release that fails, the run
+    lock and the audit entry are the update's own. Once healthy, the release marker names
+    the commit it left: the update flow and the drift check then refuse that commit until
+    a new one arrives (or ``rollback --to`` it)."""
+    settings = current()
+    plan = services.plan_rollback(settings, os.environ.get(ROLLBACK_TO_ENV) or None)
+    target = plan.target or plan.head
+    # The audit entry reads the checkout as the pinned checkout does (one read).
+    pinned = dataclasses.replace(settings, repo_branch=target) if target else settings
+    runlock.hold_run_lock(settings=pinned, entry="deploys/rollback.py")
+    audit.record_run(settings=pinned, entry="deploys/rollback.py")
+    # First after the lock: no target, or a checkout that moved since the plan, stops the
+    # run while nothing has changed.
+    services.check_rollback(settings=pinned, plan=plan)
+    if target is None:
+        return
+    by = os.environ.get(ROLLBACK_BY_ENV) or controller_name()
+    manual = (
+        ManualRollback(refuse=plan.refuse, reason=f"manual rollback by {by}")
+        if plan.refuse
+        else None
+    )
+    services.guard_release(settings=pinned, commit=target, chosen=True)
+    repo.checkout_repo(settings=pinned, commit=target)
+    services.write_env_files(settings=pinned)
+    uv.sync_environment(settings=pinned, commit=target)
+    services.create_accounts(settings=pinned)
+    duckdb.install_extensions(settings=pinned)
+    services.run_services(settings=pinned, commit=target, manual=manual)

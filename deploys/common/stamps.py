@@ -19,6 +19,12 @@ is healthy."""
 AUDIT_LOG = "audit.jsonl"
 """The audit log: one JSON line per run that changed something or failed (written by the
 controller's end of the run, ``deploys.audit``); append-only, 0600."""
+RELEASES = "releases.json"
+"""The release history: the commits released healthy, newest last, each ``{"commit",
+"at"}``, the last ``release_keep`` of them (``deploys.services.history``); 0600."""
+RELEASE_REF_PREFIX = "refs/egograph/releases/"
+"""``refs/egograph/releases/<commit>`` in the app's clone: one per commit in the history,
+so a fetch, a force-push upstream or ``git gc`` cannot lose a commit a rollback may need."""
 GOOD_SUFFIX = ".good"
 """``<unit>.good/``: copies of the unit and env file of the last healthy release."""
 
@@ -29,6 +35,10 @@ def started_stamp(unit: str, state_dir: str = STATE_DIR) -> str:
 
 def release_marker(state_dir: str = STATE_DIR) -> str:
     return f"{state_dir}/{RELEASE_MARKER}"
+
+
+def release_history(state_dir: str = STATE_DIR) -> str:
+    return f"{state_dir}/{RELEASES}"
 
 
 def good_copies(unit: str, state_dir: str = STATE_DIR) -> str:

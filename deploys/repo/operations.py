@@ -177,7 +177,12 @@ def _move(
             else f"+refs/tags/{ref}:refs/tags/{ref}"
         )
         if SHA_RE.match(ref):
-            yield StringCommand("git", "-C", p, "fetch", "--quiet", "origin")
+            # A pinned commit the clone has (a rollback's: the release history keeps a
+            # ref to it) needs no fetch, so a rollback works while the remote is down.
+            yield StringCommand(
+                "git", "-C", p, "cat-file", "-e", QuoteString(f"{ref}^{{commit}}"),
+                "2>/dev/null", "||", "git", "-C", p, "fetch", "--quiet", "origin",
+            )  # fmt: skip
         else:
             yield StringCommand(
                 "git", "-C", p, "fetch", "--quiet", "--prune", "origin", QuoteString(refspec)

@@ -13,6 +13,9 @@ from ..common.operations import kept_file, managed_file, sha256_text
 from ..common.secrets import Secret
 from ..repo.commit import Commit
 from ..uv.operations import sync_command
+from .facts import ServiceStates
+from .history import RollbackPlan, rollback_plan
+from .release import ManualRollback
 from .settings import Service, hardened_home
 
 if TYPE_CHECKING:
@@ -23,6 +26,7 @@ from .operations import (
     daemon_reload,
     release,
     release_guard,
+    rollback_target,
     system_user,
 )
 
@@ -109,18 +113,53 @@ def service_probe(settings: Settings) -> ServiceProbe:
 
 
 @deploy("Services")
-def guard_release(settings: Settings, commit: Commit) -> None:
-    """Before the checkout moves: a commit that was rolled back is not deployed again."""
+def guard_release(settings: Settings, commit: Commit, chosen: bool = False) -> None:
+    """Before the checkout moves: a commit that was rolled back is not deployed again
+    (``chosen``: unless the user named it, ``egodeploy rollback --to``)."""
     release_guard(
         name=f"{settings.repo_branch} is not a release that was rolled back",
         probe=service_probe(settings),
         commit=commit,
-        retry=settings.service_retry_rolled_back,
+        retry=settings.service_retry_rolled_back or chosen,
+        retry_why="named by egodeploy rollback --to" if chosen else "service_retry_rolled_back",
+    )
+
+
+_PLAN = "_egograph_rollback_plan"
+"""Where a host keeps its rollback plan: on the pyinfra ``Host``, so the deploy's planning
+walk and its real walk (see ``deploys.common.snapshot.planned``) agree, with one read."""
+
+
+def plan_rollback(settings: Settings, to: str | None) -> RollbackPlan:
+    """Where ``egodeploy rollback`` takes this host (``to``: its ``--to``), decided while
+    the deploy is prepared — the checkout, the sync and the release are pinned to the
+    target — from one read of the checkout's head, the release history and the marker.
+    The first operation checks the plan again under the run lock (:func:`check_rollback`)."""
+    plan = getattr(host, _PLAN, None)
+    if not isinstance(plan, RollbackPlan):
+        states = host.get_fact(ServiceStates, **service_probe(settings).read().kwargs)
+        plan = rollback_plan(states["head"], states["releases"], states["rolled_back"], to)
+        setattr(host, _PLAN, plan)
+        if plan.error:
+            host.log(f"rollback: {plan.error}")
+        elif plan.moves:
+            host.log(f"rollback: {str(plan.head)[:12]} -> {str(plan.target)[:12]}")
+        else:
+            host.log(f"rollback: {str(plan.target)[:12]} runs already: nothing to do")
+    return plan
+
+
+@deploy("Rollback")
+def check_rollback(settings: Settings, plan: RollbackPlan) -> None:
+    rollback_target(
+        name="Roll back to the release before (or the one --to names)",
+        probe=service_probe(settings),
+        plan=plan,
     )
 
 
 @deploy("Services")
-def run_services(settings: Settings, commit: Commit) -> None:
+def run_services(settings: Settings, commit: Commit, manual: ManualRollback | None = None) -> None:
     units = {svc.unit: render_unit(settings, svc) for svc in settings.services}
     for svc in host.loop(settings.services):
         managed_file(
@@ -155,4 +194,6 @@ def run_services(settings: Settings, commit: Commit) -> None:
         ref=settings.repo_branch,
         resync=sync_command(settings.uv_path, settings.uv_environment),
         commit=commit,
+        keep=settings.release_keep,
+        manual=manual,
     )

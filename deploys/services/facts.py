@@ -8,14 +8,16 @@ from typing import Any
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from ..common.facts import as_list
-from ..common.stamps import RELEASE_MARKER, STARTED_SUFFIX
+from ..common.stamps import RELEASE_MARKER, RELEASES, STARTED_SUFFIX
+from .history import parse_history
 
 
 class ServiceStates(FactBase[dict[str, Any]]):
     """
     For each unit: systemd's view of it, the digest of its unit file, the stamp the deploy
     wrote when it last (re)started it healthy, and (given its health URL) whether it answers
-    200 now; plus the checked-out commit and the marker of the last rolled-back release.
+    200 now; plus the checked-out commit, the marker of the last rolled-back release and
+    the release history (``deploys.services.history``, oldest first).
 
     .. code:: python
 
@@ -23,6 +25,7 @@ class ServiceStates(FactBase[dict[str, Any]]):
             "head": "5d1c…",
             "rolled_back": None,  # or {"failed_commit": "…", "failed_service": "…",
                                   #     "restored_commit": "…", "at": "2026-…Z"}
+            "releases": [{"commit": "9e0b…", "at": "2026-…Z"}, {"commit": "5d1c…", ...}],
             "units": {
                 "egograph-backend": {
                     "LoadState": "loaded", "ActiveState": "active",
@@ -55,6 +58,9 @@ class ServiceStates(FactBase[dict[str, Any]]):
             'echo "rollback $(cat',
             StringCommand(QuoteString(stamp_dir), f"/{RELEASE_MARKER}", _separator=""),
             '2>/dev/null)";',
+            'echo "releases $(tr -d "\\n" <',
+            StringCommand(QuoteString(stamp_dir), f"/{RELEASES}", _separator=""),
+            '2>/dev/null)";',
             "for spec in",
             *specs,
             "; do set -- $spec;",
@@ -73,10 +79,10 @@ class ServiceStates(FactBase[dict[str, Any]]):
 
     @staticmethod
     def default() -> dict[str, Any]:
-        return {"head": None, "rolled_back": None, "units": {}}
+        return {"head": None, "rolled_back": None, "releases": [], "units": {}}
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        result: dict[str, Any] = {"head": None, "rolled_back": None, "units": {}}
+        result: dict[str, Any] = {"head": None, "rolled_back": None, "releases": [], "units": {}}
         unit: dict[str, Any] = {}
         for line in output:
             key, _, rest = line.partition(" ")
@@ -97,6 +103,8 @@ class ServiceStates(FactBase[dict[str, Any]]):
                     result["rolled_back"] = json.loads(rest) if rest else None
                 except json.JSONDecodeError:
                     result["rolled_back"] = None
+            elif key == "releases":
+                result["releases"] = parse_history(rest)
             elif key == "env":
                 unit["env_sha256"] = rest or None
             elif key == "health":

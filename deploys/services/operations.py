@@ -14,7 +14,8 @@ from ..common.snapshot import FactRead, fact_read, operation
 from ..common.stamps import STATE_DIR
 from ..repo.commit import Commit, commit_of
 from .facts import ServiceStates, SystemUser
-from .release import ReleaseUnit, release_script
+from .history import RollbackPlan
+from .release import ManualRollback, ReleaseUnit, release_script
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ def release(
     ref: str,
     resync: str,
     commit: Commit = None,
+    keep: int = 5,
+    manual: ManualRollback | None = None,
 ) -> Any:
     """
     Keep every service enabled, running the wanted release, and healthy: a release is all
@@ -153,6 +156,9 @@ def release(
     + ref: the branch (or pinned commit) the checkout follows, for a rollback
     + resync: the deploy's ``uv sync`` command, run after a rollback moved the checkout
     + commit: the commit the run moves to when known (lets a dry run predict the restart)
+    + keep: how many releases the history on the target keeps (``release_keep``)
+    + manual: this release is a manual rollback (``egodeploy rollback``): once healthy, the
+      release marker names the commit it left instead of being removed
 
     **Example:**
 
@@ -193,13 +199,20 @@ def release(
         ref=ref,
         state_dir=STATE_DIR,
         resync=resync,
+        keep=keep,
+        manual=manual,
     )
     yield chain([*commands, StringCommand(script)])
 
 
 @operation(read=_probe_read)
 def release_guard(
-    states: dict[str, Any], *, probe: ServiceProbe, commit: Commit, retry: bool = False
+    states: dict[str, Any],
+    *,
+    probe: ServiceProbe,
+    commit: Commit,
+    retry: bool = False,
+    retry_why: str = "service_retry_rolled_back",
 ) -> Any:
     """
     Refuse to deploy a commit that was rolled back (the release marker names it), until a
@@ -210,6 +223,7 @@ def release_guard(
     + probe: what to read (the :class:`ServiceProbe` the release reads: no extra read)
     + commit: the run's commit
     + retry: deploy a rolled-back commit once more (``service_retry_rolled_back``)
+    + retry_why: what asked for the retry, for the message
 
     **Example:**
 
@@ -232,14 +246,48 @@ def release_guard(
         return
     if retry:
         host.log(f"release {failed} was rolled back at {marker.get('at')}: retrying it as asked")
-        host.noop(f"retrying release {failed[:12]} (service_retry_rolled_back)")
+        host.noop(f"retrying release {failed[:12]} ({retry_why})")
         return
+    why = marker.get("reason") or f"{marker.get('failed_service')} failed"
     yield from refuse(
         f"release {failed} was rolled back at {marker.get('at')}: not deploying it again "
-        f"({marker.get('failed_service')} failed; {str(marker.get('restored_commit'))[:12]} "
-        "runs). Push a fix, or set service_retry_rolled_back = True (e.g. --data "
-        "service_retry_rolled_back=True) to try it once more."
+        f"({why}; {str(marker.get('restored_commit'))[:12]} runs). Push a fix, set "
+        "service_retry_rolled_back = True (e.g. --data service_retry_rolled_back=True) to "
+        f"try it once more, or egodeploy rollback --to {failed[:12]}."
     )
+
+
+@operation(read=_probe_read)
+def rollback_target(states: dict[str, Any], *, probe: ServiceProbe, plan: RollbackPlan) -> Any:
+    """
+    First in a manual rollback (``egodeploy rollback``), before anything changes: stop when
+    there is nothing to roll back to (``plan.error``), or when the checkout moved since
+    the plan was made from it (another run came between: its target may be stale).
+
+    + probe: what to read (the :class:`ServiceProbe` the release reads: no extra read)
+    + plan: where this host goes (:func:`deploys.services.history.rollback_plan`)
+
+    **Example:**
+
+    .. code:: python
+
+        rollback_target(name="Rollback target", probe=probe,
+                        plan=RollbackPlan(head="5d1c…", target="9e0b…", refuse="5d1c…"))
+    """
+    if plan.error:
+        yield from refuse(plan.error)
+        return
+    target = str(plan.target)
+    if states["head"] != plan.head:
+        yield from refuse(
+            f"the checkout moved to {str(states['head'])[:12]} after the rollback was planned "
+            f"from {str(plan.head)[:12]}: nothing was changed; run egodeploy rollback again"
+        )
+        return
+    if not plan.moves:
+        host.noop(f"{target[:12]} runs already (rolled back)")
+        return
+    host.noop(f"rolling back from {str(plan.head)[:12]} to {target[:12]}")
 
 
 def _user_read(

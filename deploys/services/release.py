@@ -14,8 +14,12 @@ all of its services or none:
    "Start request repeated too quickly" and taken for that release's failure.
 2. All healthy: only then record each unit's stamp (digests of its unit and env files as
    they are, the commit), keep copies of those files as the *good* release, and drop the
-   environment snapshot the sync left (``.venv.rollback``) and the rollback marker. A
-   unit that came up healthy therefore never discards what a later one needs to go back.
+   environment snapshot the sync left (``.venv.rollback``) and the rollback marker, and
+   record the commit in the release history (``deploys.services.history``: the last
+   ``release_keep`` releases, each kept in the clone by a ref). A unit that came up healthy
+   therefore never discards what a later one needs to go back. A manual rollback
+   (``egodeploy rollback``) writes the marker instead of dropping it, naming the commit it
+   left, as an automatic rollback does, so later runs do not redeploy that commit.
 3. One not healthy: print its last journal lines; stop and disable every unit of the
    release that never had a healthy release (its unit and env file stay for inspection);
    put every other unit this release touched back on the last good release — checkout,
@@ -31,8 +35,15 @@ import shlex
 from dataclasses import dataclass
 
 from ..common.shell import wait_unit_ready_function
-from ..common.stamps import VENV_SNAPSHOT, good_copies, release_marker, started_stamp
+from ..common.stamps import (
+    VENV_SNAPSHOT,
+    good_copies,
+    release_history,
+    release_marker,
+    started_stamp,
+)
 from ..repo.shell import checkout_command
+from .history import history_update_shell
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,15 @@ class ReleaseUnit:
     health_url: str
 
 
+@dataclass(frozen=True)
+class ManualRollback:
+    """A release that is a manual rollback: once healthy, the marker names ``refuse`` as
+    the failed commit (the one the rollback left) and says ``reason``."""
+
+    refuse: str
+    reason: str
+
+
 def release_script(
     *,
     units: list[ReleaseUnit],
@@ -55,13 +75,16 @@ def release_script(
     ref: str,
     state_dir: str,
     resync: str,
+    keep: int = 5,
+    manual: ManualRollback | None = None,
 ) -> str:
     """``verbs``: unit → ``restart`` or ``start``, for the units this release (re)starts;
     ``units``: every service of the run, in order (the ones not (re)started are checked
     healthy after a rollback); ``resync``: the deploy's ``uv sync``, run in the workspace
     once the services are back on a checkout that moved back: the restored environment is
     right, but uv judges workspace members by their files' times, which the checkout
-    renewed, and would otherwise call it outdated."""
+    renewed, and would otherwise call it outdated. ``keep``: how many releases the history
+    keeps (``release_keep``); ``manual``: this release is a manual rollback."""
     q = shlex.quote
     snapshot = f"{repo_path}/{VENV_SNAPSHOT}"
     failed_venv = f"{repo_path}/.venv.failed"
@@ -69,6 +92,25 @@ def release_script(
     marker_fmt = json.dumps(
         {"failed_commit": "%s", "failed_service": "%s", "restored_commit": "%s", "at": "%s"}
     )
+    if manual is None:
+        settle = f"rm -f {q(release_marker(state_dir))}"
+    else:
+        manual_fmt = json.dumps(
+            {
+                "failed_commit": "%s",
+                "failed_service": "",
+                "restored_commit": "%s",
+                "at": "%s",
+                "reason": "%s",
+            }
+        )
+        reason = json.dumps(manual.reason)[1:-1]
+        settle = (
+            f'printf {q(manual_fmt)} {q(manual.refuse)} "$head" "$(date -u +%FT%TZ)" '
+            f"{q(reason)} > "
+            f"{q(release_marker(state_dir) + '.tmp')} && mv -f "
+            f"{q(release_marker(state_dir) + '.tmp')} {q(release_marker(state_dir))}"
+        )
     tried = [u for u in units if u.unit in verbs]
     start = "\n".join(
         f'  tried="$tried {u.unit}"; why="systemctl {verbs[u.unit]} {u.unit} failed"\n'
@@ -122,7 +164,11 @@ release() {{
 if release; then
   install -d -m 700 {q(state_dir)}
 {promote}
-  rm -rf {q(snapshot)} {q(release_marker(state_dir))} {legacy}
+  rm -rf {q(snapshot)} {legacy}
+  {settle}
+  if [ -n "$head" ]; then
+{history_update_shell(history_file=release_history(state_dir), repo_path=repo_path, keep=keep)}
+  fi
   exit 0
 fi
 echo "RELEASE FAILED: $why; last journal lines of $failed:" >&2

@@ -307,6 +307,14 @@ class ServiceSettings:
         "Meant for one run: --data service_retry_rolled_back=True",
         check=is_bool,
     )
+    release_keep: int = setting(
+        5,
+        form="an integer from 1 to 100",
+        doc="How many releases (commits that came up healthy) the target keeps for "
+        "`egodeploy rollback`: the history in /var/lib/egograph-deploy/releases.json and a "
+        "git ref per commit in the clone (see *Rollback* for the cost on disk)",
+        check=int_range(1, 100),
+    )
     service_restart_sec: int = setting(
         10,
         form="an integer number of seconds from 0 to 3600",

@@ -126,6 +126,7 @@ def host_report(
         "last_deploy": entries[-1] if entries else None,
         "audit": entries,
         "rolled_back": marker,
+        "releases": list(services.get("releases") or []),
         "run_lock": lock.get("holder") if lock.get("state") == "held" else None,
         "drift": drift_summary(values.get("checkout") or {}, release, marker, settings.repo_branch),
     }
@@ -187,9 +188,12 @@ def render_host(name: str, report: Mapping[str, Any], entries: int) -> list[str]
     if marker:
         lines.append(
             f"  ROLLED BACK release {str(marker.get('failed_commit'))[:12]} "
-            f"({marker.get('failed_service')}) at {marker.get('at')}; running "
+            f"({marker.get('reason') or marker.get('failed_service')}) at {marker.get('at')}; running "
             f"{str(marker.get('restored_commit'))[:12]}"
         )
+    kept = [str(e.get("commit"))[:12] for e in reversed(report.get("releases") or [])]
+    if kept:
+        lines.append(f"  releases   {', '.join(kept)} (newest first; egodeploy rollback)")
     holder = report.get("run_lock")
     if holder:
         lines.append(

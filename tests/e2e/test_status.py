@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 AUDIT = "/var/lib/egograph-deploy/audit.jsonl"
 HOST_KEYS = {
     "reachable", "error", "container", "release", "services", "last_deploy", "audit",
-    "rolled_back", "run_lock", "drift",
+    "rolled_back", "releases", "run_lock", "drift",
 }  # fmt: skip
 SERVICE_KEYS = {"name", "unit", "state", "active", "healthy", "active_since", "url"}
 ENTRY_KEYS = [

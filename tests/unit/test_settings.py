@@ -164,6 +164,8 @@ BAD: list[tuple[str, Any, str]] = [
         "the checkout (<repo_path>/../data)",
     ),
     ("service_health_timeout", 0, "service_health_timeout: got 0"),
+    ("release_keep", 0, "release_keep: got 0; expected an integer from 1 to 100"),
+    ("release_keep", "5", "release_keep: got '5'; expected an integer from 1 to 100"),
     # one refused value for every other setting (see test_every_setting_has_a_refused_value)
     ("ct_ostemplate", "ubuntu.iso", "ct_ostemplate: got 'ubuntu.iso'; expected a template file"),
     ("ct_template_storage", "loc al", "ct_template_storage: got 'loc al'; expected a PVE storage"),

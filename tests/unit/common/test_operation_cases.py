@@ -40,8 +40,11 @@ def _operation(folder: str) -> Any:
 
 def _arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Arguments YAML cannot spell: a ``probe`` mapping is a ``ServiceProbe``, a
-    ``services`` list holds ``ServiceRelease`` mappings."""
+    ``services`` list holds ``ServiceRelease`` mappings, a ``plan`` is a ``RollbackPlan``,
+    a ``manual`` a ``ManualRollback``."""
+    from deploys.services.history import RollbackPlan
     from deploys.services.operations import ServiceProbe, ServiceRelease
+    from deploys.services.release import ManualRollback
 
     out = dict(kwargs)
     if isinstance(out.get("probe"), dict):
@@ -49,6 +52,10 @@ def _arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
                                         for k, v in out["probe"].items()})  # fmt: skip
     if isinstance(out.get("services"), list):
         out["services"] = tuple(ServiceRelease(**svc) for svc in out["services"])
+    if isinstance(out.get("plan"), dict):
+        out["plan"] = RollbackPlan(**out["plan"])
+    if isinstance(out.get("manual"), dict):
+        out["manual"] = ManualRollback(**out["manual"])
     return out
 
 
@@ -96,6 +103,7 @@ def test_every_named_operation_has_its_cases() -> None:
     for op in (
         "deploys.services.operations.release",
         "deploys.services.operations.release_guard",
+        "deploys.services.operations.rollback_target",
         "deploys.services.operations.daemon_reload",
         "deploys.services.operations.system_user",
         "deploys.common.operations.managed_file",

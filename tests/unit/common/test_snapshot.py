@@ -161,7 +161,7 @@ def _operation_modules() -> list[Any]:
 
     found = []
     for info in pkgutil.walk_packages(deploys.__path__, "deploys."):
-        if info.name.rsplit(".", 1)[-1] in ("prod", "update", "destroy", "docker_vm"):
+        if info.name.rsplit(".", 1)[-1] in ("prod", "update", "rollback", "destroy", "docker_vm"):
             continue  # entry files run a deploy when imported
         found.append(importlib.import_module(info.name))
     return found

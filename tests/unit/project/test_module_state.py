@@ -14,7 +14,7 @@ from typing import Any
 
 import deploys
 
-ENTRY_FILES = ("prod", "update", "destroy", "docker_vm")
+ENTRY_FILES = ("prod", "update", "rollback", "destroy", "docker_vm")
 """They run a deploy when imported."""
 
 

@@ -41,7 +41,10 @@ def test_a_new_checkout_is_one_clone_without_a_second_fetch() -> None:
 
 def test_a_pinned_commit_is_fetched_after_the_clone() -> None:
     cmds = texts(checkout({"remote": NEW}, ref=NEW))
-    assert cmds[1] == "git -C /opt/egograph/repo fetch --quiet origin"
+    assert cmds[1] == (
+        f"git -C /opt/egograph/repo cat-file -e '{NEW}^{{commit}}' 2>/dev/null || "
+        "git -C /opt/egograph/repo fetch --quiet origin"
+    )
     assert cmds[2] == f"git -C /opt/egograph/repo checkout --quiet --detach {NEW}"
 
 

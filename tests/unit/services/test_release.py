@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deploys.services.release import ReleaseUnit, release_script
+from deploys.services.history import parse_history
+from deploys.services.release import ManualRollback, ReleaseUnit, release_script
 
 SYSTEMCTL = r"""#!/bin/sh
 # systemctl as the release script uses it. A (re)started unit runs the checkout's HEAD;
@@ -73,10 +74,17 @@ class World:
     good: str
     new: str
 
-    def run(self, units: list[ReleaseUnit], verbs: dict[str, str], timeout: int = 60) -> tuple[
-        subprocess.CompletedProcess[str], float
-    ]:  # fmt: skip
+    def run(
+        self,
+        units: list[ReleaseUnit],
+        verbs: dict[str, str],
+        timeout: int = 60,
+        keep: int = 5,
+        manual: ManualRollback | None = None,
+    ) -> tuple[subprocess.CompletedProcess[str], float]:
         script = release_script(
+            keep=keep,
+            manual=manual,
             units=units,
             verbs=verbs,
             health_timeout=timeout,
@@ -103,6 +111,14 @@ class World:
 
     def stamp(self, unit: str) -> dict[str, str]:
         return dict(json.loads((self.state / f"{unit}.started.json").read_text()))
+
+    def history(self) -> list[str]:
+        path = self.state / "releases.json"
+        return [e["commit"] for e in parse_history(path.read_text())] if path.exists() else []
+
+    def refs(self) -> list[str]:
+        out = git(self.repo, "for-each-ref", "--format=%(refname)", "refs/egograph/releases/")
+        return sorted(r.rsplit("/", 1)[-1] for r in out.split())
 
 
 def git(repo: Path, *args: str) -> str:
@@ -275,3 +291,55 @@ def test_a_new_service_failing_in_a_new_release_rolls_the_others_back(world: Wor
     assert world.stamp(BACKEND)["commit"] == world.good
     marker = json.loads((world.state / "release.rolled-back.json").read_text())
     assert (marker["failed_commit"], marker["failed_service"]) == (world.new, PIPELINES)
+
+
+def test_a_healthy_release_is_recorded_in_the_history_with_a_ref(world: World) -> None:
+    (world.state / "releases.json").write_text(
+        json.dumps([{"commit": world.good, "at": "2026-12-01T00:00:00Z"}])
+    )
+    proc, _ = world.run(both(world), {BACKEND: "restart", PIPELINES: "restart"})
+    assert proc.returncode == 0, proc.stderr
+    assert world.history() == [world.good, world.new]
+    assert world.refs() == sorted([world.good, world.new])
+    assert (world.state / "releases.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_history_keeps_release_keep_entries(world: World) -> None:
+    proc, _ = world.run(both(world), {BACKEND: "restart"}, keep=1)
+    assert proc.returncode == 0, proc.stderr
+    git(world.repo, "update-ref", f"refs/egograph/releases/{world.good}", world.good)
+    proc, _ = world.run(both(world), {BACKEND: "restart"}, keep=1)
+    assert world.history() == [world.new] and world.refs() == [world.new]
+
+
+def test_a_failed_release_is_not_recorded(world: World) -> None:
+    (world.fake / "broken").write_text(f"{BACKEND} {world.new}\n")
+    proc, _ = world.run(both(world), {BACKEND: "restart", PIPELINES: "restart"})
+    assert proc.returncode == 1
+    assert world.history() == [] and world.refs() == []
+
+
+def test_a_manual_rollback_writes_the_marker_naming_the_commit_it_left(world: World) -> None:
+    (world.state / "release.rolled-back.json").write_text("{}")
+    left = "f" * 40
+    reason = 'manual rollback by o"brien@ctl %s'
+    proc, _ = world.run(
+        both(world), {BACKEND: "restart"}, manual=ManualRollback(refuse=left, reason=reason)
+    )
+    assert proc.returncode == 0, proc.stderr
+    marker = json.loads((world.state / "release.rolled-back.json").read_text())
+    assert marker["failed_commit"] == left and marker["restored_commit"] == world.new
+    assert marker["reason"] == reason and marker["failed_service"] == ""
+    assert marker["at"].endswith("Z")
+    assert world.history() == [world.new]
+
+
+def test_a_manual_rollback_that_fails_is_rolled_back_as_any_release(world: World) -> None:
+    (world.fake / "broken").write_text(f"{BACKEND} {world.new}\n")
+    proc, _ = world.run(
+        both(world), {BACKEND: "restart"}, manual=ManualRollback(refuse="f" * 40, reason="r")
+    )
+    assert proc.returncode == 1
+    marker = json.loads((world.state / "release.rolled-back.json").read_text())
+    assert marker["failed_commit"] == world.new and marker["restored_commit"] == world.good
+    assert "reason" not in marker and world.head() == world.good
