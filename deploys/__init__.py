@@ -45,6 +45,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "destroy",
         "docker_vm",
         "proxmox.connector",
+        "proxmox.revert",
         "cli",
         "logs",
         "preflight",

@@ -5,6 +5,8 @@
     egodeploy status [--json]           each host's container, release, services, last runs
     egodeploy install-timer --every 15  run the drift check from systemd on this controller
     egodeploy preflight [--json]        what a deploy needs, checked; exit 1 when one fails
+    egodeploy rollback --snapshot NAME  the container back to a snapshot (Proxmox), healthy
+    egodeploy rollback --list           each container's snapshots
 
 The drift check is the production deploy run as a dry run (``pyinfra --dry --json``): it
 never changes anything, never prompts and needs no TTY. Each operation that would change is
@@ -259,6 +261,33 @@ def status(
     code, text = show_status(project_dir, inventory, entries, as_json, show_commands)
     click.echo(text)
     sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--snapshot",
+    "snapshot",
+    metavar="NAME",
+    help="Revert each container to this Proxmox snapshot (e.g. egograph_0123456789ab; "
+    "see --list), then wait until its services are healthy.",
+)
+@click.option("--list", "list_only", is_flag=True, help="List each container's snapshots.")
+@project_options
+def rollback(snapshot: str | None, list_only: bool, project_dir: Path, inventory: str) -> None:
+    """Go back to an earlier release. With --snapshot: the whole container, as the
+    snapshot the deploy took before a release kept it (Proxmox only)."""
+    from .proxmox.revert import RevertError, list_snapshots, rollback_to_snapshot
+
+    if list_only == bool(snapshot):
+        raise click.UsageError("give --snapshot NAME or --list")
+    try:
+        if list_only:
+            click.echo("\n".join(list_snapshots(project_dir, inventory)) or "no hosts")
+        else:
+            assert snapshot is not None
+            rollback_to_snapshot(project_dir, inventory, snapshot, click.echo)
+    except RevertError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 TIMER_NAME = "egograph-drift"

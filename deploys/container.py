@@ -3,7 +3,7 @@ checkout and env files, §4 `uv sync` and DuckDB httpfs, §5 systemd, §2/§9 `t
 
 from __future__ import annotations
 
-from . import audit, duckdb, packages, repo, runlock, services, tailscale, uv
+from . import audit, duckdb, packages, proxmox, repo, runlock, services, tailscale, uv
 from .common.snapshot import planned
 from .hostsettings import current
 
@@ -26,6 +26,8 @@ def converge() -> None:
     # dry run can predict all three.
     commit = repo.run_commit(settings)
     services.guard_release(settings=settings, commit=commit)
+    # With Proxmox, before the checkout moves: the container as it was, to go back to.
+    proxmox.snapshot_before_release(settings=settings, commit=commit)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)
@@ -52,6 +54,8 @@ def update() -> None:
     repo.check_remote(settings=settings)
     commit = repo.run_commit(settings)
     services.guard_release(settings=settings, commit=commit)
+    # With Proxmox, before the checkout moves: the container as it was, to go back to.
+    proxmox.snapshot_before_release(settings=settings, commit=commit)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)
