@@ -71,7 +71,7 @@ def snapshot_before_release(
         change_reason(reason)
     description = f"egograph-deploy: before releasing {want or states['head']}"
 
-    def run(state: State, target: Any) -> bool:
+    def run(state: State, host: Any) -> bool:  # pyinfra passes these by their names
         from .access import ProxmoxError, client, find
         from .errors import PveError, PveTaskError
         from .snapshots import SnapshotError, take
@@ -90,11 +90,11 @@ def snapshot_before_release(
                 timeout=float(pve.task_timeout),
             )
         except (SnapshotError, PveError, PveTaskError, ProxmoxError, OSError) as exc:
-            target.log_styled(
+            host.log_styled(
                 f"snapshot {name} before the release: {exc}", fg="red", log_func=logger.error
             )
             return False
-        target.log(done)
+        host.log(done)
         return True
 
     run.__name__ = f"snapshot_{name}"

@@ -183,3 +183,46 @@ def test_rollback_restores_and_starts(
     assert emulator.backend.status(100) == "running"
     calls = [c for c, _ in emulator.backend.calls]  # type: ignore[attr-defined]
     assert "rollback egograph_000000000001" in calls
+
+
+# ------------------------------------------------------------------------ the operation
+
+
+def _op_kwargs(commit: str) -> dict[str, Any]:
+    from deploys.proxmox.access import Pve
+    from deploys.services.operations import ServiceProbe
+
+    pve = Pve(host="pve.example", port=8006, node="pve", token_id="deploy@pve!egograph",
+              user="", secret_environ="PVE_TOKEN_SECRET", secret_file="", ca_bundle="",
+              fingerprint="", insecure=False, timeout=30, task_timeout=60, vmid=0,
+              hostname="egograph-prod", static_ip="", known_hosts="/tmp/kh")  # fmt: skip
+    probe = ServiceProbe(units=(SVC.unit,), health_urls=("http://127.0.0.1:8000/health",),
+                         env_files=("/opt/egograph/repo/.env",), repo_path="/opt/egograph/repo")  # fmt: skip
+    return {"services": (SVC,), "probe": probe, "commit": commit, "pve": pve, "keep": 3,
+            "unsupported_ok": False}  # fmt: skip
+
+
+def test_the_operation_takes_nothing_and_calls_nothing_without_a_change() -> None:
+    from deploys.proxmox.release_snapshot import snapshot_before_release
+    from deploys.services.facts import ServiceStates
+    from tests.unit.fakes import run_op
+
+    fake = run_op(snapshot_before_release, {ServiceStates: states(OLD, RELEASED)},
+                  **_op_kwargs(OLD))  # fmt: skip
+    assert fake.commands == [] and fake.noops == [
+        "the release changes nothing a snapshot would keep"
+    ]
+    fake = run_op(snapshot_before_release, {ServiceStates: states(None, None)},
+                  **_op_kwargs(NEW))  # fmt: skip
+    assert fake.commands == [] and fake.noops == ["no earlier release to keep"]
+
+
+def test_the_operation_snapshots_a_new_commit_by_its_name() -> None:
+    from deploys.proxmox.release_snapshot import snapshot_before_release
+    from deploys.services.facts import ServiceStates
+    from tests.unit.fakes import run_op
+
+    fake = run_op(snapshot_before_release, {ServiceStates: states(OLD, RELEASED)},
+                  **_op_kwargs(NEW))  # fmt: skip
+    (command,) = fake.commands
+    assert command.function.__name__ == f"snapshot_egograph_{NEW[:12]}"
