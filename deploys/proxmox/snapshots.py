@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -158,6 +159,17 @@ def take(
     from .tasks import wait_task
 
     current = listing(api, ref)
+    deadline = time.monotonic() + timeout
+    while any(s.get("name") == name and s.get("snapstate") for s in current):
+        # a run that died while its snapshot task ran: PVE finishes the task
+        if time.monotonic() >= deadline:
+            raise SnapshotError(
+                f"snapshot {name} of CT {ref.vmid} is still incomplete (snapstate) after "
+                f"{timeout:.0f}s; see the node's task log, then delete it (pct delsnapshot "
+                f"{ref.vmid} {name} --force) and run again"
+            )
+        time.sleep(1.0)
+        current = listing(api, ref)
     if any(s.get("name") == name for s in current):
         done = f"snapshot {name} of CT {ref.vmid} exists already (a retried release): kept"
     else:

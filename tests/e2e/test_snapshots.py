@@ -159,9 +159,7 @@ def test_a_storage_that_cannot_snapshot_stops_the_release_unless_allowed(
     conf = s.node.conf_dir / "100.conf"
     text = conf.read_text()
     volume = next(ln for ln in text.splitlines() if ln.startswith("rootfs: "))
-    conf.write_text(
-        text.replace(volume, "rootfs: local-dir:100/vm-100-disk-0.raw,size=8G", 1)
-    )
+    conf.write_text(text.replace(volume, "rootfs: local-dir:100/vm-100-disk-0.raw,size=8G", 1))
     hosts = s.hosts(ct_tun_method="raw", ct_storage="local-dir")
 
     r2 = release(2)

@@ -143,6 +143,18 @@ def test_take_keeps_n_and_reuses_a_name(
     assert "delsnapshot egograph_000000000001" in calls
 
 
+def test_a_snapshot_still_being_taken_is_waited_for(
+    client: PveClient, ct: ContainerRef, emulator: PveEmulator
+) -> None:
+    # a killed run's snapshot whose task is still running: the rerun waits, then keeps it
+    conf = emulator.load_conf(100)
+    conf["snapshots"]["egograph_000000000001"] = {"snapstate": "prepare", "snaptime": 1}
+    emulator.write_conf(100, conf)
+    with pytest.raises(SnapshotError, match="still incomplete"):
+        take(client, ct, name="egograph_000000000001", description="", keep=3,
+             unsupported_ok=False, timeout=0.5)  # fmt: skip
+
+
 def test_a_storage_that_cannot_snapshot(
     client: PveClient, create_ct: Callable[..., str], emulator: PveEmulator
 ) -> None:
