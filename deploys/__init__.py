@@ -19,7 +19,8 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
 - ``facts`` (ad-hoc facts over several concerns), ``container`` and ``vm`` (the deploys in
   runbook order);
 - entry points: the entry files (``prod``, ``update``, ``rollback``, ``destroy``,
-  ``docker_vm``), the ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such), ``cli``
+  ``docker_vm``), the ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such),
+  ``proxmox.revert`` (``egodeploy rollback --snapshot``), ``cli``
   (``egodeploy``), ``logs``, ``preflight`` and ``status`` (its ``logs``, ``preflight`` and
   ``status`` commands) and ``docs``.
 """
@@ -46,6 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "destroy",
         "docker_vm",
         "proxmox.connector",
+        "proxmox.revert",
         "cli",
         "logs",
         "preflight",

@@ -6,6 +6,8 @@
     egodeploy install-timer --every 15  run the drift check from systemd on this controller
     egodeploy preflight [--json]        what a deploy needs, checked; exit 1 when one fails
     egodeploy rollback [--to COMMIT]    back to the release before (or COMMIT), as a release
+    egodeploy rollback --snapshot NAME  the container back to a snapshot (Proxmox), healthy
+    egodeploy rollback --list           each container's snapshots
 
 The drift check is the production deploy run as a dry run (``pyinfra --dry --json``): it
 never changes anything, never prompts and needs no TTY. Each operation that would change is
@@ -287,14 +289,35 @@ def rollback_command(
 @click.option("--dry", is_flag=True, help="Show what would change; change nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before changing anything.")
 @click.option("--json", "as_json", is_flag=True, help="pyinfra's own JSON report on stdout.")
+@click.option(
+    "--snapshot",
+    "snapshot",
+    metavar="NAME",
+    help="Instead: revert each container to this Proxmox snapshot (e.g. "
+    "egograph_0123456789ab; see --list), then wait until its services are healthy.",
+)
+@click.option("--list", "list_only", is_flag=True, help="List each container's snapshots.")
 @project_options
 def rollback(
-    to: str | None, dry: bool, yes: bool, as_json: bool, project_dir: Path, inventory: str
+    to: str | None,
+    dry: bool,
+    yes: bool,
+    as_json: bool,
+    snapshot: str | None,
+    list_only: bool,
+    project_dir: Path,
+    inventory: str,
 ) -> None:
     """Return each host to the release before its current one (or to COMMIT), as a
     release: pinned checkout, uv sync, restart, health gate, automatic rollback if it
     fails, audit entry. The branch's newer commit is then refused until a new commit
-    arrives or `rollback --to` it. Exit non-zero when a host failed."""
+    arrives or `rollback --to` it. Exit non-zero when a host failed.
+
+    With --snapshot NAME: the whole container, as the snapshot the deploy took before a
+    release kept it (Proxmox only); --list shows the snapshots."""
+    if snapshot is not None or list_only:
+        _rollback_snapshot(snapshot, list_only, project_dir, inventory, to, dry, yes, as_json)
+        return
     if to is not None and not _COMMIT.match(to):
         raise click.BadParameter(
             f"{to!r}: expected a commit from the release history (7 to 40 hex digits)",
@@ -305,6 +328,39 @@ def rollback(
     command, extra = rollback_command(inventory, to, dry, yes, controller_name(), as_json)
     proc = subprocess.run(command, cwd=project_dir, env={**os.environ, **extra})
     sys.exit(proc.returncode)
+
+
+def _rollback_snapshot(
+    snapshot: str | None,
+    list_only: bool,
+    project_dir: Path,
+    inventory: str,
+    to: str | None,
+    dry: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """``rollback --snapshot NAME`` / ``--list``: the Proxmox revert, which has no dry run,
+    no question and no pyinfra report, so the release options are refused with it."""
+    from .proxmox.revert import RevertError, list_snapshots, rollback_to_snapshot
+
+    if snapshot is not None and list_only:
+        raise click.UsageError("give --snapshot NAME or --list, not both")
+    given = [flag for flag, on in [("--to", to is not None), ("--dry", dry), ("-y", yes),
+                                   ("--json", as_json)] if on]  # fmt: skip
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)}: not with --snapshot/--list (a snapshot revert has no dry "
+            "run and asks nothing; use --list to see what is there)"
+        )
+    try:
+        if list_only:
+            click.echo("\n".join(list_snapshots(project_dir, inventory)) or "no hosts")
+        else:
+            assert snapshot is not None
+            rollback_to_snapshot(project_dir, inventory, snapshot, click.echo)
+    except RevertError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 TIMER_NAME = "egograph-drift"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from . import audit, duckdb, packages, repo, runlock, services, tailscale, uv
+from . import audit, duckdb, packages, proxmox, repo, runlock, services, tailscale, uv
 from .common.envvars import ROLLBACK_BY_ENV, ROLLBACK_TO_ENV
 from .common.snapshot import planned
 from .hostsettings import current
@@ -32,6 +32,8 @@ def converge() -> None:
     # dry run can predict all three.
     commit = repo.run_commit(settings)
     services.guard_release(settings=settings, commit=commit)
+    # With Proxmox, before the checkout moves: the container as it was, to go back to.
+    proxmox.snapshot_before_release(settings=settings, commit=commit)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)
@@ -58,6 +60,8 @@ def update() -> None:
     repo.check_remote(settings=settings)
     commit = repo.run_commit(settings)
     services.guard_release(settings=settings, commit=commit)
+    # With Proxmox, before the checkout moves: the container as it was, to go back to.
+    proxmox.snapshot_before_release(settings=settings, commit=commit)
     repo.checkout_repo(settings=settings, commit=commit)
     services.write_env_files(settings=settings)
     uv.sync_environment(settings=settings, commit=commit)

@@ -154,6 +154,7 @@ def privileges_check(ct: ContainerView, settings: Settings) -> Check:
             tun_method=settings.ct_tun_method,
             apparmor=settings.ct_apparmor_unconfined,
             allow_restart=settings.ct_allow_restart,
+            snapshots=settings.pve_snapshot_before_release,
         )
     except (PveError, ProxmoxError) as exc:
         return Check("pve_privileges", FAIL, str(exc),

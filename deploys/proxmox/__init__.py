@@ -13,6 +13,8 @@
 - :mod:`.operations` (decisions), :mod:`.commands` (the API steps they yield), :mod:`.tun`
   (the TUN device), :mod:`.facts` (the node's conf file): what runs against the node host
 - :mod:`.connector`: ``@pvelxc/<name>``, the container host, connected on first use
+- :mod:`.snapshots` (pure rules and the API steps), :mod:`.release_snapshot` (the
+  operation on the container host): the snapshot before a release, keep N, rollback
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pyinfra.api import deploy
 from ..common.roles import NODE_ROLE, ROLE
 
 if TYPE_CHECKING:
+    from ..repo.commit import Commit
     from ..settings import Settings
     from .view import ContainerView
 
@@ -53,6 +56,7 @@ def ensure_container(settings: Settings) -> None:
             tun_method=settings.ct_tun_method,
             apparmor=settings.ct_apparmor_unconfined,
             allow_restart=settings.ct_allow_restart,
+            snapshots=settings.pve_snapshot_before_release,
         )
     label = f"CT {spec.hostname}"
     ct_template(
@@ -76,6 +80,34 @@ def ensure_container(settings: Settings) -> None:
         apparmor=settings.ct_apparmor_unconfined,
         # the port the container host connects on, not the node's own SSH port
         ssh_port=container_ssh_port(host.state.inventory, ct.pve),
+    )
+
+
+@deploy("Proxmox snapshot")
+def snapshot_before_release(settings: Settings, commit: Commit) -> None:
+    """On the container host, before the checkout moves: a snapshot of the container when
+    the release changes code, dependencies or config (``pve_snapshot_before_release``;
+    nothing without Proxmox)."""
+    if not settings.pve_host or not settings.pve_snapshot_before_release:
+        return
+    from ..services import service_probe, wanted_releases, wanted_units
+    from .access import Pve
+    from .release_snapshot import snapshot_before_release as snapshot
+    from .snapshots import PREFIX, WantedService
+
+    services = tuple(
+        WantedService(s.unit, s.unit_sha256, s.env_sha256)
+        for s in wanted_releases(settings, wanted_units(settings))
+    )
+    snapshot(
+        name=f"Snapshot CT {settings.ct_hostname} before a release ({PREFIX}<commit>, keep "
+        f"{settings.pve_snapshot_keep})",
+        services=services,
+        probe=service_probe(settings),
+        commit=commit,
+        pve=Pve.from_settings(settings),
+        keep=settings.pve_snapshot_keep,
+        unsupported_ok=settings.pve_snapshot_unsupported_ok,
     )
 
 

@@ -20,7 +20,13 @@ logger = logging.getLogger("pyinfra")
 
 
 def stage_plan(
-    ct: ContainerView, spec: ContainerSpec, *, tun_method: str, apparmor: bool, allow_restart: bool
+    ct: ContainerView,
+    spec: ContainerSpec,
+    *,
+    tun_method: str,
+    apparmor: bool,
+    allow_restart: bool,
+    snapshots: bool = False,
 ) -> StagePlan:
     """What this run of the Proxmox stage will do, as its operations will decide it."""
     try:
@@ -36,6 +42,7 @@ def stage_plan(
             template_present=template_present,
             create=create_params(spec, vmid),
             starts=True,
+            snapshots=snapshots,
         )
     config = ct.config()
     changes = config_changes(spec, config) if is_unprivileged(config) else {}
@@ -53,11 +60,18 @@ def stage_plan(
         current=config,
         starts=not running,
         may_restart=may_restart,
+        snapshots=snapshots,
     )
 
 
 def privilege_report(
-    ct: ContainerView, spec: ContainerSpec, *, tun_method: str, apparmor: bool, allow_restart: bool
+    ct: ContainerView,
+    spec: ContainerSpec,
+    *,
+    tun_method: str,
+    apparmor: bool,
+    allow_restart: bool,
+    snapshots: bool = False,
 ) -> PrivilegeReport:
     """Whether the configured identity holds every privilege this run needs, each with its
     ACL path, from one ``GET /access/permissions`` (plus one ``?path=`` per path the reply
@@ -68,7 +82,12 @@ def privilege_report(
         return PrivilegeReport(api.auth_id, skipped="root@pam holds every privilege")
     reply = api.permissions()
     plan = stage_plan(
-        ct, spec, tun_method=tun_method, apparmor=apparmor, allow_restart=allow_restart
+        ct,
+        spec,
+        tun_method=tun_method,
+        apparmor=apparmor,
+        allow_restart=allow_restart,
+        snapshots=snapshots,
     )
     needs = required_privileges(plan)
     for path in undecided_paths(needs, reply):
@@ -77,7 +96,13 @@ def privilege_report(
 
 
 def require_privileges(
-    ct: ContainerView, spec: ContainerSpec, *, tun_method: str, apparmor: bool, allow_restart: bool
+    ct: ContainerView,
+    spec: ContainerSpec,
+    *,
+    tun_method: str,
+    apparmor: bool,
+    allow_restart: bool,
+    snapshots: bool = False,
 ) -> None:
     """Stop the run when the API identity lacks a PVE privilege this run needs, each on the
     ACL path PVE checks it on (:mod:`deploys.proxmox.privileges`, one
@@ -90,7 +115,12 @@ def require_privileges(
     """
     try:
         report = privilege_report(
-            ct, spec, tun_method=tun_method, apparmor=apparmor, allow_restart=allow_restart
+            ct,
+            spec,
+            tun_method=tun_method,
+            apparmor=apparmor,
+            allow_restart=allow_restart,
+            snapshots=snapshots,
         )
     except PveError as exc:
         # an answer the check cannot use: PVE still refuses what is missing, naming it

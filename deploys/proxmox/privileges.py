@@ -17,6 +17,10 @@ reads it (``shared/pve-api/PERMISSIONS.md`` §2-§4, §7):
 - seeing the container (``/cluster/resources``, config, pending, status, interfaces):
   VM.Audit; start and restart: VM.PowerMgmt; the template: listing it Datastore.Audit or
   .AllocateSpace, downloading it Datastore.AllocateTemplate.
+- the snapshot before a release (``pve_snapshot_before_release``): taking one and deleting
+  the oldest, VM.Snapshot (``API2/LXC/Snapshot.pm`` ``snapshot``, ``delsnapshot``; §2.19);
+  the storage's feature check and the listing need VM.Audit. A rollback
+  (``egodeploy rollback --snapshot``) needs VM.Snapshot or VM.Snapshot.Rollback.
 - the caller's own tasks and ``/access/permissions`` need nothing.
 
 What a reply cannot show (PERMISSIONS.md §5): root@pam-only options (the deploy sends none
@@ -95,6 +99,8 @@ class StagePlan:
     current: Mapping[str, Any] = field(default_factory=dict)
     starts: bool = False
     may_restart: bool = False
+    snapshots: bool = False
+    """The run may snapshot the container before a release (and delete old ones)."""
 
 
 # ------------------------------------------------------------------------ what is needed
@@ -186,7 +192,15 @@ def required_privileges(plan: StagePlan) -> list[Need]:
         needs.append(Need(("VM.PowerMgmt",), vm, "starting it", ROLE_VMS))
     if plan.may_restart:
         needs.append(Need(("VM.PowerMgmt",), vm, "restarting it", ROLE_VMS))
+    if plan.snapshots:
+        needs.append(Need(("VM.Snapshot",), vm, "snapshotting it before a release", ROLE_VMS))
     return _merged(needs)
+
+
+def rollback_need(vmid: int) -> Need:
+    """What ``POST …/snapshot/{snapname}/rollback`` checks: any of the two (§2.19)."""
+    return Need(("VM.Snapshot", "VM.Snapshot.Rollback"), f"/vms/{vmid}",
+                "rolling it back to a snapshot", ROLE_VMS)  # fmt: skip
 
 
 def _merged(needs: Iterable[Need]) -> list[Need]:

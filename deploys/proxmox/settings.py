@@ -279,6 +279,29 @@ class ProxmoxSettings:
         doc="Directory of the container conf files on the node",
         check=is_abs_path,
     )
+    pve_snapshot_before_release: bool = setting(
+        True,
+        form="True or False",
+        doc="Take a container snapshot named after the commit (egograph_<commit12>) before a "
+        "release that changes the code, the dependencies or a unit/env file (not before the "
+        "first one); the release stops when it fails (see pve_snapshot_unsupported_ok)",
+        check=is_bool,
+    )
+    pve_snapshot_keep: int = setting(
+        3,
+        form="an integer from 1 to 100",
+        doc="How many of the deploy's own snapshots (egograph_*) to keep: after taking one, the "
+        "oldest beyond this are deleted (other snapshots are never touched)",
+        check=int_range(1, 100),
+    )
+    pve_snapshot_unsupported_ok: bool = setting(
+        False,
+        form="True or False",
+        doc="When the container's storage cannot snapshot (the API's feature check, e.g. a raw "
+        "volume on dir storage): False stops the release before the checkout moves; True "
+        "releases without a snapshot, with a warning",
+        check=is_bool,
+    )
 
 
 def proxmox_errors(data: Mapping[str, Any]) -> list[str]:

@@ -158,9 +158,30 @@ def check_rollback(settings: Settings, plan: RollbackPlan) -> None:
     )
 
 
+def wanted_units(settings: Settings) -> dict[str, str]:
+    """Each service's unit file as the deploy renders it, by unit."""
+    return {svc.unit: render_unit(settings, svc) for svc in settings.services}
+
+
+def wanted_releases(settings: Settings, units: dict[str, str]) -> tuple[ServiceRelease, ...]:
+    """Every service as the release starts it (``units``: :func:`wanted_units`)."""
+    return tuple(
+        ServiceRelease(
+            unit=svc.unit,
+            unit_file=svc.unit_file,
+            env_file=svc.env_file,
+            health_url=svc.health_url,
+            unit_sha256=sha256_text(units[svc.unit]),
+            # Kept on the server: restarts follow the file as it is there.
+            env_sha256=env_of(svc).sha256 if settings.env_files_managed else None,
+        )
+        for svc in settings.services
+    )
+
+
 @deploy("Services")
 def run_services(settings: Settings, commit: Commit, manual: ManualRollback | None = None) -> None:
-    units = {svc.unit: render_unit(settings, svc) for svc in settings.services}
+    units = wanted_units(settings)
     for svc in host.loop(settings.services):
         managed_file(
             name=f"Unit {svc.unit_file}",
@@ -176,18 +197,7 @@ def run_services(settings: Settings, commit: Commit, manual: ManualRollback | No
     )
     release(
         name=f"{', '.join(units)} enabled, running the current release, healthy",
-        services=tuple(
-            ServiceRelease(
-                unit=svc.unit,
-                unit_file=svc.unit_file,
-                env_file=svc.env_file,
-                health_url=svc.health_url,
-                unit_sha256=sha256_text(units[svc.unit]),
-                # Kept on the server: restarts follow the file as it is there.
-                env_sha256=env_of(svc).sha256 if settings.env_files_managed else None,
-            )
-            for svc in settings.services
-        ),
+        services=wanted_releases(settings, units),
         probe=probe,
         health_timeout=settings.service_health_timeout,
         repo_path=settings.repo_path,

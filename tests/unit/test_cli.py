@@ -105,3 +105,32 @@ def test_a_refused_rolled_back_release_is_reported_per_host_as_drift() -> None:
     assert found["egograph-prod"].startswith(refusal)
     text = render_text({"status": "rolled_back", "rolled_back": found})
     assert text.startswith(f"egograph-prod: {refusal}")
+
+
+def test_rollback_runs_the_rollback_entry_with_its_target_and_user() -> None:
+    from deploys.cli import rollback_command
+    from deploys.common.envvars import ROLLBACK_BY_ENV, ROLLBACK_TO_ENV
+
+    command, env = rollback_command("inventory.py", "9E0B1C2", True, True, "ops@lab", True)
+    assert command[-2:] == ["inventory.py", "deploys/rollback.py"]
+    assert {"--dry", "-y", "--json"} <= set(command)
+    assert env == {ROLLBACK_BY_ENV: "ops@lab", ROLLBACK_TO_ENV: "9e0b1c2"}
+    command, env = rollback_command("inventory.py", None, False, False, "ops@lab")
+    assert not {"--dry", "-y", "--json"} & set(command)
+    assert env == {ROLLBACK_BY_ENV: "ops@lab"}
+
+
+def test_rollback_refuses_a_to_that_is_not_a_commit_before_running_anything() -> None:
+    result = CliRunner().invoke(main, ["rollback", "--to", "main"])
+    assert result.exit_code == 2
+    assert "--to" in result.output and "7 to 40 hex digits" in result.output
+
+
+def test_rollback_snapshot_refuses_the_release_options_and_list_together() -> None:
+    runner = CliRunner()
+    both = runner.invoke(main, ["rollback", "--list", "--snapshot", "egograph_0123456789ab"])
+    assert both.exit_code == 2 and "not both" in both.output
+    for extra in (["--to", "9e0b1c2"], ["--dry"], ["-y"], ["--json"]):
+        result = runner.invoke(main, ["rollback", "--snapshot", "egograph_0123456789ab", *extra])
+        assert result.exit_code == 2, extra
+        assert f"{extra[0]}: not with --snapshot/--list" in result.output

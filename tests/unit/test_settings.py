@@ -190,6 +190,18 @@ BAD: list[tuple[str, Any, str]] = [
     ),
     ("ct_ssh_known_hosts", "a\nb", "ct_ssh_known_hosts: got 'a\\nb'; expected a file path"),
     ("pve_conf_dir", "etc/pve/lxc", "pve_conf_dir: got 'etc/pve/lxc'; expected an absolute path"),
+    (
+        "pve_snapshot_before_release",
+        "yes",
+        "pve_snapshot_before_release: got 'yes'; expected True or False",
+    ),
+    ("pve_snapshot_keep", 0, "pve_snapshot_keep: got 0; expected an integer from 1 to 100"),
+    ("pve_snapshot_keep", True, "pve_snapshot_keep: got True; expected an integer from 1"),
+    (
+        "pve_snapshot_unsupported_ok",
+        1,
+        "pve_snapshot_unsupported_ok: got 1; expected True or False",
+    ),
     ("apt_lock_timeout", 3601, "apt_lock_timeout: got 3601; expected an integer number of sec"),
     ("uv_installer_url", "astral.sh/uv", "uv_installer_url: got 'astral.sh/uv'; expected an"),
     ("uv_wheel_index", "pypi", "uv_wheel_index: got 'pypi'; expected '' or an http(s) URL"),

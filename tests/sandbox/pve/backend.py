@@ -64,6 +64,21 @@ class ContainerBackend(ABC):
     def destroy(self, vmid: int) -> None:
         """Remove everything belonging to the container (it is stopped)."""
 
+    # Snapshots: the volumes' part of PVE's (pve-guest-common AbstractConfig.pm
+    # snapshot_create / snapshot_rollback / snapshot_delete); the emulator keeps the
+    # config's part and calls these only on a storage that can snapshot.
+    @abstractmethod
+    def snapshot(self, vmid: int, name: str) -> None:
+        """Keep the container's files as they are now, as snapshot ``name``."""
+
+    @abstractmethod
+    def rollback(self, vmid: int, name: str) -> None:
+        """Put the container's files back to snapshot ``name`` (it is stopped)."""
+
+    @abstractmethod
+    def delete_snapshot(self, vmid: int, name: str) -> None:
+        """Forget snapshot ``name``'s files (none: nothing to do)."""
+
     @abstractmethod
     def status(self, vmid: int) -> str:
         """``"running"`` or ``"stopped"``."""
@@ -154,6 +169,18 @@ class FakeBackend(ContainerBackend):
 
     def status(self, vmid: int) -> str:
         return "running" if vmid in self.running else "stopped"
+
+    def snapshot(self, vmid: int, name: str) -> None:
+        with self._lock:
+            self.calls.append(("snapshot " + name, vmid))
+
+    def rollback(self, vmid: int, name: str) -> None:
+        with self._lock:
+            self.calls.append(("rollback " + name, vmid))
+
+    def delete_snapshot(self, vmid: int, name: str) -> None:
+        with self._lock:
+            self.calls.append(("delsnapshot " + name, vmid))
 
     def tun_present(self, vmid: int) -> bool:
         """Whether /dev/net/tun exists in the running container (test helper)."""

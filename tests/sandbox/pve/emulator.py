@@ -147,4 +147,10 @@ class PveEmulator(ServerApi):
                 "path": str(self.state_dir / "var/lib/vz"),
             },
             "local-lvm": {"type": "lvmthin", "content": ["images", "rootdir"]},
+            # a dir storage for container disks (raw volumes): it cannot snapshot them
+            "local-dir": {
+                "type": "dir",
+                "content": ["images", "rootdir"],
+                "path": str(self.state_dir / "var/lib/vz-dir"),
+            },
         }

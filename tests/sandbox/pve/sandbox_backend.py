@@ -7,11 +7,16 @@
   grants it (raw ``lxc.*`` lines or ``devN: /dev/net/tun``), so a missing patch fails
   Tailscale as on real Proxmox
 - interfaces: the container's real addresses, in PVE's ``/interfaces`` shape
+- snapshots: a copy of the container's disk (its overlay's upper layer) per snapshot,
+  ``snapshots/<name>`` beside it; a rollback puts that copy back while the container is
+  stopped, so the files really go back (as a volume rollback does on lvmthin or ZFS)
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 from typing import Any
 
@@ -117,6 +122,38 @@ class SandboxBackend(ContainerBackend):
         for conf in node.conf_dir.glob("*.conf"):
             self.destroy(int(conf.stem))
         node.stop()
+
+    def _snapshot_dir(self, vmid: int, name: str) -> Any:
+        return paths.CONTAINERS / self.name(vmid) / "snapshots" / name
+
+    def snapshot(self, vmid: int, name: str) -> None:
+        c = self._get(vmid)
+        target = self._snapshot_dir(vmid, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        # upstream freezes a running CT's filesystems first (LXC/Config.pm
+        # __snapshot_freeze); here its writes are flushed
+        os.sync()
+        (c.dir / "upper").mkdir(parents=True, exist_ok=True)
+        run("cp", "-a", "--reflink=auto", str(c.dir / "upper"), str(target))
+
+    def rollback(self, vmid: int, name: str) -> None:
+        source = self._snapshot_dir(vmid, name)
+        if not source.is_dir():
+            raise RuntimeError(f"no files kept for snapshot {name!r} of CT {vmid}")
+        c = self._get(vmid)
+        c.stop()
+        # an overlay's layers are not changed under it: unmounted, replaced, mounted again
+        # at the next start (Container._mount)
+        if os.path.ismount(c.root):
+            run("umount", str(c.root))
+        for layer in ("upper", "work"):
+            shutil.rmtree(c.dir / layer, ignore_errors=True)
+        run("cp", "-a", "--reflink=auto", str(source), str(c.dir / "upper"))
+        (c.dir / "work").mkdir()
+
+    def delete_snapshot(self, vmid: int, name: str) -> None:
+        shutil.rmtree(self._snapshot_dir(vmid, name), ignore_errors=True)
 
     def status(self, vmid: int) -> str:
         if not self.exists(vmid):

@@ -31,7 +31,8 @@ SCHEMA_FILES = {
     "8": "pve8-lxc-api-subset.json",
 }
 # The extra endpoints (same commits) the emulator serves: snapshots and the privilege
-# preflight. The others there (feature, resize, vzdump) are not emulated and stay 501.
+# preflight, and the feature check (snapshot). The others there (resize, vzdump) are not
+# emulated and stay 501.
 EXTRA_FILES = {
     "9": "pve9-lxc-api-extra.json",
     "8": "pve8-lxc-api-extra.json",
@@ -45,6 +46,7 @@ EXTRA_ENDPOINTS = frozenset(
         ("POST", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback"),
         ("GET", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config"),
         ("PUT", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config"),
+        ("GET", "/nodes/{node}/lxc/{vmid}/feature"),
         ("GET", "/access/permissions"),
     }
 )

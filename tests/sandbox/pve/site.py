@@ -43,7 +43,7 @@ DEPLOY_USER = "deploy@pve"
 DEPLOY_ROLES = {
     "EgographDeploy": [
         "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.Memory",
-        "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt",
+        "VM.Config.Network", "VM.Config.Options", "VM.PowerMgmt", "VM.Snapshot",
     ],
     "EgographDisk": ["Datastore.AllocateSpace"],
     "EgographTemplates": ["Datastore.AllocateTemplate", "Datastore.Audit"],

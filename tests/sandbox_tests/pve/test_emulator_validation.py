@@ -417,7 +417,7 @@ def test_misc_endpoints(emulator: PveEmulator, raw: Raw) -> None:
     assert res[0]["id"] == "lxc/100" and res[0]["name"] == "app"
     assert raw.call("GET", "/nodes/pve/lxc").json()["data"][0]["vmid"] == 100
     stor = raw.call("GET", "/nodes/pve/storage", params={"content": "rootdir"}).json()["data"]
-    assert [s["storage"] for s in stor] == ["local-lvm"]
+    assert [s["storage"] for s in stor] == ["local-lvm", "local-dir"]
     resp = raw.call("POST", "/nodes/pve/aplinfo", {"storage": "local", "template": "nope"})
     assert resp.json()["errors"] == {"template": "no such template"}
     resp = raw.call("POST", "/nodes/pve/aplinfo", {"storage": "local-lvm", "template": "x.tar.zst"})
@@ -460,6 +460,6 @@ def test_schema_helpers() -> None:
     assert perl_match("(?^:\\d+(?:;\\d+)*)", "1;2")
     schema9, schema8 = load_schema("9.1"), load_schema("8.4")
     # the 28 of the subset plus the 8 extra ones served (snapshots, /access/permissions)
-    assert len(schema9.endpoints) == len(schema8.endpoints) == 28 + 8
+    assert len(schema9.endpoints) == len(schema8.endpoints) == 28 + 9
     props = schema9.endpoint("POST", "/nodes/{node}/lxc").properties
     assert "net31" in props and "net32" not in props and "dev255" in props

@@ -160,14 +160,38 @@ def test_the_readme_setup_runs_the_proxmox_stage(
     assert ok, said
     assert len(emu.tasks) == before
     assert SECRET not in said
+    # a release's snapshot, and the oldest deleted (VM.Snapshot)
+    assert release_snapshot(emu, tmp_path) == ""
+    assert list(emu.load_conf(vmid)["snapshots"]) == ["egograph_000000000002"]
+
+
+def release_snapshot(emu: PveEmulator, tmp_path: Path) -> str:
+    """The snapshot a release takes (the container host's step, on the controller: take
+    one, delete the oldest beyond keep=1) with the stage's settings; what it said ("" ok)."""
+    from deploys.proxmox.client import ContainerRef
+    from deploys.proxmox.errors import PveError
+    from deploys.proxmox.snapshots import take
+
+    (vmid,) = emu.vmids()
+    api = access.client(access.Pve.from_settings(settings_for(emu, tmp_path)))
+    ref = ContainerRef("pve", vmid, "running")
+    try:
+        for name in ("egograph_000000000001", "egograph_000000000002"):
+            take(api, ref, name=name, description="", keep=1, unsupported_ok=False, timeout=30)
+    except PveError as exc:
+        return str(exc)
+    return ""
 
 
 def fails_at(emu: PveEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> str:
-    """Run the sequence until it fails; what the failing run said."""
+    """Run the sequence, then a release's snapshot, until one fails; what it said."""
     for overrides in SEQUENCE:
         ok, said = run_stage(settings_for(emu, tmp_path, **overrides), caplog)
         if not ok:
             return said
+    said = release_snapshot(emu, tmp_path)
+    if said:
+        return said
     raise AssertionError("the stage ran through")
 
 
