@@ -256,7 +256,8 @@ def pyinfra(
 def drift(hosts_file: Path, hosts: int) -> Run:
     """``egodeploy drift --json``: exit 0 means in sync."""
     exe = Path(sys.executable).parent / "egodeploy"
-    cmd = [str(exe), "drift", "--json"] if exe.exists() else [sys.executable, "-m", "deploys.cli"]
+    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "deploys.cli"]
+    cmd = [*base, "drift", "--json"]
     out = stream(cmd, env={"EGOGRAPH_HOSTS_FILE": str(hosts_file)})
     drifted = None
     try:

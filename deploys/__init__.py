@@ -21,8 +21,8 @@ ones (``tests/unit/test_layers.py`` keeps this true; an import only for type hin
 - entry points: the entry files (``prod``, ``update``, ``rollback``, ``destroy``,
   ``docker_vm``), the ``@pvelxc`` connector (``proxmox.connector``, which pyinfra loads as such),
   ``proxmox.revert`` (``egodeploy rollback --snapshot``), ``cli``
-  (``egodeploy``), ``logs``, ``preflight`` and ``status`` (its ``logs``, ``preflight`` and
-  ``status`` commands) and ``docs``.
+  (``egodeploy``), ``drift``, ``logs``, ``preflight`` and ``status`` (its ``drift``,
+  ``logs``, ``preflight`` and ``status`` commands) and ``docs``.
 """
 
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "proxmox.connector",
         "proxmox.revert",
         "cli",
+        "drift",
         "logs",
         "preflight",
         "status",
