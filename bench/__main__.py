@@ -465,6 +465,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     started_at = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()
+    speed_at_start = measure.speed_probe()
     log("preparing the sandbox (host packages, network, git and HTTP servers, fixture app)")
     sandbox.prepare_host()
     env = sandbox.write_secret_env("bench")
@@ -515,6 +516,8 @@ def main(argv: list[str] | None = None) -> None:
             "cpus": os.cpu_count(),
             "loadavg_at_start": [round(x, 2) for x in load],
             "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+            "speed_probe_s_at_start": speed_at_start,
+            "speed_probe_s_at_end": measure.speed_probe(),
             "kernel": platform.release(),
             "python": platform.python_version(),
         },

@@ -153,6 +153,20 @@ def machine_cpu_seconds() -> float | None:
     return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / ticks
 
 
+def speed_probe(runs: int = 3) -> float:
+    """Seconds this machine takes for a fixed piece of Python work (10**7 empty loop turns,
+    the best of ``runs``): the sandbox's CPUs are shared, and their speed has differed
+    several-fold from one day to the next. Every figure of a run scales with it, so a result
+    records it at its start and end (``machine.speed_probe_s_*``) and runs compare by it."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        for _ in range(10**7):
+            pass
+        best = min(best, time.perf_counter() - start)
+    return round(best, 3)
+
+
 def _feed(pipe: IO[str] | None, text: str) -> None:
     assert pipe is not None
     try:

@@ -15,6 +15,19 @@ from . import report
 ANALYSIS = Path(__file__).parent / "analysis.md"
 
 
+def _speed_sentence(machine: dict[str, Any]) -> str:
+    """The machine's speed during the run (``measure.speed_probe``), for comparing runs:
+    results from before the probe existed have none."""
+    start, end = machine.get("speed_probe_s_at_start"), machine.get("speed_probe_s_at_end")
+    if start is None or end is None:
+        return ""
+    return (
+        f" The machine's speed: a fixed piece of Python work (10⁷ empty loop turns, "
+        f"`bench/measure.py` `speed_probe`) took {start:.2f} s at the start and {end:.2f} s "
+        "at the end; every figure here scales with it, so compare runs by it."
+    )
+
+
 def _fixed_vs_ops(steps: dict[str, float]) -> tuple[float, float, list[tuple[str, float]]]:
     ops = [(k.removeprefix("op: "), v) for k, v in steps.items() if k.startswith("op: ")]
     fixed = sum(v for k, v in steps.items() if not k.startswith("op: "))
@@ -86,7 +99,8 @@ def section(result: dict[str, Any], stem: str) -> str:
         "container, all at once) and `bench/baseline/playbook.yml` "
         f"(ansible-core {result['versions']['ansible-core'] or '-'}, pipelining and "
         "ControlPersist on). Every timed run starts on an idle machine (the harness waits "
-        "until the CPUs are idle), so one tool's leftovers are not counted against the next.",
+        "until the CPUs are idle), so one tool's leftovers are not counted against the next."
+        + _speed_sentence(result["machine"]),
         "",
         report.markdown_table(result),
     ]
