@@ -204,7 +204,7 @@ def take(
 def rollback(api: PveClient, ref: ContainerRef, name: str, *, timeout: float) -> None:
     """Revert the container to snapshot ``name`` and start it (``start=1``): PVE stops a
     running container first. An unknown name is refused before anything changes."""
-    from .tasks import wait_task
+    from .tasks import forked_task, wait_task
 
     names = [str(s.get("name")) for s in own_snapshots(listing(api, ref))]
     others = [
@@ -219,3 +219,8 @@ def rollback(api: PveClient, ref: ContainerRef, name: str, *, timeout: float) ->
         )
     upid = str(api.post(f"/nodes/{ref.node}/lxc/{ref.vmid}/snapshot/{name}/rollback", start=True))
     wait_task(api, upid, timeout=timeout)
+    # The start runs in a vzstart task of its own, after the rollback task has ended
+    # (forked_task says why): a start that fails is reported by that task.
+    start = forked_task(api, upid, "vzstart")
+    if start is not None:
+        wait_task(api, start, timeout=timeout)

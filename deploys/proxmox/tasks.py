@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from .client import PveClient
 
 UPID_RE = re.compile(
-    r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,9}:"
-    r"[0-9A-Fa-f]{8}:(?P<type>[^:\s]+):(?P<id>[^:\s]*):(?P<user>[^:\s]+):$"
+    r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):[0-9A-Fa-f]{8}:(?P<pstart>[0-9A-Fa-f]{8,9}):"
+    r"(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s]+):(?P<id>[^:\s]*):(?P<user>[^:\s]+):$"
 )
 LOG_PAGE = 500
 
@@ -38,11 +38,19 @@ class TaskResult:
 
 
 def parse_upid(upid: str) -> dict[str, str]:
-    """Split a UPID into node/type/id/user; raises ValueError when malformed."""
+    """Split a UPID into node/pstart/starttime/type/id/user (``pstart``: the worker
+    process's start in clock ticks since boot, ``starttime``: the task's epoch, both hex);
+    raises ValueError when malformed."""
     m = UPID_RE.match(upid)
     if not m:
         raise ValueError(f"not a PVE UPID: {upid!r}")
-    return {k: m.group(k) for k in ("node", "type", "id", "user")}
+    return {k: m.group(k) for k in ("node", "pstart", "starttime", "type", "id", "user")}
+
+
+def _started(info: dict[str, str]) -> tuple[int, int]:
+    """When a task started, to order tasks: its epoch second, then its worker's start (a
+    worker forked by another starts after it, in the same second too)."""
+    return int(info["starttime"], 16), int(info["pstart"], 16)
 
 
 def task_status(api: PveClient, upid: str) -> dict[str, Any]:
@@ -72,6 +80,46 @@ def task_log_from(api: PveClient, upid: str, start: int) -> list[str]:
         if len(chunk) < LOG_PAGE:
             return lines
         start += LOG_PAGE
+
+
+def forked_task(
+    api: PveClient,
+    upid: str,
+    task_type: str,
+    *,
+    wait: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """The ``task_type`` task for the same guest that task ``upid`` started, or None when
+    none is listed within ``wait`` seconds. A PVE handler that calls another one directly
+    from inside its task (Snapshot.pm ``rollback`` with ``start=1`` calls
+    ``PVE::API2::LXC::Status->vm_start``) gets a task of its own for that call: pve-common
+    ``src/PVE/RESTEnvironment.pm`` ``fork_worker`` forks whenever the caller is not the
+    CLI, and lists the new task (``active_workers``) before it returns. So the first task
+    ends while the second runs, and only the second says whether it worked. Listed with
+    ``GET /nodes/{node}/tasks`` (``source=all``: running ones too), which shows a caller its
+    own tasks with no privilege (pve-manager ``PVE/API2/Tasks.pm`` ``node_tasks``)."""
+    first = parse_upid(upid)
+    since = _started(first)
+    deadline = time.monotonic() + wait
+    while True:
+        listed = api.get(
+            f"/nodes/{first['node']}/tasks",
+            vmid=first["id"], typefilter=task_type, source="all", since=since[0],
+        )  # fmt: skip
+        mine = []
+        for item in listed or []:
+            try:
+                other = parse_upid(str(item.get("upid", "")))
+            except ValueError:
+                continue
+            if other["user"] == first["user"] and _started(other) > since:
+                mine.append((_started(other), str(item["upid"])))
+        if mine:
+            return min(mine)[1]
+        if time.monotonic() >= deadline:
+            return None
+        sleep(0.2)
 
 
 class LogTail:

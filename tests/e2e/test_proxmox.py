@@ -8,20 +8,15 @@ pyinfra's JSON report, the emulator's state and the container itself.
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.sandbox import container as sandbox_container
-from tests.sandbox import site
 from tests.sandbox.app import site as app_site
-from tests.sandbox.pve import site as pve_site
-from tests.sandbox.pve.sandbox_backend import SandboxBackend
+from tests.sandbox.pve.deploy_site import DeploySite
 from tests.sandbox.runner import PyinfraRun, egodeploy, pyinfra
 from tests.sandbox.runner import drift as run_drift
 
@@ -32,48 +27,6 @@ PROXMOX_OPS = (
     "Proxmox | CT egograph-prod exists with the runbook's spec",
     "Proxmox | CT egograph-prod running with its config in effect",
 )
-_counter = itertools.count()
-
-
-class Site:
-    def __init__(self, node: pve_site.Node, backend: SandboxBackend, env: Path, tmp: Path):
-        self.node = node
-        self.backend = backend
-        self.env = env
-        self.tmp = tmp
-
-    def hosts(self, **overrides: Any) -> Path:
-        data = {**site.settings(self.env), **pve_site.settings(self.node, **overrides)}
-        return site.write_hosts_file(self.tmp / "hosts.json", [("egograph-prod", data)])
-
-    def state(self) -> dict[str, Any]:
-        return dict(self.node.admin("state"))
-
-    def container(self, vmid: int = 100) -> sandbox_container.Container:
-        return sandbox_container.get(self.backend.name(vmid))
-
-
-@pytest.fixture
-def pve(sandbox: None, secret_env: Path, tmp_path: Path) -> Iterator[Callable[..., Site]]:
-    """Factory: an empty emulated node (no containers, no templates) and its sshd."""
-    app_site.publish_app("fixture")  # an earlier test may have left a broken release
-    made: list[Site] = []
-
-    def make(version: str = "9.1") -> Site:
-        prefix = f"p{os.getpid() % 1000}{next(_counter)}x"
-        node = pve_site.start_node(tmp_path / f"pve-{prefix}", version=version, prefix=prefix)
-        s = Site(node, SandboxBackend(prefix), secret_env, tmp_path)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.backend.tear_down(s.node)
-
-
-def health(s: Site) -> dict[str, Any]:
-    out = s.container().ssh("curl -fsS http://127.0.0.1:8000/health").stdout
-    return dict(json.loads(out))
 
 
 def ok(run: PyinfraRun) -> PyinfraRun:
@@ -81,8 +34,8 @@ def ok(run: PyinfraRun) -> PyinfraRun:
     return run
 
 
-def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
-    s = pve()
+def test_one_command_from_an_empty_node(empty_node: Callable[..., DeploySite]) -> None:
+    s = empty_node()
     hosts = s.hosts(ct_tun_method="raw")
 
     # --dry on the empty node: exit 0, nothing created, the plan says everything would change
@@ -109,7 +62,7 @@ def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
     assert "lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file" in top
     assert "unprivileged: 1" in conf and "features: nesting=1" in conf
     assert s.backend.tun_present(100)
-    assert health(s)["status"] == "ok"
+    assert s.health()["status"] == "ok"
     types = [t["type"] for t in s.state()["tasks"]]
     assert types == ["download", "vzcreate", "vzstart"], types  # no restart was needed
 
@@ -140,7 +93,7 @@ def test_one_command_from_an_empty_node(pve: Callable[..., Site]) -> None:
     assert code == 2 and "Proxmox | CT egograph-prod /dev/net/tun (raw)" in drifted(report), report
     ok(pyinfra(hosts, "-y", "--json"))
     assert drift(hosts)[0] == 0
-    assert s.backend.tun_present(100) and health(s)["status"] == "ok"
+    assert s.backend.tun_present(100) and s.health()["status"] == "ok"
 
     # egodeploy logs reaches the container the way the deploy does (@pvelxc: found through
     # the API, then SSH with the host's trust); the node runs no service and is skipped
@@ -180,8 +133,8 @@ def drifted(report: dict[str, Any]) -> set[str]:
     return {c["operation"] for changes in report["hosts"].values() for c in changes}
 
 
-def test_no_tun_then_raw_patch_restarts_once(pve: Callable[..., Site]) -> None:
-    s = pve()
+def test_no_tun_then_raw_patch_restarts_once(empty_node: Callable[..., DeploySite]) -> None:
+    s = empty_node()
     first = ok(pyinfra(s.hosts(ct_tun_method="none", tailscale_userspace=True), "-y", "--json"))
     assert first.totals()["error"] == 0
     assert not s.backend.tun_present(100)
@@ -200,12 +153,14 @@ def test_no_tun_then_raw_patch_restarts_once(pve: Callable[..., Site]) -> None:
     assert sorted(patched.changed_ops()) == sorted(dry.changed_ops())
     assert s.backend.tun_present(100)
     assert [t["type"] for t in s.state()["tasks"]].count("vzreboot") == 1
-    assert health(s)["status"] == "ok"
+    assert s.health()["status"] == "ok"
     assert ok(pyinfra(hosts, "-y", "--json")).totals()["success"] == 0
 
 
-def test_a_restart_owed_by_a_dead_run_is_made_by_the_next(pve: Callable[..., Site]) -> None:
-    s = pve()
+def test_a_restart_owed_by_a_dead_run_is_made_by_the_next(
+    empty_node: Callable[..., DeploySite],
+) -> None:
+    s = empty_node()
     ok(pyinfra(s.hosts(ct_tun_method="none", tailscale_userspace=True), "-y", "--json"))
     assert not s.backend.tun_present(100)
 
@@ -234,17 +189,17 @@ def test_a_restart_owed_by_a_dead_run_is_made_by_the_next(pve: Callable[..., Sit
     assert [t["exitstatus"] for t in reboots] == ["injected: reboot lost", "OK"]
     assert s.backend.tun_present(100)
     assert not marker.exists()
-    assert health(s)["status"] == "ok"
+    assert s.health()["status"] == "ok"
     # and then nothing is owed
     assert ok(pyinfra(hosts, "-y", "--json")).totals()["success"] == 0
 
 
-def test_dev_passthrough_with_a_root_ticket(pve: Callable[..., Site]) -> None:
-    s = pve()
+def test_dev_passthrough_with_a_root_ticket(empty_node: Callable[..., DeploySite]) -> None:
+    s = empty_node()
     hosts = s.hosts(ct_tun_method="dev")
     first = ok(pyinfra(hosts, "-y", "--json"))
     assert "Proxmox | CT egograph-prod /dev/net/tun (dev)" in first.changed_ops()
     assert "dev0: /dev/net/tun" in (s.node.conf_dir / "100.conf").read_text()
     assert s.backend.tun_present(100)
-    assert health(s)["status"] == "ok"
+    assert s.health()["status"] == "ok"
     assert ok(pyinfra(hosts, "--dry", "--json")).changed_ops() == []

@@ -8,71 +8,17 @@ read pyinfra's JSON report, the emulator's snapshots and tasks, and the containe
 
 from __future__ import annotations
 
-import itertools
-import json
-import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from tests.sandbox import container as sandbox_container
-from tests.sandbox import site
 from tests.sandbox.app import site as app_site
-from tests.sandbox.pve import site as pve_site
-from tests.sandbox.pve.sandbox_backend import SandboxBackend
+from tests.sandbox.pve.deploy_site import DeploySite
 from tests.sandbox.runner import PyinfraRun, egodeploy, pyinfra
 
 pytestmark = pytest.mark.e2e
 
 SNAPSHOT_OP = "Proxmox snapshot | Snapshot CT egograph-prod before a release"
-_counter = itertools.count()
-
-
-class Site:
-    def __init__(self, node: pve_site.Node, backend: SandboxBackend, env: Path, tmp: Path):
-        self.node, self.backend, self.env, self.tmp = node, backend, env, tmp
-
-    def hosts(self, **overrides: Any) -> Path:
-        data = {**site.settings(self.env), **pve_site.settings(self.node, **overrides)}
-        return site.write_hosts_file(self.tmp / "hosts.json", [("egograph-prod", data)])
-
-    def container(self) -> sandbox_container.Container:
-        return sandbox_container.get(self.backend.name(100))
-
-    def snapshots(self) -> list[str]:
-        listed = self.node.api("/nodes/pve/lxc/100/snapshot")
-        return sorted(str(s["name"]) for s in listed if s["name"] != "current")
-
-    def task_types(self) -> list[str]:
-        return [t["type"] for t in self.node.admin("state")["tasks"]]
-
-    def head(self) -> str:
-        return self.container().ssh("git -C /opt/egograph/repo rev-parse HEAD").stdout.strip()
-
-    def release(self) -> str:
-        out = self.container().ssh("curl -fsS http://127.0.0.1:8000/health").stdout
-        return str(json.loads(out)["release"])
-
-
-@pytest.fixture
-def pve(sandbox: None, secret_env: Path, tmp_path: Path) -> Iterator[Callable[[], Site]]:
-    """Factory: an empty emulated node and its sshd, torn down after the test."""
-    app_site.publish_app("fixture")  # an earlier test may have left another release
-    made: list[Site] = []
-
-    def make() -> Site:
-        prefix = f"s{os.getpid() % 1000}{next(_counter)}x"
-        node = pve_site.start_node(tmp_path / f"pve-{prefix}", prefix=prefix)
-        s = Site(node, SandboxBackend(prefix), secret_env, tmp_path)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.backend.tear_down(s.node)
-    app_site.publish_app("fixture")
 
 
 def ok(run: PyinfraRun) -> PyinfraRun:
@@ -86,8 +32,8 @@ def release(n: int) -> str:
     )
 
 
-def test_snapshot_taken_kept_n_and_reverted(pve: Callable[[], Site]) -> None:
-    s = pve()
+def test_snapshot_taken_kept_n_and_reverted(empty_node: Callable[..., DeploySite]) -> None:
+    s = empty_node()
     hosts = s.hosts(ct_tun_method="raw", pve_snapshot_keep=2)
 
     # the first release of a new container: nothing to go back to, no snapshot
@@ -109,7 +55,7 @@ def test_snapshot_taken_kept_n_and_reverted(pve: Callable[[], Site]) -> None:
     two = ok(pyinfra(hosts, "-y", "--json"))
     assert any(op.startswith(SNAPSHOT_OP) for op in two.changed_ops()), two.changed_ops()
     assert s.snapshots() == [f"egograph_{r2[:12]}"]
-    assert s.head() == r2 and s.release() == "2"
+    assert s.head() == r2 and s.health()["release"] == "2"
 
     # keep 2: after three releases, the two newest remain
     r3 = release(3)
@@ -119,7 +65,7 @@ def test_snapshot_taken_kept_n_and_reverted(pve: Callable[[], Site]) -> None:
     assert s.snapshots() == sorted([f"egograph_{r3[:12]}", f"egograph_{r4[:12]}"])
     assert s.task_types().count("vzsnapshot") == 3
     assert s.task_types().count("vzdelsnapshot") == 1
-    assert s.head() == r4 and s.release() == "4"
+    assert s.head() == r4 and s.health()["release"] == "4"
     assert app_site.CANARY not in four.output
 
     listed = egodeploy(hosts, "rollback", "--list")
@@ -142,16 +88,16 @@ def test_snapshot_taken_kept_n_and_reverted(pve: Callable[[], Site]) -> None:
     assert "vzrollback" in s.task_types()
     probe = s.container().ssh("test -e /root/written-after-the-snapshot && echo yes || echo no")
     assert probe.stdout.strip() == "no"
-    assert s.head() == r3 and s.release() == "3"
+    assert s.head() == r3 and s.health()["release"] == "3"
     active = s.container().ssh("systemctl is-active egograph-backend").stdout.strip()
     assert active == "active"
     assert app_site.CANARY not in back.stdout + back.stderr
 
 
 def test_a_storage_that_cannot_snapshot_stops_the_release_unless_allowed(
-    pve: Callable[[], Site],
+    empty_node: Callable[..., DeploySite],
 ) -> None:
-    s = pve()
+    s = empty_node()
     hosts = s.hosts(ct_tun_method="raw")
     ok(pyinfra(hosts, "-y", "--json"))
     r1 = s.head()
@@ -168,11 +114,11 @@ def test_a_storage_that_cannot_snapshot_stops_the_release_unless_allowed(
     assert "storage cannot snapshot it" in stopped.output, stopped.output[-3000:]
     assert "pve_snapshot_unsupported_ok" in stopped.output
     # stopped before the checkout moved: the old release still runs
-    assert s.head() == r1 and s.release() == "1"
+    assert s.head() == r1 and s.health()["release"] == "1"
     assert s.snapshots() == [] and "vzsnapshot" not in s.task_types()
 
     # allowed: the release goes on without a snapshot, with a warning
     allowed = ok(pyinfra(hosts, "-y", "--json", "--data", "pve_snapshot_unsupported_ok=True"))
     assert "releasing without a snapshot" in allowed.output
-    assert s.head() == r2 and s.release() == "2"
+    assert s.head() == r2 and s.health()["release"] == "2"
     assert s.snapshots() == []

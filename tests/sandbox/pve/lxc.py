@@ -218,7 +218,7 @@ class LxcApi(StorageApi):
                 self.write_conf(vmid, cur)
             if start_after:
                 # a direct call of the start handler: no VM.PowerMgmt check (§2.8 step 13)
-                self._do_start(vmid, task)
+                self._vm_start(ident, vmid)
             if pool is not None:
                 # the very end of the task: pool roles reach the new CT only from here
                 with self.lock:
@@ -294,6 +294,18 @@ class LxcApi(StorageApi):
         st = self._ct_status(vmid, self.load_conf(vmid))
         st["ha"] = {"managed": 0}
         return st
+
+    def _vm_start(self, ident: Identity, vmid: int) -> str:
+        """``PVE::API2::LXC::Status->vm_start`` called directly from inside another task
+        (create or a snapshot rollback with ``start=1``): its check before the fork, then a
+        ``vzstart`` task of its own. pve-common ``src/PVE/RESTEnvironment.pm``
+        ``fork_worker`` forks whenever the caller is not the CLI (``$sync`` only for
+        ``type eq 'cli'``) and registers the new task (``active_workers``) before it
+        returns, so the calling task ends while the container starts, and the start's
+        outcome is that task's, not the caller's."""
+        if self._is_running(vmid):
+            raise TaskAbort(f"CT {vmid} already running")
+        return self.run_task("vzstart", str(vmid), ident, lambda t: self._do_start(vmid, t))
 
     def _do_start(self, vmid: int, task: Task) -> None:
         with self.lock:

@@ -202,7 +202,7 @@ class SnapshotApi(LxcApi):
             # (LXC/Config.pm __snapshot_rollback_vm_stop: vm_stop($vmid, 1)), the volumes
             # rolled back (__snapshot_rollback_vol_rollback), then the snapshot's config
             # becomes the current one with parent = the snapshot; Snapshot.pm rollback
-            # starts it after when start=1.
+            # starts it after when start=1, in a vzstart task of its own (_vm_start).
             self._check_lock(conf)
             if snap.get("snapstate"):
                 raise TaskAbort(
@@ -217,7 +217,7 @@ class SnapshotApi(LxcApi):
                 self.write_conf(vmid, restored)
             if a.get("start"):
                 # a direct call of the start handler: no VM.PowerMgmt check (§2.19)
-                self._do_start(vmid, task)
+                self._vm_start(ident, vmid)
 
         return self._snapshot_task(ident, a, "vzrollback", rollback)
 

@@ -382,9 +382,13 @@ def test_snapshots(node: Callable[..., PveEmulator]) -> None:
     assert [s["name"] for s in listed] == ["before", "current"]
     assert listed[1]["parent"] == "before"
     assert api.ok("GET", f"{snaps}/before/config")["description"] == "x\n"
-    # rollback with start=1 starts it without VM.PowerMgmt (a direct call)
-    api.ok("POST", rollback, {"start": 1})
-    assert emu.backend.status(100) == "running"
+    # rollback with start=1 starts it without VM.PowerMgmt (a direct call), in a vzstart
+    # task of its own that the rollback task has started when it ends
+    upid = api.ok("POST", rollback, {"start": 1})
+    after = list(emu.tasks.values())[list(emu.tasks).index(upid) + 1 :]
+    started = [t for t in after if t.type == "vzstart"]
+    assert len(started) == 1 and started[0].done.wait(10), started
+    assert started[0].exitstatus == "OK" and emu.backend.status(100) == "running"
     assert "cores" not in api.ok("GET", "/nodes/pve/lxc/100/config")  # the PUT is undone
     assert api.call("POST", "/nodes/pve/lxc/100/status/stop")[:2] == denied(
         "/vms/100, VM.PowerMgmt"

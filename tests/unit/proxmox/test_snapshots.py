@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from deploys.proxmox.client import ContainerRef, PveClient
+from deploys.proxmox.errors import PveTaskError
 from deploys.proxmox.privileges import StagePlan, required_privileges, rollback_need
 from deploys.proxmox.snapshots import (
     SnapshotError,
@@ -195,6 +196,19 @@ def test_rollback_restores_and_starts(
     assert emulator.backend.status(100) == "running"
     calls = [c for c, _ in emulator.backend.calls]  # type: ignore[attr-defined]
     assert "rollback egograph_000000000001" in calls
+    # the start was a task of its own, waited for (the rollback task ended before it)
+    assert [t.type for t in emulator.tasks.values()][-2:] == ["vzrollback", "vzstart"]
+
+
+def test_a_start_that_fails_after_the_rollback_is_reported(
+    client: PveClient, ct: ContainerRef, emulator: PveEmulator
+) -> None:
+    take(client, ct, name="egograph_000000000001", description="", keep=3,
+         unsupported_ok=False, timeout=30)  # fmt: skip
+    emulator.inject_task_fault("vzstart", fail="startup for container '100' failed")
+    with pytest.raises(PveTaskError, match="startup for container '100' failed"):
+        rollback(client, ct, "egograph_000000000001", timeout=30)
+    assert emulator.backend.status(100) != "running"
 
 
 # ------------------------------------------------------------------------ the operation

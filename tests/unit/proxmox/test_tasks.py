@@ -11,7 +11,7 @@ import pytest
 
 from deploys.proxmox.client import PveClient
 from deploys.proxmox.errors import PveTaskError, PveTaskTimeout
-from deploys.proxmox.tasks import parse_upid, task_status, wait_task
+from deploys.proxmox.tasks import forked_task, parse_upid, task_status, wait_task
 from tests.sandbox.pve.emulator import PveEmulator
 
 
@@ -66,8 +66,12 @@ def test_task_timeout(
 def test_parse_upid(client: PveClient, creds: Any, create_ct: Callable[..., str]) -> None:
     upid = create_ct(client, 144)
     info = parse_upid(upid)
-    assert info == {"node": "pve", "type": "vzcreate", "id": "144", "user": creds.DEPLOY_TOKEN}
-    assert task_status(client, upid)["tokenid"] == "pyinfra"
+    named = {k: info[k] for k in ("node", "type", "id", "user")}
+    assert named == {"node": "pve", "type": "vzcreate", "id": "144", "user": creds.DEPLOY_TOKEN}
+    status = task_status(client, upid)
+    assert status["tokenid"] == "pyinfra"
+    assert int(info["starttime"], 16) == status["starttime"]
+    assert int(info["pstart"], 16) == status["pstart"]
     with pytest.raises(ValueError):
         parse_upid("UPID:nope")
 
@@ -179,3 +183,37 @@ def test_progress_of_a_slow_emulator_task(
     assert result.exitstatus == "OK"
     assert 1 <= len(said) <= 3, said
     assert all(0.5 <= elapsed < 2 for elapsed, _ in said)
+
+
+class ListedTasks:
+    """``GET /nodes/{node}/tasks`` answering a fixed list (what forked_task reads)."""
+
+    def __init__(self, upids: list[str]) -> None:
+        self.upids = upids
+        self.asked: list[dict[str, Any]] = []
+
+    def get(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        assert path == "/nodes/pve/tasks"
+        self.asked.append(params)
+        return [{"upid": u} for u in self.upids]
+
+
+def _upid(pstart: int, starttime: int, kind: str, user: str = "deploy@pve!pyinfra") -> str:
+    return f"UPID:pve:0000AB12:{pstart:08X}:{starttime:08X}:{kind}:100:{user}:"
+
+
+def test_forked_task_is_the_next_own_task_after_the_first() -> None:
+    rollback = _upid(500, 1000, "vzrollback")
+    earlier = _upid(400, 1000, "vzstart")  # the same second, but an older worker
+    other_user = _upid(600, 1001, "vzstart", user="root@pam")
+    forked, later = _upid(700, 1002, "vzstart"), _upid(900, 1003, "vzstart")
+    api = ListedTasks([later, other_user, forked, earlier])
+    assert forked_task(api, rollback, "vzstart") == forked  # type: ignore[arg-type]
+    assert api.asked == [{"vmid": "100", "typefilter": "vzstart", "source": "all", "since": 1000}]
+
+
+def test_no_forked_task_listed_is_none_after_the_wait() -> None:
+    slept: list[float] = []
+    api = ListedTasks([_upid(400, 999, "vzstart")])
+    found = forked_task(api, _upid(500, 1000, "vzrollback"), "vzstart", wait=0, sleep=slept.append)  # type: ignore[arg-type]
+    assert found is None and len(api.asked) == 1
