@@ -216,13 +216,14 @@ class LxcApi(StorageApi):
                 cur = self.load_conf(vmid)
                 cur.pop("lock", None)
                 self.write_conf(vmid, cur)
-            if start_after:
-                # a direct call of the start handler: no VM.PowerMgmt check (§2.8 step 13)
-                self._vm_start(ident, vmid)
             if pool is not None:
-                # the very end of the task: pool roles reach the new CT only from here
+                # the end of create_vm's $code: pool roles reach the new CT only from here
                 with self.lock:
                     self.user_cfg.add_vm_to_pool(vmid, pool)
+            if start_after:
+                # after $code, outside lock_config; a direct call of the start handler: no
+                # VM.PowerMgmt check (§2.8 step 13)
+                self._vm_start(ident, vmid)
 
         def cleanup(task: Task) -> None:
             with contextlib.suppress(Exception):
@@ -319,43 +320,60 @@ class LxcApi(StorageApi):
     def api_post_nodes_node_lxc_vmid_status_start(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
+        # pve-container src/PVE/API2/LXC/Status.pm vm_start: before the fork only the
+        # skiplock parameter and "already running"; the lock and template checks are the
+        # vzstart worker's (under lock_config), so they fail the task, not the request.
+        # lock_config's flock itself is not emulated: a worker here does not wait (up to
+        # 10 s upstream) for another worker of the same CT, such as a running create.
         vmid = int(a["vmid"])
         if a.get("skiplock") and not ident.is_root:
             raise param_error({"skiplock": "Only root may use this option."})
-        conf = self.load_conf(vmid)
+        self.load_conf(vmid)
         if self._is_running(vmid):
             raise PveError(500, f"CT {vmid} already running")
-        if not a.get("skiplock"):
-            self._check_lock(conf)
-        if str(conf.get("template", "0")) == "1":
-            raise PveError(500, "you can't start a CT if it's a template")
-        return self.run_task("vzstart", str(vmid), ident, lambda t: self._do_start(vmid, t))
+
+        def work(task: Task) -> None:
+            conf = self.load_conf(vmid)
+            if str(conf.get("template", "0")) == "1":
+                raise TaskAbort("you can't start a CT if it's a template")
+            if not a.get("skiplock") and conf.get("lock") != "mounted":
+                self._check_lock(conf)
+            self._do_start(vmid, task)
+
+        return self.run_task("vzstart", str(vmid), ident, work)
 
     def api_post_nodes_node_lxc_vmid_status_stop(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
+        # Status.pm vm_stop: the lock check is the vzstop worker's, as vm_start's
         vmid = int(a["vmid"])
         if a.get("skiplock") and not ident.is_root:
             raise param_error({"skiplock": "Only root may use this option."})
-        conf = self.load_conf(vmid)
+        self.load_conf(vmid)
         if not self._is_running(vmid):
             raise PveError(500, f"CT {vmid} not running")
-        if not a.get("skiplock"):
-            self._check_lock(conf)
-        return self.run_task("vzstop", str(vmid), ident, lambda t: self.backend.stop(vmid))
+
+        def work(task: Task) -> None:
+            conf = self.load_conf(vmid)
+            if not a.get("skiplock") and conf.get("lock") != "mounted":
+                self._check_lock(conf)
+            self.backend.stop(vmid)
+
+        return self.run_task("vzstop", str(vmid), ident, work)
 
     def api_post_nodes_node_lxc_vmid_status_shutdown(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
+        # Status.pm vm_shutdown: the lock check is the vzshutdown worker's
         vmid = int(a["vmid"])
-        conf = self.load_conf(vmid)
+        self.load_conf(vmid)
         if not self._is_running(vmid):
             raise PveError(500, f"CT {vmid} not running")
-        self._check_lock(conf)
         timeout = int(a.get("timeout", 60))
         force = bool(a.get("forceStop"))
 
         def work(task: Task) -> None:
+            self._check_lock(self.load_conf(vmid))
             try:
                 self.backend.shutdown(vmid, timeout)
             except Exception:
@@ -368,11 +386,11 @@ class LxcApi(StorageApi):
     def api_post_nodes_node_lxc_vmid_status_reboot(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
+        # Status.pm vm_reboot and src/PVE/LXC.pm vm_reboot: no lock check at all
         vmid = int(a["vmid"])
-        conf = self.load_conf(vmid)
+        self.load_conf(vmid)
         if not self._is_running(vmid):
             raise PveError(500, f"VM {vmid} not running")
-        self._check_lock(conf)
         timeout = int(a.get("timeout", 60))
 
         def work(task: Task) -> None:

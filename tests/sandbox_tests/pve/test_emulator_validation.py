@@ -341,8 +341,6 @@ def test_create_lock_and_task_format(emulator: PveEmulator, raw: Raw) -> None:
     assert len(upid.split(":")) == 9
     conf = raw.call("GET", "/nodes/pve/lxc/100/config").json()["data"]
     assert conf["lock"] == "create"
-    resp = raw.call("POST", "/nodes/pve/lxc/100/status/start")
-    assert (resp.status_code, resp.reason) == (500, "CT is locked (create)")
     running = raw.call("GET", f"/nodes/pve/tasks/{upid}/status").json()["data"]
     assert running["status"] == "running" and "exitstatus" not in running
     # percent-encoded UPID path works too
@@ -357,6 +355,36 @@ def test_create_lock_and_task_format(emulator: PveEmulator, raw: Raw) -> None:
     assert tasks[0]["upid"] == upid and tasks[0]["status"] == "OK"
     resp = raw.call("GET", "/nodes/pve/tasks/UPID:pve:00000001:00000001:00000001:x:1:a@b:/status")
     assert resp.json()["errors"] == {"upid": "no such task"}
+
+
+def test_a_lock_fails_the_start_task_and_a_reboot_ignores_it(
+    emulator: PveEmulator, raw: Raw
+) -> None:
+    # Status.pm vm_start checks the lock in its vzstart worker: the request is accepted
+    # and the task fails; vm_reboot (and LXC.pm vm_reboot) checks no lock
+    create_ok(raw)
+    with emulator.lock:
+        conf = emulator.load_conf(100)
+        conf["lock"] = "backup"
+        emulator.write_conf(100, conf)
+    resp = raw.call("POST", "/nodes/pve/lxc/100/status/start")
+    assert resp.status_code == 200, resp.reason
+    assert wait(emulator, resp.json()["data"])["exitstatus"] == "CT is locked (backup)"
+    assert emulator.backend.status(100) == "stopped"
+    with emulator.lock:
+        conf = emulator.load_conf(100)
+        conf.pop("lock")
+        emulator.write_conf(100, conf)
+    start = raw.call("POST", "/nodes/pve/lxc/100/status/start").json()["data"]
+    assert wait(emulator, start)["exitstatus"] == "OK"
+    with emulator.lock:
+        conf = emulator.load_conf(100)
+        conf["lock"] = "backup"
+        emulator.write_conf(100, conf)
+    stop = raw.call("POST", "/nodes/pve/lxc/100/status/stop").json()["data"]
+    assert wait(emulator, stop)["exitstatus"] == "CT is locked (backup)"
+    reboot = raw.call("POST", "/nodes/pve/lxc/100/status/reboot").json()["data"]
+    assert wait(emulator, reboot)["exitstatus"] == "OK"
 
 
 def test_conf_file_format_and_external_edit(emulator: PveEmulator, raw: Raw) -> None:
