@@ -296,17 +296,30 @@ class LxcApi(StorageApi):
         st["ha"] = {"managed": 0}
         return st
 
-    def _vm_start(self, ident: Identity, vmid: int) -> str:
-        """``PVE::API2::LXC::Status->vm_start`` called directly from inside another task
-        (create or a snapshot rollback with ``start=1``): its check before the fork, then a
-        ``vzstart`` task of its own. pve-common ``src/PVE/RESTEnvironment.pm``
+    def _vm_start(self, ident: Identity, vmid: int, *, skiplock: bool = False) -> str:
+        """``PVE::API2::LXC::Status->vm_start`` (pve-container src/PVE/API2/LXC/Status.pm),
+        from the start endpoint and as a direct call from inside another task (create or
+        a snapshot rollback with ``start=1``). Before the fork only "already running"; the
+        template and lock checks are the vzstart worker's (under lock_config), so they fail
+        the task, not the request. pve-common ``src/PVE/RESTEnvironment.pm``
         ``fork_worker`` forks whenever the caller is not the CLI (``$sync`` only for
         ``type eq 'cli'``) and registers the new task (``active_workers``) before it
-        returns, so the calling task ends while the container starts, and the start's
-        outcome is that task's, not the caller's."""
+        returns: a calling task ends while the container starts, and the start's outcome
+        is the vzstart task's, not the caller's. lock_config's flock itself is not
+        emulated: a worker here does not wait (up to 10 s upstream) for another worker of
+        the same CT, such as a running create."""
         if self._is_running(vmid):
-            raise TaskAbort(f"CT {vmid} already running")
-        return self.run_task("vzstart", str(vmid), ident, lambda t: self._do_start(vmid, t))
+            raise PveError(500, f"CT {vmid} already running")
+
+        def work(task: Task) -> None:
+            conf = self.load_conf(vmid)
+            if str(conf.get("template", "0")) == "1":
+                raise TaskAbort("you can't start a CT if it's a template")
+            if not skiplock and conf.get("lock") != "mounted":
+                self._check_lock(conf)
+            self._do_start(vmid, task)
+
+        return self.run_task("vzstart", str(vmid), ident, work)
 
     def _do_start(self, vmid: int, task: Task) -> None:
         with self.lock:
@@ -320,27 +333,11 @@ class LxcApi(StorageApi):
     def api_post_nodes_node_lxc_vmid_status_start(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
     ) -> Any:
-        # pve-container src/PVE/API2/LXC/Status.pm vm_start: before the fork only the
-        # skiplock parameter and "already running"; the lock and template checks are the
-        # vzstart worker's (under lock_config), so they fail the task, not the request.
-        # lock_config's flock itself is not emulated: a worker here does not wait (up to
-        # 10 s upstream) for another worker of the same CT, such as a running create.
         vmid = int(a["vmid"])
         if a.get("skiplock") and not ident.is_root:
             raise param_error({"skiplock": "Only root may use this option."})
         self.load_conf(vmid)
-        if self._is_running(vmid):
-            raise PveError(500, f"CT {vmid} already running")
-
-        def work(task: Task) -> None:
-            conf = self.load_conf(vmid)
-            if str(conf.get("template", "0")) == "1":
-                raise TaskAbort("you can't start a CT if it's a template")
-            if not a.get("skiplock") and conf.get("lock") != "mounted":
-                self._check_lock(conf)
-            self._do_start(vmid, task)
-
-        return self.run_task("vzstart", str(vmid), ident, work)
+        return self._vm_start(ident, vmid, skiplock=bool(a.get("skiplock")))
 
     def api_post_nodes_node_lxc_vmid_status_stop(
         self, ident: Identity, a: dict[str, Any], extra: dict[str, Any]
